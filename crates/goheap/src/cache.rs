@@ -1,0 +1,624 @@
+//! Per-thread caches (Go's mcache).
+//!
+//! Every thread that allocates gets a [`Cache`]: for each size class one *current* span to
+//! allocate from, plus the other spans the thread owns for that class:
+//!
+//! - `partial`: spans with free objects, waiting to become current;
+//! - `full`: parked full spans (see [`crate::span`]); they leave this list when one of their
+//!   objects is freed: by this thread (it unparks them) or by another (the freer pushes them
+//!   onto `reclaim`, which this thread drains when it runs out of spans).
+//!
+//! Go's mcache holds only the current span, because in Go nothing frees an object except
+//! the sweeper. Here programs free explicitly, and a span that filled up is usually freed into
+//! by the thread that filled it (binary-trees frees every tree it builds), so the thread keeps
+//! owning its full spans and those frees stay plain stores. Spans go to the central lists
+//! when a thread exits, and empty spans beyond a small budget go back to the page heap.
+//!
+//! # Fast paths
+//!
+//! Allocation: thread-local load of the cache, load of `current[class]`, then the span's
+//! window (`alloc_cache`, count-trailing-zeros). No lock, no atomic read-modify-write.
+//! Free by the owner: look up the span, compute the index with a multiply, set a bit. A free
+//! by any other thread: one `fetch_or` on the span's remote bitmap.
+//!
+//! # Lifecycle
+//!
+//! Caches come from OS memory, are never freed and are recycled through a pool, so a cache's
+//! address (used as the span owner id and as the home of parked spans) stays valid memory
+//! forever. A thread gets its cache on its first allocation and registers a pthread key
+//! destructor that hands everything back when the thread exits ([`Cache::retire`]). A thread
+//! without a cache (its cache is being created, or it has already been retired) uses the
+//! shared fallback cache under a lock.
+
+use core::cell::{Cell, UnsafeCell};
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use crate::central::CENTRAL;
+use crate::heap::{self, SpanStash};
+use crate::os;
+use crate::pagealloc::PageCache;
+use crate::report;
+use crate::sizeclass::NUM_CLASSES;
+use crate::span::{next_in_stack, ListTag, Span, SpanList, SpanStack};
+
+/// Empty spans a cache keeps for reuse before it returns them to the page heap, in pages
+/// (512 KiB). Enough that a program freeing and rebuilding a structure does not trade spans
+/// with the page heap on every cycle, small enough that idle threads hold little.
+const EMPTY_BUDGET_PAGES: usize = 64;
+
+/// Per-class counters of one cache. Written only by the owner (relaxed load + store: plain
+/// moves, no lock prefix), read by anyone summing statistics.
+pub struct ClassCounters {
+    /// Objects handed out: counted when a window of free objects is loaded.
+    pub nmalloc: [AtomicU64; NUM_CLASSES],
+    /// Objects freed by this thread (locally or remotely).
+    pub nfree: [AtomicU64; NUM_CLASSES],
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// A thread's allocation cache. See the module essay.
+pub struct Cache {
+    /// Current span per class; `sentinel()` when none. Owner-written, relaxed atomics so that
+    /// statistics can peek at the windows.
+    current: [AtomicPtr<Span>; NUM_CLASSES],
+    partial: [SpanList; NUM_CLASSES],
+    full: [SpanList; NUM_CLASSES],
+    /// Parked spans of ours that another thread freed into.
+    reclaim: SpanStack,
+    /// Pages of empty spans kept on partial lists.
+    empty_pages: Cell<usize>,
+    page_cache: UnsafeCell<PageCache>,
+    stash: UnsafeCell<SpanStash>,
+    pub counters: ClassCounters,
+    /// Next cache in the registry of all caches ever made (immutable once linked).
+    all_next: AtomicPtr<Cache>,
+    /// Next cache in the pool of free caches (guarded by the pool lock).
+    pool_next: Cell<*mut Cache>,
+    /// True while a thread (or the fallback) uses the cache.
+    pub live: AtomicBool,
+}
+
+// SAFETY: everything but the atomics is touched only by the thread that owns the cache (or,
+// for the fallback cache, by whoever holds its lock); ownership passes through the pool lock.
+unsafe impl Sync for Cache {}
+
+/// Registry of every cache (for statistics), and the pool of free ones.
+static ALL_CACHES: AtomicPtr<Cache> = AtomicPtr::new(ptr::null_mut());
+static POOL: Mutex<PoolHead> = Mutex::new(PoolHead(ptr::null_mut()));
+struct PoolHead(*mut Cache);
+// SAFETY: caches are plain OS memory, handed around under the pool lock.
+unsafe impl Send for PoolHead {}
+
+/// A span with no free objects, the `current` of every class that has none: the fast path
+/// then needs no null check. Made once, from OS memory, never owned by anyone.
+static SENTINEL: AtomicPtr<Span> = AtomicPtr::new(ptr::null_mut());
+
+#[inline(always)]
+fn sentinel() -> *mut Span {
+    SENTINEL.load(Ordering::Relaxed)
+}
+
+fn init_sentinel() -> bool {
+    if !SENTINEL.load(Ordering::Acquire).is_null() {
+        return true;
+    }
+    let _g = pool_lock();
+    if !SENTINEL.load(Ordering::Acquire).is_null() {
+        return true;
+    }
+    let p = os::reserve(os::OS_PAGE_SIZE.max(core::mem::size_of::<Span>()).next_multiple_of(os::OS_PAGE_SIZE), os::OS_PAGE_SIZE)
+        as *mut Span;
+    if p.is_null() {
+        return false;
+    }
+    // SAFETY: fresh OS memory, suitably aligned and sized.
+    unsafe { p.write(Span::new()) };
+    SENTINEL.store(p, Ordering::Release);
+    true
+}
+
+fn pool_lock() -> MutexGuard<'static, PoolHead> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Cache {
+    /// Takes a cache from the pool, or makes one from OS memory. Null if out of memory.
+    fn acquire() -> *mut Cache {
+        if !init_sentinel() {
+            return ptr::null_mut();
+        }
+        let mut pool = pool_lock();
+        let c = pool.0;
+        let c = if !c.is_null() {
+            // SAFETY: pooled caches are valid and unused; the lock makes them ours.
+            pool.0 = unsafe { (*c).pool_next.get() };
+            c
+        } else {
+            let size = core::mem::size_of::<Cache>().next_multiple_of(os::OS_PAGE_SIZE);
+            let c = os::reserve(size, os::OS_PAGE_SIZE) as *mut Cache;
+            if c.is_null() {
+                return ptr::null_mut();
+            }
+            // SAFETY: fresh OS memory of the right size and alignment.
+            unsafe { c.write(Cache::new()) };
+            // Link into the registry (push; never unlinked).
+            let mut head = ALL_CACHES.load(Ordering::Relaxed);
+            loop {
+                // SAFETY: `c` is ours until published by the CAS below.
+                unsafe { (*c).all_next.store(head, Ordering::Relaxed) };
+                match ALL_CACHES.compare_exchange_weak(head, c, Ordering::Release, Ordering::Relaxed) {
+                    Ok(_) => break,
+                    Err(h) => head = h,
+                }
+            }
+            c
+        };
+        drop(pool);
+        // SAFETY: `c` is ours now.
+        unsafe {
+            for cur in &(*c).current {
+                cur.store(sentinel(), Ordering::Relaxed);
+            }
+            (*c).live.store(true, Ordering::Release);
+        }
+        c
+    }
+
+    fn new() -> Cache {
+        Cache {
+            current: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
+            partial: [const { SpanList::new() }; NUM_CLASSES],
+            full: [const { SpanList::new() }; NUM_CLASSES],
+            reclaim: SpanStack::new(),
+            empty_pages: Cell::new(0),
+            page_cache: UnsafeCell::new(PageCache::EMPTY),
+            stash: UnsafeCell::new(SpanStash::new()),
+            counters: ClassCounters {
+                nmalloc: [const { AtomicU64::new(0) }; NUM_CLASSES],
+                nfree: [const { AtomicU64::new(0) }; NUM_CLASSES],
+            },
+            all_next: AtomicPtr::new(ptr::null_mut()),
+            pool_next: Cell::new(ptr::null_mut()),
+            live: AtomicBool::new(false),
+        }
+    }
+
+    #[inline(always)]
+    fn id(&self) -> usize {
+        self as *const Cache as usize
+    }
+
+    /// Allocation fast path for class `class`.
+    ///
+    /// # Safety
+    /// The caller owns the cache (it is this thread's, or the fallback under its lock).
+    #[inline(always)]
+    pub unsafe fn alloc(&self, class: usize) -> *mut u8 {
+        let s = self.current[class].load(Ordering::Relaxed);
+        // SAFETY: `current` always points at a span this cache owns, or at the sentinel,
+        // which nobody owns and whose window is always empty.
+        let p = unsafe { (*s).alloc_from_window() };
+        if !p.is_null() {
+            return p;
+        }
+        // SAFETY: caller's contract.
+        unsafe { self.refill(class) }
+    }
+
+    /// Slow path: the current span's window is empty.
+    #[cold]
+    #[inline(never)]
+    unsafe fn refill(&self, class: usize) -> *mut u8 {
+        let cur = self.current[class].load(Ordering::Relaxed);
+        // SAFETY (whole body): the cache owns `cur` and the spans on its lists; spans taken
+        // from central or the heap become ours before we touch their owner fields.
+        unsafe {
+            if cur != sentinel() {
+                if let Some(p) = self.alloc_after_refill(cur, class) {
+                    return p;
+                }
+                // Out of local frees: collect what other threads freed.
+                self.collect(cur);
+                if let Some(p) = self.alloc_after_refill(cur, class) {
+                    return p;
+                }
+                self.current[class].store(sentinel(), Ordering::Relaxed);
+                self.retire_full(cur, class);
+            }
+            loop {
+                let mut s = self.partial[class].pop();
+                if s.is_null() && !self.reclaim.is_empty() {
+                    self.drain_reclaim();
+                    s = self.partial[class].pop();
+                }
+                if s.is_null() {
+                    s = CENTRAL[class].take(self.id());
+                }
+                if s.is_null() {
+                    s = heap::new_small_span(class, self.id(), &mut *self.page_cache.get(), &mut *self.stash.get());
+                    if s.is_null() {
+                        return ptr::null_mut();
+                    }
+                }
+                if (*s).counted_empty.get() {
+                    (*s).counted_empty.set(false);
+                    self.empty_pages.set(self.empty_pages.get() - (*s).npages());
+                }
+                self.collect(s);
+                self.current[class].store(s, Ordering::Relaxed);
+                if let Some(p) = self.alloc_after_refill(s, class) {
+                    return p;
+                }
+                // Nothing free after all (a collected double free was refused): park it.
+                self.current[class].store(sentinel(), Ordering::Relaxed);
+                self.retire_full(s, class);
+            }
+        }
+    }
+
+    /// Loads `s`'s next window and allocates from it, counting the window as allocated.
+    unsafe fn alloc_after_refill(&self, s: *mut Span, class: usize) -> Option<*mut u8> {
+        // SAFETY: the cache owns `s`.
+        unsafe {
+            let n = (*s).refill_window();
+            if n == 0 {
+                return None;
+            }
+            bump(&self.counters.nmalloc[class], n as u64);
+            Some((*s).alloc_from_window())
+        }
+    }
+
+    /// Collects remote frees into `s`, reporting a double free if one is found.
+    unsafe fn collect(&self, s: *mut Span) {
+        // SAFETY: the cache owns `s`.
+        unsafe {
+            if let Err(idx) = (*s).collect_remote() {
+                report::double_free((*s).base() + idx * (*s).elemsize());
+            }
+        }
+    }
+
+    /// `s` has no free object: park it on the full list (or keep it partial if frees raced in).
+    unsafe fn retire_full(&self, s: *mut Span, class: usize) {
+        // SAFETY: the cache owns `s`; `self.reclaim` lives as long as the cache, and the cache
+        // waits for in-flight pushes before it is recycled (`retire`).
+        unsafe {
+            if (*s).park(&self.reclaim) {
+                self.full[class].push(s, ListTag::Full);
+            } else {
+                self.collect(s);
+                self.partial[class].push(s, ListTag::Partial);
+            }
+        }
+    }
+
+    /// Moves every span that other threads pushed home from the full lists to the partial
+    /// lists. Returns how many moved.
+    unsafe fn drain_reclaim(&self) -> usize {
+        let mut n = 0;
+        let mut s = self.reclaim.take_all();
+        while !s.is_null() {
+            // SAFETY: spans on our reclaim stack are ours, parked by us, so on a full list.
+            unsafe {
+                let next = next_in_stack(s);
+                let class = (*s).class();
+                self.full[class].remove(s);
+                self.collect(s);
+                self.partial[class].push(s, ListTag::Partial);
+                s = next;
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Free of object `idx` of `s` by the owning thread.
+    ///
+    /// # Safety
+    /// The cache owns `s` (checked by the caller through `owner`) and `ptr` is object `idx`.
+    #[inline(always)]
+    pub unsafe fn free_local(&self, s: *mut Span, idx: usize, ptr: usize) {
+        // SAFETY: caller's contract.
+        unsafe {
+            let nfree = match (*s).free_local(idx) {
+                Ok(n) => n,
+                Err(_) => report::double_free(ptr),
+            };
+            let class = (*s).class();
+            bump(&self.counters.nfree[class], 1);
+            let list = (*s).list();
+            if list == ListTag::None && nfree != (*s).nelems() {
+                return; // the current span (or a span in transit): nothing to move
+            }
+            self.free_local_slow(s, class, list, nfree);
+        }
+    }
+
+    #[cold]
+    unsafe fn free_local_slow(&self, s: *mut Span, class: usize, list: ListTag, nfree: usize) {
+        // SAFETY: the cache owns `s`.
+        unsafe {
+            let mut list = list;
+            if list == ListTag::Full {
+                if !(*s).unpark() {
+                    // A remote freer took it first and is pushing it onto our reclaim stack;
+                    // drain_reclaim will move it.
+                    return;
+                }
+                self.full[class].remove(s);
+                self.partial[class].push(s, ListTag::Partial);
+                list = ListTag::Partial;
+            }
+            if list == ListTag::Partial && nfree == (*s).nelems() && !(*s).counted_empty.get() {
+                let pages = (*s).npages();
+                if self.empty_pages.get() + pages <= EMPTY_BUDGET_PAGES {
+                    (*s).counted_empty.set(true);
+                    self.empty_pages.set(self.empty_pages.get() + pages);
+                } else if !(*s).has_remote() {
+                    self.partial[class].remove(s);
+                    heap::free_small_span(s, Some(&mut *self.stash.get()));
+                }
+            }
+        }
+    }
+
+    /// Returns every empty span this cache keeps to the page heap (`release_memory`).
+    ///
+    /// # Safety
+    /// The caller owns the cache.
+    pub unsafe fn free_empty_spans(&self) {
+        for class in 1..NUM_CLASSES {
+            let list = &self.partial[class];
+            let mut s = list.first();
+            while !s.is_null() {
+                // SAFETY: the cache owns its lists' spans.
+                unsafe {
+                    let next = (*s).link_next();
+                    self.collect(s);
+                    if (*s).nfree() == (*s).nelems() {
+                        if (*s).counted_empty.get() {
+                            self.empty_pages.set(self.empty_pages.get() - (*s).npages());
+                        }
+                        list.remove(s);
+                        heap::free_small_span(s, Some(&mut *self.stash.get()));
+                    }
+                    s = next;
+                }
+            }
+        }
+    }
+
+    /// Hands every span, page and counter back (thread exit). Afterwards the cache owns
+    /// nothing and no parked span names it as home, so it can be recycled.
+    ///
+    /// # Safety
+    /// The caller owns the cache and will not use it again.
+    unsafe fn retire(&self) {
+        // SAFETY (whole body): the cache owns every span on its lists and its current spans.
+        unsafe {
+            for class in 1..NUM_CLASSES {
+                let cur = self.current[class].swap(sentinel(), Ordering::Relaxed);
+                if cur != sentinel() {
+                    let unused = (*cur).return_window();
+                    let m = &self.counters.nmalloc[class];
+                    m.store(m.load(Ordering::Relaxed) - unused as u64, Ordering::Relaxed);
+                    self.give_back(cur);
+                }
+                loop {
+                    let s = self.partial[class].pop();
+                    if s.is_null() {
+                        break;
+                    }
+                    (*s).counted_empty.set(false);
+                    self.give_back(s);
+                }
+                // Full spans: take each back from parking. Those a remote freer already took
+                // are on (or on their way to) our reclaim stack; wait for them there.
+                let mut pending = 0;
+                let mut s = self.full[class].first();
+                while !s.is_null() {
+                    let next = (*s).link_next();
+                    if (*s).unpark() {
+                        self.full[class].remove(s);
+                        self.give_back(s);
+                    } else {
+                        pending += 1;
+                    }
+                    s = next;
+                }
+                while pending > 0 {
+                    let mut s = self.reclaim.take_all();
+                    while !s.is_null() {
+                        let next = next_in_stack(s);
+                        let c = (*s).class();
+                        self.full[c].remove(s);
+                        self.partial[c].push(s, ListTag::Partial);
+                        if c == class {
+                            pending -= 1;
+                        }
+                        s = next;
+                    }
+                    // Spans of this class that came home are now on the partial list.
+                    loop {
+                        let s = self.partial[class].pop();
+                        if s.is_null() {
+                            break;
+                        }
+                        self.give_back(s);
+                    }
+                    if pending > 0 {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+            self.empty_pages.set(0);
+            let pc = &mut *self.page_cache.get();
+            if !pc.is_empty() {
+                heap::lock().pages.flush_cache(pc);
+            }
+            (*self.stash.get()).flush();
+            crate::stats::retire_counters(&self.counters);
+        }
+    }
+
+    /// Gives a span we own (on no list, not parked) to the heap or central.
+    unsafe fn give_back(&self, s: *mut Span) {
+        // SAFETY: caller's contract.
+        unsafe {
+            self.collect(s);
+            let class = (*s).class();
+            if (*s).nfree() == (*s).nelems() {
+                heap::free_small_span(s, Some(&mut *self.stash.get()));
+            } else if (*s).nfree() > 0 {
+                CENTRAL[class].put_partial(s);
+            } else {
+                CENTRAL[class].put_full(s);
+            }
+        }
+    }
+
+    /// Number of free objects sitting in this cache's current windows for `class` (used to
+    /// make `nmalloc` exact).
+    pub fn window_objects(&self, class: usize) -> u64 {
+        let s = self.current[class].load(Ordering::Relaxed);
+        if s.is_null() {
+            return 0;
+        }
+        // SAFETY: span structs are never freed to the OS, so reading an atomic field of one is
+        // always defined, even if it was recycled meanwhile (the figure is then approximate).
+        unsafe { (*s).alloc_cache.load(Ordering::Relaxed).count_ones() as u64 }
+    }
+}
+
+/// Calls `f` on every cache ever made.
+pub fn for_each_cache(mut f: impl FnMut(&Cache)) {
+    let mut c = ALL_CACHES.load(Ordering::Acquire);
+    while !c.is_null() {
+        // SAFETY: caches are never freed.
+        unsafe {
+            f(&*c);
+            c = (*c).all_next.load(Ordering::Relaxed);
+        }
+    }
+}
+
+// ---- Thread-local access ----------------------------------------------------------------
+
+/// `THREAD_CACHE` values below this are states, not caches.
+const STATE_MAX: usize = 2;
+/// The thread's cache is being created: allocations meanwhile use the fallback.
+const INITIALIZING: usize = 1;
+/// The thread's cache has been retired (thread exit): the fallback serves it from now on.
+const DEAD: usize = 2;
+
+thread_local! {
+    static THREAD_CACHE: Cell<*mut Cache> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The calling thread's cache if it has a live one (fast path), else null.
+#[inline(always)]
+pub fn current() -> *mut Cache {
+    let c = THREAD_CACHE.get();
+    if c as usize > STATE_MAX {
+        c
+    } else {
+        ptr::null_mut()
+    }
+}
+
+/// The pthread key whose destructor retires the cache at thread exit.
+static EXIT_KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+
+unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
+    let c = p as *mut Cache;
+    if c.is_null() {
+        return;
+    }
+    THREAD_CACHE.set(DEAD as *mut Cache);
+    // SAFETY: the key's value is this thread's cache, which nothing else uses.
+    unsafe {
+        (*c).retire();
+        (*c).live.store(false, Ordering::Release);
+    }
+    let mut pool = pool_lock();
+    // SAFETY: the cache is retired; the pool lock makes the pool ours.
+    unsafe { (*c).pool_next.set(pool.0) };
+    pool.0 = c;
+}
+
+/// Gives the thread a cache, or says to use the fallback (returns null).
+#[cold]
+#[inline(never)]
+pub fn init_thread() -> *mut Cache {
+    let state = THREAD_CACHE.get();
+    if state as usize == INITIALIZING || state as usize == DEAD {
+        return ptr::null_mut();
+    }
+    if state as usize > STATE_MAX {
+        return state;
+    }
+    THREAD_CACHE.set(INITIALIZING as *mut Cache);
+    let key = *EXIT_KEY.get_or_init(|| {
+        let mut k: libc::pthread_key_t = 0;
+        // SAFETY: `k` is a valid out-pointer; the destructor has the required signature.
+        let r = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) };
+        assert_eq!(r, 0, "goheap: pthread_key_create failed");
+        k
+    });
+    let c = Cache::acquire();
+    if c.is_null() {
+        THREAD_CACHE.set(ptr::null_mut());
+        return c;
+    }
+    // SAFETY: the key exists; the value is only read back by our destructor.
+    unsafe { libc::pthread_setspecific(key, c as *const libc::c_void) };
+    THREAD_CACHE.set(c);
+    c
+}
+
+/// The shared cache of threads that have none, and its lock.
+static FALLBACK: Mutex<FallbackCache> = Mutex::new(FallbackCache(ptr::null_mut()));
+pub struct FallbackCache(*mut Cache);
+// SAFETY: the fallback cache is used only under its mutex.
+unsafe impl Send for FallbackCache {}
+
+impl FallbackCache {
+    /// The cache, created on first use; null if out of memory.
+    pub fn get(&mut self) -> *mut Cache {
+        if self.0.is_null() {
+            self.0 = Cache::acquire();
+        }
+        self.0
+    }
+}
+
+/// Locks the fallback cache.
+pub fn fallback() -> MutexGuard<'static, FallbackCache> {
+    FALLBACK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Retires the calling thread's cache now, as its exit would (tests use it to check that a
+/// retire hands everything back). The thread gets a fresh cache on its next allocation.
+pub fn retire_current_thread() {
+    let c = current();
+    if c.is_null() {
+        return;
+    }
+    THREAD_CACHE.set(INITIALIZING as *mut Cache);
+    // SAFETY: `c` is this thread's cache and nothing else uses it; the exit key still names
+    // it, so we clear the key before recycling.
+    unsafe {
+        if let Some(&k) = EXIT_KEY.get() {
+            libc::pthread_setspecific(k, ptr::null());
+        }
+        on_thread_exit(c.cast());
+    }
+    THREAD_CACHE.set(ptr::null_mut());
+}

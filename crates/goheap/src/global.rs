@@ -1,0 +1,249 @@
+//! The explicit-free face: `malloc`-style entry points and [`GoAlloc`], the
+//! `#[global_allocator]`.
+//!
+//! ```text
+//!   alloc(size, align)
+//!     size <= 32 KiB, align <= 8 ......... size class -> thread cache -> span window (fast path)
+//!     size <= 32 KiB, align <= 8 KiB .... smallest class whose size is a multiple of align
+//!     otherwise ......................... large object: pages straight from the page heap
+//!   free(ptr)
+//!     arena map -> span -> object index (multiply, no division)
+//!     span owned by this thread ......... set a bit (no atomic)
+//!     otherwise ......................... one fetch_or on the span's remote bitmap
+//! ```
+//!
+//! Every small span starts at a page boundary, so an object of a class whose size is a
+//! multiple of `align` is `align`-aligned; all class sizes are multiples of 8, which covers
+//! every alignment up to 8 without a look-up. Bad pointers (not from goheap, not the start
+//! of an object, already free) abort with a message (see [`crate::report`]); an impossible
+//! request or an exhausted OS gives null.
+
+use core::alloc::{GlobalAlloc, Layout};
+use core::ptr;
+
+use crate::cache::{self, Cache};
+use crate::heap;
+use crate::report;
+use crate::sizeclass::{size_to_class, size_to_class_aligned, CLASSES, MAX_SMALL_SIZE, PAGE_SIZE};
+use crate::span::Span;
+
+/// Alignment every small object has for free (all class sizes are multiples of 8).
+const MIN_ALIGN: usize = 8;
+
+/// Allocates `size` bytes aligned to `align` (a power of two). Null if impossible or out of
+/// memory. A zero size is served as one byte, so the pointer is unique and can be freed.
+#[inline(always)]
+pub fn alloc(size: usize, align: usize) -> *mut u8 {
+    if size <= MAX_SMALL_SIZE && align <= MIN_ALIGN {
+        return alloc_class(size_to_class(size));
+    }
+    alloc_slow(size, align, false)
+}
+
+/// Allocates `size` zeroed bytes aligned to `align`. Memory that is known to be zero (fresh
+/// from the OS, never used) is not cleared again.
+pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+    if size <= MAX_SMALL_SIZE && align <= MIN_ALIGN {
+        return zero_small(alloc_class(size_to_class(size)));
+    }
+    alloc_slow(size, align, true)
+}
+
+#[inline(always)]
+fn alloc_class(class: usize) -> *mut u8 {
+    let c = cache::current();
+    if !c.is_null() {
+        // SAFETY: `c` is this thread's live cache.
+        return unsafe { (*c).alloc(class) };
+    }
+    alloc_class_nocache(class)
+}
+
+#[cold]
+#[inline(never)]
+fn alloc_class_nocache(class: usize) -> *mut u8 {
+    let c = cache::init_thread();
+    if !c.is_null() {
+        crate::scavenger::ensure_started();
+        // SAFETY: `c` is this thread's live cache.
+        return unsafe { (*c).alloc(class) };
+    }
+    let mut fb = cache::fallback();
+    let c = fb.get();
+    if c.is_null() {
+        return ptr::null_mut();
+    }
+    // SAFETY: we hold the fallback lock, which makes us the fallback cache's owner.
+    unsafe { (*c).alloc(class) }
+}
+
+#[cold]
+fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
+    if !align.is_power_of_two() || size > isize::MAX as usize - (align - 1) {
+        return ptr::null_mut();
+    }
+    crate::scavenger::ensure_started();
+    if size <= MAX_SMALL_SIZE && align <= PAGE_SIZE {
+        if let Some(class) = size_to_class_aligned(size.max(1), align) {
+            let p = alloc_class(class);
+            return if zero { zero_small(p) } else { p };
+        }
+    }
+    heap::alloc_large(size, align, zero)
+}
+
+/// Clears a freshly allocated small object unless its span's memory is known to be zero.
+fn zero_small(p: *mut u8) -> *mut u8 {
+    if p.is_null() {
+        return p;
+    }
+    let s = heap::span_of(p as usize);
+    // SAFETY: `p` was just allocated from `s`, which this thread owns (it is the current
+    // span of one of our caches, or the fallback's under a lock we no longer hold: then
+    // `needzero` may be stale-true, which only costs a memset). The object is ours.
+    unsafe {
+        if (*s).owner() != cache::current() as usize || (*s).needzero() {
+            ptr::write_bytes(p, 0, (*s).elemsize());
+        }
+    }
+    p
+}
+
+/// Looks up the span of `p` and checks that `p` is the start of a live-looking object.
+/// Aborts with a message if not. Returns the span and the object index.
+#[inline(always)]
+fn object_of(p: *mut u8) -> (*mut Span, usize) {
+    let s = heap::span_of(p as usize);
+    if s.is_null() {
+        report::invalid_pointer(p as usize);
+    }
+    // SAFETY: the map holds only live spans.
+    let (idx, exact) = unsafe { (*s).object_index(p as usize) };
+    if !exact {
+        report::invalid_pointer(p as usize);
+    }
+    (s, idx)
+}
+
+/// Frees `p`, which must come from [`alloc`] (null is ignored). A pointer goheap did not hand
+/// out, or one already freed, aborts the process with a message.
+///
+/// # Safety
+/// `p` is not used after this call.
+#[inline(always)]
+pub unsafe fn free(p: *mut u8) {
+    if p.is_null() {
+        return;
+    }
+    let (s, idx) = object_of(p);
+    // SAFETY: `s` is live (map), and `p` is object `idx` of it.
+    unsafe {
+        let class = (*s).class();
+        if class == 0 {
+            heap::free_large(s);
+            return;
+        }
+        let c = cache::current();
+        if !c.is_null() && (*s).owner() == c as usize {
+            (*c).free_local(s, idx, p as usize);
+        } else {
+            free_remote(s, idx, p, c, class);
+        }
+    }
+}
+
+#[inline(never)]
+fn free_remote(s: *mut Span, idx: usize, p: *mut u8, c: *mut Cache, class: usize) {
+    // SAFETY: `s` is a live span from the map; any thread may free remotely.
+    if unsafe { (*s).free_remote(idx) }.is_err() {
+        report::double_free(p as usize);
+    }
+    if c.is_null() {
+        crate::stats::count_orphan_free(class);
+    } else {
+        // SAFETY: `c` is this thread's live cache; its counters are ours to bump.
+        unsafe {
+            let n = &(*c).counters.nfree[class];
+            n.store(n.load(core::sync::atomic::Ordering::Relaxed) + 1, core::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Usable size of the object at `p` (its size class, or its pages for a large object).
+///
+/// # Safety
+/// `p` is a live object from [`alloc`].
+pub unsafe fn usable_size(p: *mut u8) -> usize {
+    let (s, _) = object_of(p);
+    // SAFETY: live span from the map.
+    unsafe { (*s).elemsize() }
+}
+
+/// Resizes the object at `p` (of `old_size` requested bytes, alignment `align`) to
+/// `new_size`, in place when the size class (or the large object's pages) allows, else by
+/// moving it. Null (and `p` untouched) if out of memory.
+///
+/// # Safety
+/// `p` is a live object from [`alloc`] with the given alignment.
+pub unsafe fn realloc(p: *mut u8, old_size: usize, align: usize, new_size: usize) -> *mut u8 {
+    let (s, _) = object_of(p);
+    // SAFETY: live span from the map.
+    let (class, elemsize) = unsafe { ((*s).class(), (*s).elemsize()) };
+    if class != 0 {
+        // In place if the new size still needs this class: not larger, and not small enough
+        // for the previous class.
+        let lower = CLASSES[class - 1].size as usize;
+        if new_size <= elemsize && (new_size > lower || class == 1) {
+            return p;
+        }
+    // SAFETY: live large span.
+    } else if new_size > MAX_SMALL_SIZE && unsafe { heap::large_fits(s, new_size) } {
+        return p;
+    }
+    let q = if align <= MIN_ALIGN && new_size <= MAX_SMALL_SIZE {
+        alloc(new_size, align)
+    } else {
+        alloc_slow(new_size, align, false)
+    };
+    if !q.is_null() {
+        // SAFETY: both blocks are live and distinct; we copy what both can hold.
+        unsafe {
+            ptr::copy_nonoverlapping(p, q, old_size.min(new_size));
+            free(p);
+        }
+    }
+    q
+}
+
+/// goheap as Rust's global allocator:
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
+/// ```
+pub struct GoAlloc;
+
+// SAFETY: `alloc` returns null or a block of at least `layout.size()` bytes aligned to
+// `layout.align()` that nothing else uses until `dealloc`; `dealloc` accepts exactly such
+// blocks; `realloc` keeps the contents up to the smaller size.
+unsafe impl GlobalAlloc for GoAlloc {
+    #[inline(always)]
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        alloc(layout.size(), layout.align())
+    }
+
+    #[inline(always)]
+    unsafe fn dealloc(&self, p: *mut u8, _layout: Layout) {
+        // SAFETY: the GlobalAlloc contract: `p` came from us and is not used again.
+        unsafe { free(p) }
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        alloc_zeroed(layout.size(), layout.align())
+    }
+
+    unsafe fn realloc(&self, p: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the GlobalAlloc contract: `p` is live with `layout`.
+        unsafe { realloc(p, layout.size(), layout.align(), new_size) }
+    }
+}

@@ -1,0 +1,519 @@
+//! The page heap (Go's mheap): arenas, the address-to-span map, span structs, large objects.
+//!
+//! # Arenas
+//!
+//! The heap takes address space from the OS in *arenas* of 64 MiB, aligned to 64 MiB, and
+//! never gives an arena's address range back (it gives back the physical pages: see the
+//! scavenger). Every arena is handed to the [page allocator](crate::pagealloc), which tracks
+//! which of its 8192 pages are in use.
+//!
+//! # From an address to its span
+//!
+//! `free(p)` must find the span that holds `p` and must say "not ours" for any other address.
+//! Like Go, we map addresses with a two-level table: `ARENA_MAP[p >> 26]` (one entry per
+//! possible arena of a 48-bit address space: 4M entries, 32 MiB of zero-filled BSS that the
+//! kernel only backs where touched) points to the arena's [`ArenaMeta`], whose `spans[page]`
+//! points to the span covering that page. Small-object spans fill every page they cover (any
+//! interior address maps to them); a large-object span fills only its first page, because the
+//! only valid pointer to a large object is its start. Entries are cleared when a span is freed,
+//! so a stale or foreign pointer finds null.
+//!
+//! Objects larger than an arena (more than 64 MiB) get a mapping of their own ("huge"), whose
+//! first page is entered in the same map.
+//!
+//! # Locks
+//!
+//! One mutex, `HEAP`, guards the page allocator, the span-struct pool and arena growth. It is
+//! taken to get pages for a span (unless the caller's page cache can serve them), to free a
+//! span's pages, and for every large allocation. The map is read without locks: entries are
+//! atomics published with release stores after the span is fully initialised.
+
+use core::ptr;
+use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::os;
+use crate::pagealloc::{PageAlloc, PageCache, ARENA_BYTES, ARENA_PAGES, ARENA_SHIFT};
+use crate::sizeclass::{CLASSES, PAGE_SHIFT, PAGE_SIZE};
+use crate::span::Span;
+
+/// Bits of address the arena map covers: x86-64 and AArch64 user space is at most 48 bits.
+const ADDR_BITS: usize = 48;
+/// Entries in the arena map: 2^(48-26) = 4M.
+const ARENA_MAP_LEN: usize = 1 << (ADDR_BITS - ARENA_SHIFT);
+
+/// Per-arena metadata: the span of every page. 64 KiB, from the OS.
+#[repr(C)]
+pub struct ArenaMeta {
+    spans: [AtomicPtr<Span>; ARENA_PAGES],
+}
+
+static ARENA_MAP: [AtomicPtr<ArenaMeta>; ARENA_MAP_LEN] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_MAP_LEN];
+
+/// Heap-wide byte counters, readable without the lock. See [`crate::stats`].
+pub struct HeapCounters {
+    /// Bytes of address space reserved for arenas and huge objects.
+    pub sys: AtomicUsize,
+    /// Bytes in spans that are in use (small spans and large objects).
+    pub inuse: AtomicUsize,
+    /// Bytes of large objects (class 0) currently allocated, and their count.
+    pub large_bytes: AtomicUsize,
+    pub large_allocs: AtomicUsize,
+    pub large_frees: AtomicUsize,
+    pub large_total_bytes: AtomicUsize,
+    /// Bytes returned to the OS by the scavenger over the process lifetime.
+    pub released_total: AtomicUsize,
+}
+
+pub static COUNTERS: HeapCounters = HeapCounters {
+    sys: AtomicUsize::new(0),
+    inuse: AtomicUsize::new(0),
+    large_bytes: AtomicUsize::new(0),
+    large_allocs: AtomicUsize::new(0),
+    large_frees: AtomicUsize::new(0),
+    large_total_bytes: AtomicUsize::new(0),
+    released_total: AtomicUsize::new(0),
+};
+
+/// What the heap lock guards.
+pub struct HeapInner {
+    pub pages: PageAlloc,
+    /// Free list of span structs (linked through `Span::pool_next`).
+    span_pool: *mut Span,
+    /// Unused tail of the last OS chunk carved into span structs.
+    chunk_cur: usize,
+    chunk_end: usize,
+}
+
+// SAFETY: the raw pointers point into OS memory that belongs to the heap as a whole; the
+// mutex serialises all access to them.
+unsafe impl Send for HeapInner {}
+
+static HEAP: Mutex<HeapInner> = Mutex::new(HeapInner {
+    pages: PageAlloc::new(),
+    span_pool: ptr::null_mut(),
+    chunk_cur: 0,
+    chunk_end: 0,
+});
+
+/// Set once the background scavenger thread has been started (see [`crate::scavenger`]).
+static GREW: AtomicBool = AtomicBool::new(false);
+
+/// Takes the heap lock. A panic while holding it cannot leave the heap half-updated in a way
+/// that matters more than the panic, so poisoning is ignored.
+pub fn lock() -> MutexGuard<'static, HeapInner> {
+    HEAP.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The span holding `addr`, or null if `addr` is not in an in-use span of ours.
+#[inline(always)]
+pub fn span_of(addr: usize) -> *mut Span {
+    let ai = addr >> ARENA_SHIFT;
+    if ai >= ARENA_MAP_LEN {
+        return ptr::null_mut();
+    }
+    let meta = ARENA_MAP[ai].load(Ordering::Acquire);
+    if meta.is_null() {
+        return ptr::null_mut();
+    }
+    let page = (addr >> PAGE_SHIFT) & (ARENA_PAGES - 1);
+    // SAFETY: arena metadata is never freed once published.
+    unsafe { (*meta).spans[page].load(Ordering::Acquire) }
+}
+
+/// Enters `s` (or null) for pages `[base, base+npages)`, or only the first when `first_only`.
+fn map_span(base: usize, npages: usize, s: *mut Span, first_only: bool) {
+    let n = if first_only { 1 } else { npages };
+    for i in 0..n {
+        let a = base + i * PAGE_SIZE;
+        let meta = ARENA_MAP[a >> ARENA_SHIFT].load(Ordering::Acquire);
+        debug_assert!(!meta.is_null());
+        // SAFETY: every page we hand out lies in an arena whose metadata was published when
+        // the arena (or huge mapping) was added, and metadata is never freed.
+        unsafe { (*meta).spans[(a >> PAGE_SHIFT) & (ARENA_PAGES - 1)].store(s, Ordering::Release) };
+    }
+}
+
+/// Makes sure the arena containing `addr` has metadata. Heap lock held.
+fn ensure_meta(addr: usize) -> bool {
+    let ai = addr >> ARENA_SHIFT;
+    if ai >= ARENA_MAP_LEN {
+        return false;
+    }
+    if !ARENA_MAP[ai].load(Ordering::Acquire).is_null() {
+        return true;
+    }
+    let size = core::mem::size_of::<ArenaMeta>();
+    let m = os::reserve(size, os::OS_PAGE_SIZE);
+    if m.is_null() {
+        return false;
+    }
+    // Zeroed memory is a valid ArenaMeta (all null pointers).
+    ARENA_MAP[ai].store(m.cast(), Ordering::Release);
+    true
+}
+
+impl HeapInner {
+    /// Reserves a new arena and gives it to the page allocator.
+    fn grow(&mut self) -> bool {
+        let base = os::reserve(ARENA_BYTES, ARENA_BYTES);
+        if base.is_null() {
+            return false;
+        }
+        if !ensure_meta(base as usize) || !self.pages.grow(base as usize) {
+            // SAFETY: we just reserved it and nobody has seen it.
+            unsafe { os::release(base, ARENA_BYTES) };
+            return false;
+        }
+        COUNTERS.sys.fetch_add(ARENA_BYTES, Ordering::Relaxed);
+        GREW.store(true, Ordering::Release);
+        true
+    }
+
+    /// A run of `npages` pages, growing the heap if needed: (address, known zero).
+    pub fn alloc_pages(&mut self, npages: usize) -> Option<(usize, bool)> {
+        debug_assert!(npages >= 1 && npages <= ARENA_PAGES);
+        let (a, scav) = match self.pages.alloc(npages) {
+            Some(r) => r,
+            None => {
+                if !self.grow() {
+                    return None;
+                }
+                self.pages.alloc(npages)?
+            }
+        };
+        Some((a, scav == npages))
+    }
+
+    /// Refills a thread's page cache (returning what is left of the old window first).
+    pub fn refill_page_cache(&mut self, pc: &mut PageCache) -> bool {
+        if !pc.is_empty() {
+            self.pages.flush_cache(pc);
+        }
+        if let Some(c) = self.pages.alloc_cache() {
+            *pc = c;
+            return true;
+        }
+        if !self.grow() {
+            return false;
+        }
+        match self.pages.alloc_cache() {
+            Some(c) => {
+                *pc = c;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// A span struct from the pool (contents unspecified; the caller initialises it).
+    pub fn alloc_span_struct(&mut self) -> *mut Span {
+        let s = self.span_pool;
+        if !s.is_null() {
+            // SAFETY: pool spans are unused and the lock makes us their owner.
+            self.span_pool = unsafe { (*s).link_next() };
+            return s;
+        }
+        let sz = core::mem::size_of::<Span>().next_multiple_of(64);
+        if self.chunk_cur + sz > self.chunk_end {
+            const CHUNK: usize = 256 << 10;
+            let c = os::reserve(CHUNK, os::OS_PAGE_SIZE);
+            if c.is_null() {
+                return ptr::null_mut();
+            }
+            self.chunk_cur = c as usize;
+            self.chunk_end = c as usize + CHUNK;
+        }
+        let s = self.chunk_cur as *mut Span;
+        self.chunk_cur += sz;
+        // SAFETY: `s` is fresh, aligned (chunks are page aligned, `sz` a multiple of 64) and
+        // large enough for a Span; nobody else can see it.
+        unsafe { s.write(Span::new()) };
+        s
+    }
+
+    /// Returns a span struct to the pool.
+    ///
+    /// # Safety
+    /// Nobody references `s` as a live span any more (it is unmapped and on no list).
+    pub unsafe fn free_span_struct(&mut self, s: *mut Span) {
+        // SAFETY: caller's contract; the lock makes us the pool's owner.
+        unsafe { (*s).set_link_next(self.span_pool) };
+        self.span_pool = s;
+    }
+}
+
+/// Creates a span for size class `class`, owned by `owner`, taking its pages from `pc` when
+/// it can serve them, else from the page heap. Null when out of memory.
+pub fn new_small_span(class: usize, owner: usize, pc: &mut PageCache, stash: &mut SpanStash) -> *mut Span {
+    let npages = CLASSES[class].npages as usize;
+    let mut pages = pc.alloc(npages).map(|(a, scav)| (a, scav == npages));
+    let s = if pages.is_some() && !stash.is_empty() {
+        stash.pop()
+    } else {
+        let mut h = lock();
+        if pages.is_none() {
+            if h.refill_page_cache(pc) {
+                pages = pc.alloc(npages).map(|(a, scav)| (a, scav == npages));
+            }
+            if pages.is_none() {
+                pages = h.alloc_pages(npages);
+            }
+        }
+        stash.refill(&mut h);
+        if pages.is_none() {
+            return ptr::null_mut();
+        }
+        stash.pop()
+    };
+    let Some((base, zeroed)) = pages else {
+        unreachable!()
+    };
+    if s.is_null() {
+        lock().pages.free(base, npages);
+        return ptr::null_mut();
+    }
+    // SAFETY: `s` is a fresh span struct from the pool; remote bits of pooled spans are zero.
+    unsafe { (*s).init_small(base, class, zeroed, owner) };
+    COUNTERS.inuse.fetch_add(npages * PAGE_SIZE, Ordering::Relaxed);
+    map_span(base, npages, s, false);
+    s
+}
+
+/// Frees an empty small span: unmaps it, returns its pages and its struct.
+///
+/// # Safety
+/// The caller owns `s`, every object in it is free, and no list holds it.
+pub unsafe fn free_small_span(s: *mut Span, stash: Option<&mut SpanStash>) {
+    // SAFETY: caller's contract: the span is ours and empty.
+    let (base, npages) = unsafe { ((*s).base(), (*s).npages()) };
+    map_span(base, npages, ptr::null_mut(), false);
+    COUNTERS.inuse.fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+    let mut h = lock();
+    h.pages.free(base, npages);
+    match stash {
+        Some(st) if st.n < SpanStash::CAP => {
+            st.slots[st.n] = s;
+            st.n += 1;
+        }
+        // SAFETY: unmapped and on no list.
+        _ => unsafe { h.free_span_struct(s) },
+    }
+}
+
+/// A thread's private handful of span structs, so that making a span from its page cache
+/// needs no lock (Go's mspancache).
+pub struct SpanStash {
+    slots: [*mut Span; SpanStash::CAP],
+    n: usize,
+}
+
+impl Default for SpanStash {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpanStash {
+    const CAP: usize = 16;
+    pub const fn new() -> Self {
+        SpanStash {
+            slots: [ptr::null_mut(); SpanStash::CAP],
+            n: 0,
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+    fn pop(&mut self) -> *mut Span {
+        if self.n == 0 {
+            return ptr::null_mut();
+        }
+        self.n -= 1;
+        self.slots[self.n]
+    }
+    fn refill(&mut self, h: &mut HeapInner) {
+        while self.n < Self::CAP / 2 {
+            let s = h.alloc_span_struct();
+            if s.is_null() {
+                return;
+            }
+            self.slots[self.n] = s;
+            self.n += 1;
+        }
+    }
+    /// Gives every stashed struct back to the pool (thread exit).
+    pub fn flush(&mut self) {
+        if self.n == 0 {
+            return;
+        }
+        let mut h = lock();
+        while self.n > 0 {
+            self.n -= 1;
+            // SAFETY: stashed structs are unused.
+            unsafe { h.free_span_struct(self.slots[self.n]) };
+        }
+    }
+}
+
+/// Allocates a large object (more than `MAX_SMALL_SIZE` bytes, or an alignment no size class
+/// provides). Null when out of memory or when the request cannot be represented.
+pub fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
+    let Some(npages) = size.checked_add(PAGE_SIZE - 1).map(|s| s >> PAGE_SHIFT) else {
+        return ptr::null_mut();
+    };
+    let npages = npages.max(1);
+    let align_pages = align.div_ceil(PAGE_SIZE).max(1);
+    let Some(need) = npages.checked_add(align_pages - 1) else {
+        return ptr::null_mut();
+    };
+    if need > ARENA_PAGES {
+        return alloc_huge(npages, align, zero);
+    }
+    let mut h = lock();
+    let Some((raw, zeroed)) = h.alloc_pages(need) else {
+        return ptr::null_mut();
+    };
+    // Trim to the requested alignment; the page allocator is address ordered, so the head and
+    // tail go straight back.
+    let base = (raw + align_pages * PAGE_SIZE - 1) & !(align_pages * PAGE_SIZE - 1);
+    let head = (base - raw) >> PAGE_SHIFT;
+    let tail = need - head - npages;
+    if head > 0 {
+        h.pages.free(raw, head);
+    }
+    if tail > 0 {
+        h.pages.free(base + npages * PAGE_SIZE, tail);
+    }
+    let s = h.alloc_span_struct();
+    if s.is_null() {
+        h.pages.free(base, npages);
+        return ptr::null_mut();
+    }
+    drop(h);
+    // SAFETY: fresh span struct, exclusively ours until mapped.
+    unsafe { (*s).init_large(base, npages, zeroed) };
+    let bytes = npages * PAGE_SIZE;
+    if zero && !zeroed {
+        // SAFETY: the run is ours and `bytes` long.
+        unsafe { ptr::write_bytes(base as *mut u8, 0, bytes) };
+    }
+    note_large_alloc(bytes);
+    map_span(base, npages, s, true);
+    base as *mut u8
+}
+
+fn note_large_alloc(bytes: usize) {
+    COUNTERS.inuse.fetch_add(bytes, Ordering::Relaxed);
+    COUNTERS.large_bytes.fetch_add(bytes, Ordering::Relaxed);
+    COUNTERS.large_total_bytes.fetch_add(bytes, Ordering::Relaxed);
+    COUNTERS.large_allocs.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An object bigger than an arena: a mapping of its own.
+fn alloc_huge(npages: usize, align: usize, _zero: bool) -> *mut u8 {
+    let Some(bytes) = npages.checked_mul(PAGE_SIZE) else {
+        return ptr::null_mut();
+    };
+    if bytes > (1usize << (ADDR_BITS - 1)) {
+        return ptr::null_mut();
+    }
+    let base = os::reserve(bytes, align.max(PAGE_SIZE));
+    if base.is_null() {
+        return ptr::null_mut();
+    }
+    let mut h = lock();
+    let s = h.alloc_span_struct();
+    if s.is_null() || !ensure_meta(base as usize) {
+        if !s.is_null() {
+            // SAFETY: never published.
+            unsafe { h.free_span_struct(s) };
+        }
+        drop(h);
+        // SAFETY: just reserved, never published.
+        unsafe { os::release(base, bytes) };
+        return ptr::null_mut();
+    }
+    drop(h);
+    // SAFETY: fresh span struct. Fresh mappings are zero, so `zero` needs no work.
+    unsafe { (*s).init_large(base as usize, npages, true) };
+    COUNTERS.sys.fetch_add(bytes, Ordering::Relaxed);
+    note_large_alloc(bytes);
+    map_span(base as usize, npages, s, true);
+    base
+}
+
+/// Frees a large object's span.
+///
+/// # Safety
+/// `s` is the large span of a live object that the caller is freeing, and was just looked up
+/// from the object's address.
+pub unsafe fn free_large(s: *mut Span) {
+    // SAFETY: caller's contract.
+    let (base, npages) = unsafe { ((*s).base(), (*s).npages()) };
+    // Unmap first so that a second free of the same pointer finds nothing.
+    map_span(base, npages, ptr::null_mut(), true);
+    let bytes = npages * PAGE_SIZE;
+    COUNTERS.inuse.fetch_sub(bytes, Ordering::Relaxed);
+    COUNTERS.large_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    COUNTERS.large_frees.fetch_add(1, Ordering::Relaxed);
+    let mut h = lock();
+    if npages > ARENA_PAGES {
+        // SAFETY: unmapped above, on no list.
+        unsafe { h.free_span_struct(s) };
+        drop(h);
+        COUNTERS.sys.fetch_sub(bytes, Ordering::Relaxed);
+        // SAFETY: the huge mapping is ours alone and its object is dead.
+        unsafe { os::release(base as *mut u8, bytes) };
+    } else {
+        h.pages.free(base, npages);
+        // SAFETY: unmapped above, on no list.
+        unsafe { h.free_span_struct(s) };
+    }
+}
+
+/// Tries to resize a large object in place: true if `new_size` fits its pages as they are.
+/// (Growing into neighbouring free pages is left to `realloc`'s copy path.)
+///
+/// # Safety
+/// `s` is the large span of a live object.
+pub unsafe fn large_fits(s: *mut Span, new_size: usize) -> bool {
+    // SAFETY: caller's contract.
+    let npages = unsafe { (*s).npages() };
+    let have = npages * PAGE_SIZE;
+    // Keep the object in place when it still needs more than half of its pages; otherwise
+    // moving it returns memory.
+    new_size <= have && new_size > have / 2
+}
+
+/// True once the heap has reserved its first arena (the scavenger starts then).
+pub fn has_grown() -> bool {
+    GREW.load(Ordering::Acquire)
+}
+
+/// Returns up to `max_bytes` of free, not yet scavenged pages to the OS; returns the bytes
+/// released. The heap lock is dropped around each `madvise`, as Go's scavenger does, so
+/// allocation is never blocked behind a system call.
+pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
+    let mut released = 0;
+    while released < max_bytes {
+        let want = ((max_bytes - released) >> PAGE_SHIFT).clamp(1, chunk_pages);
+        let Some((addr, n)) = lock().pages.take_unscavenged(want) else {
+            break;
+        };
+        // SAFETY: the run is taken (marked in use) so nobody else uses it; it held only free
+        // pages, whose contents nobody needs.
+        unsafe { os::decommit(addr as *mut u8, n * PAGE_SIZE) };
+        lock().pages.free_scavenged(addr, n);
+        released += n * PAGE_SIZE;
+    }
+    COUNTERS.released_total.fetch_add(released, Ordering::Relaxed);
+    released
+}
+
+/// Page-level numbers, read under the lock: (total pages, free pages, scavenged pages).
+pub fn page_counts() -> (usize, usize, usize) {
+    let h = lock();
+    (h.pages.total_pages(), h.pages.free_pages(), h.pages.scavenged_pages())
+}

@@ -1,0 +1,48 @@
+//! Fatal error reports: what goheap says when it finds a heap-corrupting mistake (a double
+//! free, a pointer it never handed out), in the manner of glibc's `free(): invalid pointer`.
+//!
+//! Reporting must not allocate (the allocator may be the one that is broken), so messages
+//! are formatted into a stack buffer and written with `write(2)`, then the process aborts.
+
+use core::fmt::Write;
+
+struct StackBuf {
+    buf: [u8; 256],
+    len: usize,
+}
+
+impl Write for StackBuf {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        let n = s.len().min(self.buf.len() - self.len);
+        self.buf[self.len..self.len + n].copy_from_slice(&s.as_bytes()[..n]);
+        self.len += n;
+        Ok(())
+    }
+}
+
+/// Writes `goheap: <what> <ptr>` to stderr and aborts.
+#[cold]
+#[inline(never)]
+pub fn fatal(what: &str, ptr: usize) -> ! {
+    let mut b = StackBuf {
+        buf: [0; 256],
+        len: 0,
+    };
+    let _ = writeln!(b, "goheap: {what} {ptr:#x}");
+    // SAFETY: `b.buf[..b.len]` is initialised; fd 2 may be closed, in which case write fails
+    // harmlessly.
+    unsafe { libc::write(2, b.buf.as_ptr().cast(), b.len) };
+    std::process::abort()
+}
+
+/// A free of an object that is already free.
+#[cold]
+pub fn double_free(ptr: usize) -> ! {
+    fatal("free(): double free detected for pointer", ptr)
+}
+
+/// A free of an address goheap never handed out (or not the start of an object).
+#[cold]
+pub fn invalid_pointer(ptr: usize) -> ! {
+    fatal("free(): invalid pointer", ptr)
+}

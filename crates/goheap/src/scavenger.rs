@@ -1,0 +1,109 @@
+//! The scavenger: returns free pages to the OS (Go's `mgcscavenge.go`).
+//!
+//! Free pages stay mapped after their span is freed, so that the next span can reuse them
+//! without a page fault. The scavenger decides how many of them to give back with
+//! `madvise(MADV_DONTNEED)`:
+//!
+//! - **Goal.** Keep at most `max(heap_inuse / 10, 4 MiB)` of free, unscavenged memory: the
+//!   10% matches Go's `retainExtraPercent`, the floor keeps tiny heaps from churning.
+//! - **Pacing.** A background thread works in runs of at most 4 MiB and after each run
+//!   sleeps 99 times as long as the run took, so it uses about 1% of one CPU (Go's
+//!   `scavengePercent`). With nothing to do it sleeps for [`IDLE_SLEEP`].
+//! - **On demand.** [`crate::release_memory`] (Go's `debug.FreeOSMemory`) returns every free
+//!   page at once, after handing back empty spans from the caller's cache and the central
+//!   lists.
+//!
+//! The thread starts on the first heap growth, from an allocation slow path with no lock
+//! held, and can be disabled with `GOHEAP_SCAVENGER=off`.
+
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::heap::{self, COUNTERS};
+use crate::sizeclass::PAGE_SIZE;
+
+/// Fraction of one CPU the background scavenger may use, in percent.
+pub const SCAVENGE_PERCENT: u32 = 1;
+/// Largest run released per `madvise` call: 512 pages = 4 MiB.
+const RUN_PAGES: usize = 512;
+/// Sleep when the goal is met.
+const IDLE_SLEEP: Duration = Duration::from_millis(100);
+/// Free unscavenged memory always allowed.
+const RETAIN_FLOOR: usize = 4 << 20;
+
+static STARTED: AtomicBool = AtomicBool::new(false);
+
+/// Bytes of free, unscavenged memory the scavenger should release now to meet its goal.
+/// Exported for tests: the policy is a pure function of the page counts.
+pub fn excess_bytes(inuse: usize, free_pages: usize, scavenged_pages: usize) -> usize {
+    let dirty = (free_pages - scavenged_pages) * PAGE_SIZE;
+    let retain = (inuse / 10).max(RETAIN_FLOOR);
+    dirty.saturating_sub(retain)
+}
+
+/// How long to sleep after a run that took `work`, to stay at `SCAVENGE_PERCENT` of a CPU.
+pub fn pace(work: Duration) -> Duration {
+    work * (100 / SCAVENGE_PERCENT - 1)
+}
+
+/// Starts the background scavenger once the heap has grown. Cheap to call often.
+#[inline]
+pub fn ensure_started() {
+    if STARTED.load(Ordering::Relaxed) || !heap::has_grown() {
+        return;
+    }
+    start();
+}
+
+#[cold]
+fn start() {
+    if STARTED.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    if std::env::var_os("GOHEAP_SCAVENGER").is_some_and(|v| v == "off" || v == "0") {
+        return;
+    }
+    let _ = std::thread::Builder::new()
+        .name("goheap-scavenger".into())
+        .spawn(run);
+}
+
+fn run() {
+    loop {
+        let (_, free, scav) = heap::page_counts();
+        let want = excess_bytes(COUNTERS.inuse.load(Ordering::Relaxed), free, scav);
+        if want == 0 {
+            std::thread::sleep(IDLE_SLEEP);
+            continue;
+        }
+        let t = Instant::now();
+        let done = heap::scavenge(want.min(RUN_PAGES * PAGE_SIZE), RUN_PAGES);
+        if done == 0 {
+            std::thread::sleep(IDLE_SLEEP);
+            continue;
+        }
+        std::thread::sleep(pace(t.elapsed()).max(Duration::from_micros(50)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn goal_keeps_a_tenth_of_inuse_or_the_floor() {
+        let mib = 1 << 20;
+        let pages = |bytes: usize| bytes / PAGE_SIZE;
+        // 100 MiB in use: 10 MiB of dirty free memory may stay.
+        assert_eq!(excess_bytes(100 * mib, pages(30 * mib), 0), 20 * mib);
+        assert_eq!(excess_bytes(100 * mib, pages(30 * mib), pages(25 * mib)), 0);
+        // Small heap: the 4 MiB floor.
+        assert_eq!(excess_bytes(mib, pages(6 * mib), 0), 2 * mib);
+        assert_eq!(excess_bytes(0, 0, 0), 0);
+    }
+
+    #[test]
+    fn pacing_is_one_percent() {
+        assert_eq!(pace(Duration::from_millis(2)), Duration::from_millis(198));
+    }
+}

@@ -1,0 +1,814 @@
+//! Spans: runs of pages cut into objects of one size class, and the bitmaps that say which
+//! objects are free.
+//!
+//! # Layout and ownership
+//!
+//! A span covers `npages` pages starting at `base` and holds `nelems` objects of `elemsize`
+//! bytes (a large-object span holds one). Its metadata lives in this struct, outside the
+//! span's own memory, so that a span of free objects is never touched by the allocator (and a
+//! scavenged span costs no RSS).
+//!
+//! At any moment a small span has exactly one *owner*: either one thread cache (`owner` holds
+//! the cache's address) or the central list of its class (`owner == 0`, and the owner is then
+//! whoever holds that class's central lock). Only the owner reads or writes the owner fields
+//! (everything in a `Cell`, and `alloc_cache`); that is the invariant that makes the
+//! `unsafe impl Sync` below sound, and every `unsafe fn` here that touches those fields says
+//! "the caller owns the span". Ownership changes hands only under the central lock (central
+//! to cache, cache to central), which orders everything.
+//!
+//! # Free bits, the alloc cache, and why allocation writes no bitmap
+//!
+//! `free_bits` has one bit per object, 1 = free. Allocation follows Go's `nextFreeFast`: the
+//! owner keeps one 64-bit word of free bits in `alloc_cache` (the *window*), takes the lowest
+//! set bit with count-trailing-zeros and clears it. When a word is loaded into the window its
+//! `free_bits` word is zeroed, so at every moment
+//!
+//! ```text
+//!   object i is free  <=>  free_bits[i/64] has bit i%64          (outside the window)
+//!                           or alloc_cache has it (i/64 == window_word)
+//!                           or remote[i/64] has it (freed by another thread, not yet collected)
+//! ```
+//!
+//! and the three sets are disjoint; `nfree` counts the first two. A free by the owner sets the
+//! bit in `free_bits` (never in the window: the window is a snapshot, the next pass over that
+//! word finds it). A bit that is already set in either place is a double free.
+//!
+//! # Frees from other threads
+//!
+//! A thread that does not own the span sets the object's bit in `remote` with one atomic
+//! `fetch_or`, which also tells it whether the bit was already set (a double free). The owner
+//! *collects* remote bits (swaps each word with zero and ORs it into `free_bits`) when it runs
+//! out of local free objects. That is the only atomic read-modify-write on the free path, and
+//! it happens only for cross-thread frees.
+//!
+//! # Parking full spans
+//!
+//! A span with no free objects leaves its owner's allocation path: it is *parked* with
+//! `flags = PARKED` and `home` = the stack its owner watches (a thread cache's or a central
+//! class's reclaim stack). The first remote free into a parked span wins a CAS `PARKED -> 0`
+//! and pushes the span onto `home`, so the owner learns that the span has free objects again
+//! without ever scanning its full spans. The owner, when it parks, re-checks `remote` after
+//! setting the flag; the free does its `fetch_or` before reading the flag. With all four
+//! operations sequentially consistent, at least one side sees the other (Dekker), so a free
+//! can never be stranded in a parked span: either the freer pushes the span home, or the owner
+//! sees the bit and cancels the park (the CAS decides who, exactly one wins).
+
+use core::cell::Cell;
+use core::ptr;
+
+use crate::sizeclass::{obj_index, CLASSES, MAX_OBJS_PER_SPAN};
+use crate::sync::{spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+
+/// Words in a span's bitmaps: one bit per object, at most 1024 objects (8-byte class, 1 page).
+pub const MAX_WORDS: usize = MAX_OBJS_PER_SPAN / 64;
+
+/// `flags` value of a parked full span (see the module essay).
+const PARKED: u32 = 1;
+
+/// Which of its owner's lists a span is on. Owner field.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ListTag {
+    /// On no list: being set up, current in a cache, in transit, or a large span.
+    None,
+    /// On the owner's list of spans with free objects.
+    Partial,
+    /// On the owner's list of parked full spans.
+    Full,
+}
+
+/// Why a free was refused.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FreeError {
+    /// The object is already free.
+    DoubleFree,
+}
+
+/// The remote-free bitmap sits on its own cache line so that other threads' frees do not
+/// contend with the owner's allocation fast path.
+#[repr(align(64))]
+struct RemoteBits([AtomicU64; MAX_WORDS]);
+
+/// A run of pages holding objects of one size class. See the module essay for the ownership
+/// rules; fields marked "owner" may only be touched by the span's owner.
+#[repr(C)]
+pub struct Span {
+    // ---- The allocation fast path reads these, keep them first (one cache line). ----
+    /// Owner. Free bits of the window word `window_word`; relaxed atomic so that statistics
+    /// may read it from another thread (a plain `mov` on x86-64).
+    pub alloc_cache: AtomicU64,
+    /// Owner. Address of object `window_word * 64`.
+    window_addr: Cell<usize>,
+    /// Set at init, then immutable while the span is in use. Object size in bytes.
+    elemsize: Cell<usize>,
+    /// Owner. Free objects in `free_bits` plus the window.
+    nfree: Cell<u32>,
+    /// Owner. Word index the window holds (`u32::MAX` when none).
+    window_word: Cell<u32>,
+    /// Owner. Next word to look at when the window is empty.
+    scan: Cell<u32>,
+    /// Set at init. Number of objects.
+    nelems: Cell<u32>,
+    /// Set at init. First byte of the span.
+    base: Cell<usize>,
+    /// Set at init. Length in pages.
+    npages: Cell<usize>,
+    /// Set at init. `obj_index` multiplier for `elemsize`.
+    div_magic: Cell<u32>,
+    /// Set at init. Size class; 0 for a large-object span.
+    class: Cell<u8>,
+    /// Owner. True once an object of this span may hold old data (a free happened, or the
+    /// pages came dirty from the page heap), so `alloc_zeroed` must clear it.
+    needzero: Cell<bool>,
+    /// Owner. Counted in its cache's budget of kept empty spans.
+    pub counted_empty: Cell<bool>,
+    /// Owner. Which owner list the span is on.
+    list: Cell<ListTag>,
+    /// Owner. Links of the owner's doubly linked lists (and of the page heap's span pool).
+    next: Cell<*mut Span>,
+    prev: Cell<*mut Span>,
+    /// Owner. One bit per object, 1 = free (outside the window).
+    free_bits: [Cell<u64>; MAX_WORDS],
+
+    // ---- Shared with other threads. ----
+    /// Address of the owning cache, or 0 when the central list owns the span. Written only by
+    /// the owner (when it hands the span over) or by the taker under the central lock.
+    owner: AtomicUsize,
+    /// `PARKED` while the span sits full in its owner's full list, else 0.
+    flags: AtomicU32,
+    /// Where the first remote free pushes a parked span. Written by the owner before parking.
+    home: AtomicPtr<SpanStack>,
+    /// Link in a [`SpanStack`].
+    stack_next: AtomicPtr<Span>,
+    /// Objects freed by threads that do not own the span, not yet collected. 1 = freed.
+    remote: RemoteBits,
+}
+
+// SAFETY: the `Cell` fields are only accessed by the span's owner (module essay); ownership is
+// transferred with release/acquire synchronisation (the central lock, or the span stacks), so
+// no two threads access a `Cell` concurrently. Shared fields are atomics.
+unsafe impl Sync for Span {}
+// SAFETY: as for `Sync`: a span is plain data plus atomics, owned by one thread at a time.
+unsafe impl Send for Span {}
+
+impl Default for Span {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Span {
+    /// An unused span (no pages, no objects).
+    pub fn new() -> Span {
+        Span {
+            alloc_cache: AtomicU64::new(0),
+            window_addr: Cell::new(0),
+            elemsize: Cell::new(0),
+            nfree: Cell::new(0),
+            window_word: Cell::new(u32::MAX),
+            scan: Cell::new(0),
+            nelems: Cell::new(0),
+            base: Cell::new(0),
+            npages: Cell::new(0),
+            div_magic: Cell::new(0),
+            class: Cell::new(0),
+            needzero: Cell::new(false),
+            counted_empty: Cell::new(false),
+            list: Cell::new(ListTag::None),
+            next: Cell::new(ptr::null_mut()),
+            prev: Cell::new(ptr::null_mut()),
+            free_bits: [const { Cell::new(0) }; MAX_WORDS],
+            owner: AtomicUsize::new(0),
+            flags: AtomicU32::new(0),
+            home: AtomicPtr::new(ptr::null_mut()),
+            stack_next: AtomicPtr::new(ptr::null_mut()),
+            remote: RemoteBits(core::array::from_fn(|_| AtomicU64::new(0))),
+        }
+    }
+
+    /// Prepares the span to serve objects of size class `class` from `[base, base +
+    /// npages*PAGE_SIZE)`, all free, owned by `owner` (a cache address, or 0 for central).
+    ///
+    /// # Safety
+    /// The caller has exclusive access to the span (it is fresh from the span pool) and
+    /// `remote` is all zero (the pool invariant: spans return to the pool only when empty).
+    pub unsafe fn init_small(&self, base: usize, class: usize, zeroed: bool, owner: usize) {
+        let info = CLASSES[class];
+        let nelems = info.nelems as usize;
+        self.base.set(base);
+        self.npages.set(info.npages as usize);
+        self.elemsize.set(info.size as usize);
+        self.nelems.set(nelems as u32);
+        self.div_magic.set(info.div_magic);
+        self.class.set(class as u8);
+        self.needzero.set(!zeroed);
+        self.counted_empty.set(false);
+        self.list.set(ListTag::None);
+        self.nfree.set(nelems as u32);
+        self.scan.set(0);
+        self.window_word.set(u32::MAX);
+        self.alloc_cache.store(0, Ordering::Relaxed);
+        for (w, word) in self.free_bits.iter().enumerate() {
+            let lo = w * 64;
+            let bits = if lo >= nelems {
+                0
+            } else if nelems - lo >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << (nelems - lo)) - 1
+            };
+            word.set(bits);
+        }
+        debug_assert!(self.remote.0.iter().all(|r| r.load(Ordering::Relaxed) == 0));
+        self.flags.store(0, Ordering::Relaxed);
+        self.owner.store(owner, Ordering::Relaxed);
+    }
+
+    /// Prepares the span as a large-object span: one object covering all its pages.
+    ///
+    /// # Safety
+    /// The caller has exclusive access to the span.
+    pub unsafe fn init_large(&self, base: usize, npages: usize, zeroed: bool) {
+        self.base.set(base);
+        self.npages.set(npages);
+        self.elemsize.set(npages << crate::sizeclass::PAGE_SHIFT);
+        self.nelems.set(1);
+        self.div_magic.set(0);
+        self.class.set(0);
+        self.needzero.set(!zeroed);
+        self.nfree.set(0);
+        self.list.set(ListTag::None);
+        self.alloc_cache.store(0, Ordering::Relaxed);
+        self.window_word.set(u32::MAX);
+        self.owner.store(0, Ordering::Relaxed);
+        self.flags.store(0, Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    pub fn base(&self) -> usize {
+        self.base.get()
+    }
+    #[inline(always)]
+    pub fn npages(&self) -> usize {
+        self.npages.get()
+    }
+    #[inline(always)]
+    pub fn elemsize(&self) -> usize {
+        self.elemsize.get()
+    }
+    #[inline(always)]
+    pub fn nelems(&self) -> usize {
+        self.nelems.get() as usize
+    }
+    #[inline(always)]
+    pub fn class(&self) -> usize {
+        self.class.get() as usize
+    }
+    /// The owning cache's address, or 0 for central (or a large span).
+    #[inline(always)]
+    pub fn owner(&self) -> usize {
+        self.owner.load(Ordering::Relaxed)
+    }
+    /// Hands the span to a new owner.
+    ///
+    /// # Safety
+    /// The caller owns the span, and the hand-over is ordered by a lock or a span stack.
+    pub unsafe fn set_owner(&self, owner: usize) {
+        self.owner.store(owner, Ordering::Relaxed);
+    }
+
+    /// Index of the object containing `addr`, and whether `addr` is that object's first byte.
+    #[inline(always)]
+    pub fn object_index(&self, addr: usize) -> (usize, bool) {
+        let off = addr.wrapping_sub(self.base.get());
+        let idx = obj_index(off, self.div_magic.get());
+        (idx, idx * self.elemsize.get() == off && idx < self.nelems())
+    }
+
+    /// Owner field accessors for the lists.
+    ///
+    /// # Safety (all of the following)
+    /// The caller owns the span.
+    #[inline(always)]
+    pub unsafe fn nfree(&self) -> usize {
+        self.nfree.get() as usize
+    }
+    #[inline(always)]
+    pub unsafe fn needzero(&self) -> bool {
+        self.needzero.get()
+    }
+    #[inline(always)]
+    pub unsafe fn list(&self) -> ListTag {
+        self.list.get()
+    }
+
+    /// Allocation fast path: the next free object of the window, if any.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    #[inline(always)]
+    pub unsafe fn alloc_from_window(&self) -> *mut u8 {
+        let c = self.alloc_cache.load(Ordering::Relaxed);
+        if c == 0 {
+            return ptr::null_mut();
+        }
+        self.alloc_cache.store(c & (c - 1), Ordering::Relaxed);
+        self.nfree.set(self.nfree.get() - 1);
+        (self.window_addr.get() + c.trailing_zeros() as usize * self.elemsize.get()) as *mut u8
+    }
+
+    /// Loads the next non-empty word of `free_bits` into the window. Returns the number of
+    /// objects now in the window (0 when the span has no local free object).
+    ///
+    /// # Safety
+    /// The caller owns the span and the window is empty.
+    pub unsafe fn refill_window(&self) -> u32 {
+        debug_assert_eq!(self.alloc_cache.load(Ordering::Relaxed), 0);
+        if self.nfree.get() == 0 {
+            return 0;
+        }
+        let nwords = self.nelems().div_ceil(64) as u32;
+        let mut w = self.scan.get();
+        loop {
+            if w >= nwords {
+                w = 0;
+            }
+            let bits = self.free_bits[w as usize].get();
+            if bits != 0 {
+                self.free_bits[w as usize].set(0);
+                self.alloc_cache.store(bits, Ordering::Relaxed);
+                self.window_word.set(w);
+                self.window_addr
+                    .set(self.base.get() + w as usize * 64 * self.elemsize.get());
+                self.scan.set(w + 1);
+                return bits.count_ones();
+            }
+            w += 1;
+        }
+    }
+
+    /// Empties the window back into `free_bits`; returns how many objects it held.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn return_window(&self) -> u32 {
+        let c = self.alloc_cache.swap(0, Ordering::Relaxed);
+        if c != 0 {
+            let w = self.window_word.get() as usize;
+            self.free_bits[w].set(self.free_bits[w].get() | c);
+        }
+        c.count_ones()
+    }
+
+    /// Frees object `idx` on behalf of the owner. Returns the new count of free objects.
+    ///
+    /// # Safety
+    /// The caller owns the span and `idx < nelems`.
+    #[inline(always)]
+    pub unsafe fn free_local(&self, idx: usize) -> Result<usize, FreeError> {
+        let w = idx / 64;
+        let bit = 1u64 << (idx % 64);
+        let in_window =
+            w as u32 == self.window_word.get() && self.alloc_cache.load(Ordering::Relaxed) & bit != 0;
+        let word = self.free_bits[w].get();
+        if word & bit != 0 || in_window {
+            return Err(FreeError::DoubleFree);
+        }
+        self.free_bits[w].set(word | bit);
+        self.needzero.set(true);
+        let n = self.nfree.get() + 1;
+        self.nfree.set(n);
+        Ok(n as usize)
+    }
+
+    /// Frees object `idx` from a thread that does not own the span. Any thread may call it.
+    /// If the span was parked full, pushes it onto its home stack.
+    pub fn free_remote(&self, idx: usize) -> Result<(), FreeError> {
+        let bit = 1u64 << (idx % 64);
+        // SeqCst: one side of the park handshake (module essay); also releases the object's
+        // last writes to whoever collects the bit.
+        let old = self.remote.0[idx / 64].fetch_or(bit, Ordering::SeqCst);
+        if old & bit != 0 {
+            return Err(FreeError::DoubleFree);
+        }
+        if self.flags.load(Ordering::SeqCst) == PARKED
+            && self
+                .flags
+                .compare_exchange(PARKED, 0, Ordering::SeqCst, Ordering::Relaxed)
+                .is_ok()
+        {
+            // We won the span: exactly one thread pushes it home. `home` was written before
+            // the owner's SeqCst store of PARKED, which our successful CAS read.
+            let home = self.home.load(Ordering::Acquire);
+            // SAFETY: a parked span's home is a stack that outlives every span parked on it
+            // (caches wait for in-flight pushes before they are recycled; central is static).
+            unsafe { (*home).push(self as *const Span as *mut Span) };
+        }
+        Ok(())
+    }
+
+    /// Moves remote frees into `free_bits`. Returns how many were collected, or the index of
+    /// an object freed twice.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn collect_remote(&self) -> Result<u32, usize> {
+        let nwords = self.nelems().div_ceil(64);
+        let mut n = 0;
+        for w in 0..nwords {
+            if self.remote.0[w].load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            // Acquire: pairs with the freers' fetch_or, so their last writes to the objects
+            // happen before we hand the objects out again.
+            let bits = self.remote.0[w].swap(0, Ordering::Acquire);
+            let mut local = self.free_bits[w].get();
+            if w as u32 == self.window_word.get() {
+                local |= self.alloc_cache.load(Ordering::Relaxed);
+            }
+            if bits & local != 0 {
+                // Put the word back as it was minus the conflict so that nothing is lost.
+                let dup = bits & local;
+                self.free_bits[w].set(self.free_bits[w].get() | (bits & !local));
+                n += (bits & !local).count_ones();
+                self.nfree.set(self.nfree.get() + n);
+                self.needzero.set(true);
+                return Err(w * 64 + dup.trailing_zeros() as usize);
+            }
+            self.free_bits[w].set(self.free_bits[w].get() | bits);
+            n += bits.count_ones();
+        }
+        if n > 0 {
+            self.needzero.set(true);
+            self.nfree.set(self.nfree.get() + n);
+        }
+        Ok(n)
+    }
+
+    /// True if some remote free awaits collection. Any thread may ask.
+    pub fn has_remote(&self) -> bool {
+        let nwords = self.nelems().div_ceil(64);
+        self.remote.0[..nwords]
+            .iter()
+            .any(|r| r.load(Ordering::SeqCst) != 0)
+    }
+
+    /// Parks a full span: from now on the first remote free pushes it onto `home`. Returns
+    /// false if remote frees were already waiting, in which case the span is not parked and
+    /// the caller keeps it (and should collect).
+    ///
+    /// # Safety
+    /// The caller owns the span; `home` outlives the parking (see `free_remote`).
+    pub unsafe fn park(&self, home: *const SpanStack) -> bool {
+        self.home.store(home as *mut SpanStack, Ordering::Relaxed);
+        self.flags.store(PARKED, Ordering::SeqCst);
+        if self.has_remote() {
+            return !self.unpark();
+        }
+        true
+    }
+
+    /// Takes a parked span back. True if it worked; false if a remote freer already took it
+    /// and has pushed it, or is about to push it, onto its home stack.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn unpark(&self) -> bool {
+        self.flags
+            .compare_exchange(PARKED, 0, Ordering::SeqCst, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Next span on the owner's list (or in the page heap's pool of unused span structs).
+    ///
+    /// # Safety
+    /// The caller owns the pool (holds the heap lock).
+    pub unsafe fn link_next(&self) -> *mut Span {
+        self.next.get()
+    }
+    /// # Safety
+    /// As for [`Span::link_next`].
+    pub unsafe fn set_link_next(&self, n: *mut Span) {
+        self.next.set(n)
+    }
+
+    /// True while the span is parked (its first remote free has not come).
+    pub fn is_parked(&self) -> bool {
+        self.flags.load(Ordering::SeqCst) == PARKED
+    }
+}
+
+/// A lock-free stack of spans (Treiber), used as the "home" of parked spans. Anyone may
+/// push; only the stack's owner takes, and it takes everything at once, so there is no ABA.
+pub struct SpanStack {
+    head: AtomicPtr<Span>,
+}
+
+impl Default for SpanStack {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpanStack {
+    #[cfg(not(loom))]
+    pub const fn new() -> SpanStack {
+        SpanStack {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+    #[cfg(loom)]
+    pub fn new() -> SpanStack {
+        SpanStack {
+            head: AtomicPtr::new(ptr::null_mut()),
+        }
+    }
+
+    /// Pushes `s`.
+    ///
+    /// # Safety
+    /// `s` is a live span that is on no other stack.
+    pub unsafe fn push(&self, s: *mut Span) {
+        let mut h = self.head.load(Ordering::Relaxed);
+        loop {
+            // SAFETY: `s` is live (caller), and its `stack_next` belongs to whoever pushes it.
+            unsafe { (*s).stack_next.store(h, Ordering::Relaxed) };
+            match self
+                .head
+                .compare_exchange_weak(h, s, Ordering::Release, Ordering::Relaxed)
+            {
+                Ok(_) => return,
+                Err(cur) => {
+                    h = cur;
+                    spin_hint();
+                }
+            }
+        }
+    }
+
+    /// True if nothing was pushed since the last `take_all`.
+    pub fn is_empty(&self) -> bool {
+        self.head.load(Ordering::Relaxed).is_null()
+    }
+
+    /// Takes every span pushed so far, as an iterator-like chain: follow with [`next_in_stack`].
+    pub fn take_all(&self) -> *mut Span {
+        if self.is_empty() {
+            return ptr::null_mut();
+        }
+        self.head.swap(ptr::null_mut(), Ordering::Acquire)
+    }
+}
+
+/// The span after `s` in a chain returned by [`SpanStack::take_all`].
+///
+/// # Safety
+/// `s` came from such a chain.
+pub unsafe fn next_in_stack(s: *mut Span) -> *mut Span {
+    // SAFETY: caller's contract; the link was written before the push that published `s`.
+    unsafe { (*s).stack_next.load(Ordering::Relaxed) }
+}
+
+/// An intrusive doubly linked list of spans owned by one owner (a cache's partial or full
+/// list for one class, a central partial list, the page heap's span pool).
+pub struct SpanList {
+    head: Cell<*mut Span>,
+    len: Cell<usize>,
+}
+
+impl Default for SpanList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SpanList {
+    pub const fn new() -> SpanList {
+        SpanList {
+            head: Cell::new(ptr::null_mut()),
+            len: Cell::new(0),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.head.get().is_null()
+    }
+    pub fn len(&self) -> usize {
+        self.len.get()
+    }
+    pub fn first(&self) -> *mut Span {
+        self.head.get()
+    }
+
+    /// Pushes `s` at the front and tags it.
+    ///
+    /// # Safety
+    /// The caller owns the list and `s`, and `s` is on no list.
+    pub unsafe fn push(&self, s: *mut Span, tag: ListTag) {
+        // SAFETY: caller owns `s` and the list's spans; links are owner fields.
+        unsafe {
+            debug_assert_eq!((*s).list.get(), ListTag::None);
+            let h = self.head.get();
+            (*s).next.set(h);
+            (*s).prev.set(ptr::null_mut());
+            if !h.is_null() {
+                (*h).prev.set(s);
+            }
+            (*s).list.set(tag);
+        }
+        self.head.set(s);
+        self.len.set(self.len.get() + 1);
+    }
+
+    /// Unlinks `s`, which is on this list.
+    ///
+    /// # Safety
+    /// The caller owns the list and `s`, and `s` is on this list.
+    pub unsafe fn remove(&self, s: *mut Span) {
+        // SAFETY: caller owns the list and its spans.
+        unsafe {
+            let (n, p) = ((*s).next.get(), (*s).prev.get());
+            if p.is_null() {
+                debug_assert_eq!(self.head.get(), s);
+                self.head.set(n);
+            } else {
+                (*p).next.set(n);
+            }
+            if !n.is_null() {
+                (*n).prev.set(p);
+            }
+            (*s).next.set(ptr::null_mut());
+            (*s).prev.set(ptr::null_mut());
+            (*s).list.set(ListTag::None);
+        }
+        self.len.set(self.len.get() - 1);
+    }
+
+    /// Removes and returns the first span, or null.
+    ///
+    /// # Safety
+    /// The caller owns the list.
+    pub unsafe fn pop(&self) -> *mut Span {
+        let h = self.head.get();
+        if !h.is_null() {
+            // SAFETY: `h` is on this list, which the caller owns.
+            unsafe { self.remove(h) };
+        }
+        h
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+    use crate::sizeclass::{size_to_class, PAGE_SIZE};
+
+    fn small_span(class: usize) -> (Box<Span>, Vec<u8>) {
+        let info = CLASSES[class];
+        let mem = vec![0u8; info.npages as usize * PAGE_SIZE];
+        let s = Box::new(Span::new());
+        // SAFETY: fresh span, exclusively ours.
+        unsafe { s.init_small(mem.as_ptr() as usize, class, true, 1) };
+        (s, mem)
+    }
+
+    fn drain(s: &Span) -> Vec<usize> {
+        let mut out = vec![];
+        // SAFETY: the test owns the span.
+        unsafe {
+            loop {
+                let p = s.alloc_from_window();
+                if !p.is_null() {
+                    out.push(p as usize);
+                    continue;
+                }
+                if s.refill_window() == 0 {
+                    break;
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn every_object_once_then_full() {
+        for class in 1..CLASSES.len() {
+            let (s, _mem) = small_span(class);
+            let got = drain(&s);
+            assert_eq!(got.len(), s.nelems(), "class {class}");
+            let mut sorted = got.clone();
+            sorted.sort();
+            sorted.dedup();
+            assert_eq!(sorted.len(), got.len());
+            for (i, &a) in sorted.iter().enumerate() {
+                assert_eq!(a, s.base() + i * s.elemsize());
+            }
+            // SAFETY: the test owns the span.
+            unsafe { assert_eq!(s.nfree(), 0) };
+        }
+    }
+
+    #[test]
+    fn local_free_reuses_and_catches_double_free() {
+        let (s, _mem) = small_span(size_to_class(16));
+        let all = drain(&s);
+        // SAFETY: the test owns the span; indices are in range.
+        unsafe {
+            assert_eq!(s.free_local(3), Ok(1));
+            assert_eq!(s.free_local(3), Err(FreeError::DoubleFree));
+            assert_eq!(s.free_local(500), Ok(2));
+        }
+        let again = drain(&s);
+        assert_eq!(again, vec![all[3], all[500]]);
+    }
+
+    #[test]
+    fn freeing_an_object_still_in_the_window_is_a_double_free() {
+        let (s, _mem) = small_span(size_to_class(16));
+        // SAFETY: the test owns the span.
+        unsafe {
+            assert_eq!(s.refill_window(), 64);
+            let p = s.alloc_from_window();
+            assert_eq!(p as usize, s.base());
+            // Object 1 is free, sitting in the window.
+            assert_eq!(s.free_local(1), Err(FreeError::DoubleFree));
+            assert_eq!(s.free_local(0), Ok(s.nelems()));
+        }
+    }
+
+    #[test]
+    fn remote_frees_are_collected_and_double_frees_caught() {
+        let (s, _mem) = small_span(size_to_class(64));
+        let all = drain(&s);
+        assert!(s.free_remote(7).is_ok());
+        assert_eq!(s.free_remote(7), Err(FreeError::DoubleFree));
+        assert!(s.free_remote(100).is_ok());
+        // SAFETY: the test owns the span.
+        unsafe {
+            assert_eq!(s.collect_remote(), Ok(2));
+            assert_eq!(s.nfree(), 2);
+        }
+        assert_eq!(drain(&s), vec![all[7], all[100]]);
+        // A remote free of an object that is free locally is reported at collection.
+        // SAFETY: the test owns the span.
+        unsafe {
+            assert_eq!(s.free_local(9), Ok(1));
+            assert!(s.free_remote(9).is_ok());
+            assert_eq!(s.collect_remote(), Err(9));
+        }
+    }
+
+    #[test]
+    fn park_pushes_home_on_first_remote_free_only() {
+        let (s, _mem) = small_span(size_to_class(32));
+        drain(&s);
+        let home = SpanStack::new();
+        // SAFETY: the test owns the span; `home` outlives it.
+        unsafe { assert!(s.park(&home)) };
+        assert!(home.is_empty());
+        s.free_remote(1).unwrap();
+        s.free_remote(2).unwrap();
+        let got = home.take_all();
+        assert_eq!(got, &*s as *const Span as *mut Span);
+        // SAFETY: `got` came from take_all.
+        assert!(unsafe { next_in_stack(got) }.is_null());
+        assert!(!s.is_parked());
+    }
+
+    #[test]
+    fn park_is_cancelled_when_remote_frees_are_waiting() {
+        let (s, _mem) = small_span(size_to_class(32));
+        drain(&s);
+        s.free_remote(5).unwrap();
+        let home = SpanStack::new();
+        // SAFETY: the test owns the span.
+        unsafe {
+            assert!(!s.park(&home));
+            assert!(!s.is_parked());
+            assert_eq!(s.collect_remote(), Ok(1));
+        }
+        assert!(home.is_empty());
+    }
+
+    #[test]
+    fn list_push_remove_pop() {
+        let spans: Vec<Box<Span>> = (0..4).map(|_| Box::new(Span::new())).collect();
+        let p: Vec<*mut Span> = spans
+            .iter()
+            .map(|s| &**s as *const Span as *mut Span)
+            .collect();
+        let l = SpanList::new();
+        // SAFETY: the test owns the list and the spans.
+        unsafe {
+            for &s in &p {
+                l.push(s, ListTag::Partial);
+            }
+            assert_eq!(l.len(), 4);
+            l.remove(p[2]);
+            l.remove(p[3]);
+            assert_eq!((*p[3]).list(), ListTag::None);
+            assert_eq!(l.pop(), p[1]);
+            assert_eq!(l.pop(), p[0]);
+            assert!(l.pop().is_null());
+            assert!(l.is_empty());
+        }
+    }
+}
