@@ -112,8 +112,12 @@ fn init_sentinel() -> bool {
     if !SENTINEL.load(Ordering::Acquire).is_null() {
         return true;
     }
-    let p = os::reserve(os::OS_PAGE_SIZE.max(core::mem::size_of::<Span>()).next_multiple_of(os::OS_PAGE_SIZE), os::OS_PAGE_SIZE)
-        as *mut Span;
+    let p = os::reserve(
+        os::OS_PAGE_SIZE
+            .max(core::mem::size_of::<Span>())
+            .next_multiple_of(os::OS_PAGE_SIZE),
+        os::OS_PAGE_SIZE,
+    ) as *mut Span;
     if p.is_null() {
         return false;
     }
@@ -152,7 +156,12 @@ impl Cache {
             loop {
                 // SAFETY: `c` is ours until published by the CAS below.
                 unsafe { (*c).all_next.store(head, Ordering::Relaxed) };
-                match ALL_CACHES.compare_exchange_weak(head, c, Ordering::Release, Ordering::Relaxed) {
+                match ALL_CACHES.compare_exchange_weak(
+                    head,
+                    c,
+                    Ordering::Release,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => break,
                     Err(h) => head = h,
                 }
@@ -241,7 +250,12 @@ impl Cache {
                     s = CENTRAL[class].take(self.id());
                 }
                 if s.is_null() {
-                    s = heap::new_small_span(class, self.id(), &mut *self.page_cache.get(), &mut *self.stash.get());
+                    s = heap::new_small_span(
+                        class,
+                        self.id(),
+                        &mut *self.page_cache.get(),
+                        &mut *self.stash.get(),
+                    );
                     if s.is_null() {
                         return ptr::null_mut();
                     }

@@ -164,7 +164,10 @@ fn free_remote(s: *mut Span, idx: usize, p: *mut u8, c: *mut Cache, class: usize
         // SAFETY: `c` is this thread's live cache; its counters are ours to bump.
         unsafe {
             let n = &(*c).counters.nfree[class];
-            n.store(n.load(core::sync::atomic::Ordering::Relaxed) + 1, core::sync::atomic::Ordering::Relaxed);
+            n.store(
+                n.load(core::sync::atomic::Ordering::Relaxed) + 1,
+                core::sync::atomic::Ordering::Relaxed,
+            );
         }
     }
 }

@@ -246,7 +246,12 @@ impl HeapInner {
 
 /// Creates a span for size class `class`, owned by `owner`, taking its pages from `pc` when
 /// it can serve them, else from the page heap. Null when out of memory.
-pub fn new_small_span(class: usize, owner: usize, pc: &mut PageCache, stash: &mut SpanStash) -> *mut Span {
+pub fn new_small_span(
+    class: usize,
+    owner: usize,
+    pc: &mut PageCache,
+    stash: &mut SpanStash,
+) -> *mut Span {
     let npages = CLASSES[class].npages as usize;
     let mut pages = pc.alloc(npages).map(|(a, scav)| (a, scav == npages));
     let s = if pages.is_some() && !stash.is_empty() {
@@ -276,7 +281,9 @@ pub fn new_small_span(class: usize, owner: usize, pc: &mut PageCache, stash: &mu
     }
     // SAFETY: `s` is a fresh span struct from the pool; remote bits of pooled spans are zero.
     unsafe { (*s).init_small(base, class, zeroed, owner) };
-    COUNTERS.inuse.fetch_add(npages * PAGE_SIZE, Ordering::Relaxed);
+    COUNTERS
+        .inuse
+        .fetch_add(npages * PAGE_SIZE, Ordering::Relaxed);
     map_span(base, npages, s, false);
     s
 }
@@ -289,7 +296,9 @@ pub unsafe fn free_small_span(s: *mut Span, stash: Option<&mut SpanStash>) {
     // SAFETY: caller's contract: the span is ours and empty.
     let (base, npages) = unsafe { ((*s).base(), (*s).npages()) };
     map_span(base, npages, ptr::null_mut(), false);
-    COUNTERS.inuse.fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+    COUNTERS
+        .inuse
+        .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
     let mut h = lock();
     h.pages.free(base, npages);
     match stash {
@@ -407,7 +416,9 @@ pub fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
 fn note_large_alloc(bytes: usize) {
     COUNTERS.inuse.fetch_add(bytes, Ordering::Relaxed);
     COUNTERS.large_bytes.fetch_add(bytes, Ordering::Relaxed);
-    COUNTERS.large_total_bytes.fetch_add(bytes, Ordering::Relaxed);
+    COUNTERS
+        .large_total_bytes
+        .fetch_add(bytes, Ordering::Relaxed);
     COUNTERS.large_allocs.fetch_add(1, Ordering::Relaxed);
 }
 
@@ -508,12 +519,18 @@ pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
         lock().pages.free_scavenged(addr, n);
         released += n * PAGE_SIZE;
     }
-    COUNTERS.released_total.fetch_add(released, Ordering::Relaxed);
+    COUNTERS
+        .released_total
+        .fetch_add(released, Ordering::Relaxed);
     released
 }
 
 /// Page-level numbers, read under the lock: (total pages, free pages, scavenged pages).
 pub fn page_counts() -> (usize, usize, usize) {
     let h = lock();
-    (h.pages.total_pages(), h.pages.free_pages(), h.pages.scavenged_pages())
+    (
+        h.pages.total_pages(),
+        h.pages.free_pages(),
+        h.pages.scavenged_pages(),
+    )
 }

@@ -106,7 +106,10 @@ pub fn rss_bytes() -> usize {
     // SAFETY: the path is a NUL-terminated literal; `buf` is a valid writable buffer of the
     // length we pass; the descriptor is closed on every path.
     let n = unsafe {
-        let fd = libc::open(c"/proc/self/statm".as_ptr(), libc::O_RDONLY | libc::O_CLOEXEC);
+        let fd = libc::open(
+            c"/proc/self/statm".as_ptr(),
+            libc::O_RDONLY | libc::O_CLOEXEC,
+        );
         if fd < 0 {
             return 0;
         }

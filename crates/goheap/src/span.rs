@@ -367,8 +367,8 @@ impl Span {
     pub unsafe fn free_local(&self, idx: usize) -> Result<usize, FreeError> {
         let w = idx / 64;
         let bit = 1u64 << (idx % 64);
-        let in_window =
-            w as u32 == self.window_word.get() && self.alloc_cache.load(Ordering::Relaxed) & bit != 0;
+        let in_window = w as u32 == self.window_word.get()
+            && self.alloc_cache.load(Ordering::Relaxed) & bit != 0;
         let word = self.free_bits[w].get();
         if word & bit != 0 || in_window {
             return Err(FreeError::DoubleFree);
