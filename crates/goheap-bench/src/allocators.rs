@@ -53,5 +53,8 @@ pub fn find(name: &str) -> Result<&'static Allocator, String> {
         return Err(format!("allocator `{name}` is not in this build: {how}"));
     }
     let known: Vec<_> = ALLOCATORS.iter().map(|a| a.name).collect();
-    Err(format!("unknown allocator `{name}` (known: {})", known.join(", ")))
+    Err(format!(
+        "unknown allocator `{name}` (known: {})",
+        known.join(", ")
+    ))
 }

@@ -66,7 +66,11 @@ pub fn run(plan: &Plan) -> Vec<Sample> {
         for &workload in &plan.workloads {
             for &allocator in &plan.allocators {
                 let outcome = run_child(&exe, plan, workload, allocator);
-                let tag = format!("[{}/{total}] {} {allocator}", samples.len() + 1, workload.name());
+                let tag = format!(
+                    "[{}/{total}] {} {allocator}",
+                    samples.len() + 1,
+                    workload.name()
+                );
                 match &outcome {
                     Ok(m) => eprintln!(
                         "{tag} {} {} {:.1} MiB (cpu {:.2} s, wall {:.2} s)",
@@ -78,7 +82,12 @@ pub fn run(plan: &Plan) -> Vec<Sample> {
                     ),
                     Err(e) => eprintln!("{tag} FAILED\n{}", indent(e)),
                 }
-                samples.push(Sample { rep, workload, allocator, outcome });
+                samples.push(Sample {
+                    rep,
+                    workload,
+                    allocator,
+                    outcome,
+                });
             }
         }
     }
@@ -96,19 +105,37 @@ pub fn fmt_value(v: f64) -> String {
 }
 
 fn indent(text: &str) -> String {
-    text.lines().map(|l| format!("    !! {l}")).collect::<Vec<_>>().join("\n")
+    text.lines()
+        .map(|l| format!("    !! {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
-fn run_child(exe: &PathBuf, plan: &Plan, workload: Workload, allocator: &str) -> Result<Measurement, String> {
+fn run_child(
+    exe: &PathBuf,
+    plan: &Plan,
+    workload: Workload,
+    allocator: &str,
+) -> Result<Measurement, String> {
     let mut cmd = Command::new(exe);
-    cmd.args(["child", &workload.name(), allocator, "--threads", &plan.threads.to_string()]);
+    cmd.args([
+        "child",
+        &workload.name(),
+        allocator,
+        "--threads",
+        &plan.threads.to_string(),
+    ]);
     if plan.quick {
         cmd.arg("--quick");
     }
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
 
     let start = Instant::now();
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start child: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start child: {e}"))?;
     let pid = child.id() as libc::pid_t;
     let stdout = read_in_background(child.stdout.take().unwrap());
     let stderr = read_in_background(child.stderr.take().unwrap());
@@ -146,18 +173,31 @@ fn run_child(exe: &PathBuf, plan: &Plan, workload: Workload, allocator: &str) ->
         msg
     };
     if r != pid {
-        return Err(describe(format!("wait4 failed: {}", std::io::Error::last_os_error())));
+        return Err(describe(format!(
+            "wait4 failed: {}",
+            std::io::Error::last_os_error()
+        )));
     }
     if timed_out {
-        return Err(describe(format!("killed after the {} s timeout", plan.timeout.as_secs())));
+        return Err(describe(format!(
+            "killed after the {} s timeout",
+            plan.timeout.as_secs()
+        )));
     }
     if libc::WIFSIGNALED(status) {
-        return Err(describe(format!("killed by signal {}", libc::WTERMSIG(status))));
+        return Err(describe(format!(
+            "killed by signal {}",
+            libc::WTERMSIG(status)
+        )));
     }
     if !libc::WIFEXITED(status) || libc::WEXITSTATUS(status) != 0 {
-        return Err(describe(format!("exit status {}", libc::WEXITSTATUS(status))));
+        return Err(describe(format!(
+            "exit status {}",
+            libc::WEXITSTATUS(status)
+        )));
     }
-    let value = parse_result(&stdout).ok_or_else(|| describe("no valid `result <value>` line on stdout".into()))?;
+    let value = parse_result(&stdout)
+        .ok_or_else(|| describe("no valid `result <value>` line on stdout".into()))?;
     let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 * 1e-6;
     Ok(Measurement {
         value,

@@ -89,7 +89,10 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
     while let Some(arg) = it.next() {
         let mut value = |name: &str| it.next().cloned().ok_or(format!("{name} needs a value"));
         let number = |name: &str, v: String| -> Result<usize, String> {
-            v.parse().ok().filter(|&n| n > 0).ok_or(format!("{name}: `{v}` is not a positive number"))
+            v.parse()
+                .ok()
+                .filter(|&n| n > 0)
+                .ok_or(format!("{name}: `{v}` is not a positive number"))
         };
         match arg.as_str() {
             "--quick" => o.quick = true,
@@ -99,7 +102,9 @@ fn parse_options(args: &[String]) -> Result<Options, String> {
             "--alloc" => o.alloc = Some(value("--alloc")?),
             "--csv" => o.csv = Some(value("--csv")?.into()),
             "--timeout" => o.timeout = Some(number("--timeout", value("--timeout")?)? as u64),
-            flag if flag.starts_with("--") => return Err(format!("unknown option {flag}\n{USAGE}")),
+            flag if flag.starts_with("--") => {
+                return Err(format!("unknown option {flag}\n{USAGE}"))
+            }
             _ => o.positional.push(arg.clone()),
         }
     }
@@ -114,12 +119,17 @@ fn select_workloads(only: Option<&str>) -> Result<Vec<Workload>, String> {
     for want in only.split(',').map(str::trim).filter(|w| !w.is_empty()) {
         let exact: Vec<Workload> = all.iter().copied().filter(|w| w.name() == want).collect();
         let matches = if exact.is_empty() {
-            all.iter().copied().filter(|w| w.name().starts_with(want)).collect()
+            all.iter()
+                .copied()
+                .filter(|w| w.name().starts_with(want))
+                .collect()
         } else {
             exact
         };
         if matches.is_empty() {
-            return Err(format!("no workload matches `{want}` (see `goheap-bench list`)"));
+            return Err(format!(
+                "no workload matches `{want}` (see `goheap-bench list`)"
+            ));
         }
         picked.extend(matches);
     }
@@ -151,15 +161,23 @@ fn cmd_run(args: &[String]) -> Result<ExitCode, String> {
     let samples = driver::run(&plan);
     println!("{}", report::markdown(&plan, &samples));
     if let Some(path) = &o.csv {
-        report::write_csv(path, &plan, &samples).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        report::write_csv(path, &plan, &samples)
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         eprintln!("raw results written to {}", path.display());
     }
 
-    let failed: Vec<_> = samples.iter().filter_map(|s| s.outcome.as_ref().err().map(|e| (s, e))).collect();
+    let failed: Vec<_> = samples
+        .iter()
+        .filter_map(|s| s.outcome.as_ref().err().map(|e| (s, e)))
+        .collect();
     if failed.is_empty() {
         return Ok(ExitCode::SUCCESS);
     }
-    eprintln!("\n!!!!!!!! {} of {} child runs FAILED !!!!!!!!", failed.len(), samples.len());
+    eprintln!(
+        "\n!!!!!!!! {} of {} child runs FAILED !!!!!!!!",
+        failed.len(),
+        samples.len()
+    );
     for (s, e) in failed {
         eprintln!("  rep {}: {}", s.rep + 1, e.lines().next().unwrap_or(""));
     }
@@ -173,7 +191,10 @@ fn cmd_child(args: &[String]) -> Result<ExitCode, String> {
     };
     let workload = Workload::parse(workload).ok_or(format!("unknown workload `{workload}`"))?;
     let allocator = allocators::find(allocator)?;
-    let params = Params { quick: o.quick, threads: o.threads };
+    let params = Params {
+        quick: o.quick,
+        threads: o.threads,
+    };
 
     // A panic on any thread (some workloads detach theirs) must fail the child.
     let default_hook = std::panic::take_hook();
@@ -197,7 +218,11 @@ fn cmd_child(args: &[String]) -> Result<ExitCode, String> {
 fn cmd_list() {
     println!("workloads:");
     for w in Workload::all() {
-        let threads = if w.multi_threaded() { "multi-threaded" } else { "single-threaded" };
+        let threads = if w.multi_threaded() {
+            "multi-threaded"
+        } else {
+            "single-threaded"
+        };
         println!("  {:<16} {threads}, reports {}", w.name(), w.unit());
     }
     println!("allocators:");

@@ -57,15 +57,27 @@ fn geomean(xs: &[f64]) -> Option<f64> {
 
 /// A geometric-mean row group over the workloads selected by `include`.
 /// RSS ratios of xmalloc-test are left out (its RSS grows with its speed).
-fn geomean_rows(out: &mut String, plan: &Plan, samples: &[Sample], label: &str, include: impl Fn(Workload) -> bool) {
-    let workloads: Vec<Workload> = plan.workloads.iter().copied().filter(|&w| include(w)).collect();
+fn geomean_rows(
+    out: &mut String,
+    plan: &Plan,
+    samples: &[Sample],
+    label: &str,
+    include: impl Fn(Workload) -> bool,
+) {
+    let workloads: Vec<Workload> = plan
+        .workloads
+        .iter()
+        .copied()
+        .filter(|&w| include(w))
+        .collect();
     if workloads.is_empty() {
         return;
     }
     for &allocator in &plan.allocators {
         let (mut time, mut rss) = (Vec::new(), Vec::new());
         for &w in &workloads {
-            if let (Some(c), Some(base)) = (cell(samples, w, allocator), cell(samples, w, BASELINE)) {
+            if let (Some(c), Some(base)) = (cell(samples, w, allocator), cell(samples, w, BASELINE))
+            {
                 time.push(c.value / base.value);
                 if w != Workload::Xmalloc {
                     rss.push(c.rss_mib / base.rss_mib);
@@ -88,7 +100,11 @@ fn geomean_rows(out: &mut String, plan: &Plan, samples: &[Sample], label: &str, 
 /// The Markdown report.
 pub fn markdown(plan: &Plan, samples: &[Sample]) -> String {
     let mut out = String::new();
-    let reps = if plan.reps == 1 { "1 repetition".to_string() } else { format!("median of {} repetitions", plan.reps) };
+    let reps = if plan.reps == 1 {
+        "1 repetition".to_string()
+    } else {
+        format!("median of {} repetitions", plan.reps)
+    };
     writeln!(out, "## goheap-bench results\n").unwrap();
     writeln!(
         out,
@@ -106,8 +122,13 @@ pub fn markdown(plan: &Plan, samples: &[Sample]) -> String {
                 writeln!(out, "| {} | {allocator} | FAILED | | | | | |", w.name()).unwrap();
                 continue;
             };
-            let ratio = |x: f64, b: Option<f64>| b.map_or("–".to_string(), |b| format!("{:.2}", x / b));
-            let partial = if c.runs < plan.reps { format!(" ({}/{} ok)", c.runs, plan.reps) } else { String::new() };
+            let ratio =
+                |x: f64, b: Option<f64>| b.map_or("–".to_string(), |b| format!("{:.2}", x / b));
+            let partial = if c.runs < plan.reps {
+                format!(" ({}/{} ok)", c.runs, plan.reps)
+            } else {
+                String::new()
+            };
             writeln!(
                 out,
                 "| {} | {allocator} | {}{partial} | {} | {} | {:.1} | {} | {:.2} |",
@@ -122,9 +143,18 @@ pub fn markdown(plan: &Plan, samples: &[Sample]) -> String {
             .unwrap();
         }
     }
-    geomean_rows(&mut out, plan, samples, "geomean multi-threaded", Workload::multi_threaded);
+    geomean_rows(
+        &mut out,
+        plan,
+        samples,
+        "geomean multi-threaded",
+        Workload::multi_threaded,
+    );
     geomean_rows(&mut out, plan, samples, "geomean single-threaded", |w| {
-        matches!(w, Workload::BinaryTrees | Workload::CacheScratch1 | Workload::AllocTest1)
+        matches!(
+            w,
+            Workload::BinaryTrees | Workload::CacheScratch1 | Workload::AllocTest1
+        )
     });
     writeln!(
         out,
@@ -159,7 +189,11 @@ pub fn write_csv(path: &Path, plan: &Plan, samples: &[Sample]) -> io::Result<()>
             )?,
             Err(e) => {
                 let e = e.replace('"', "\"\"");
-                writeln!(f, "{prefix},failed,,{},,,,,{suffix},\"{e}\"", s.workload.unit())?
+                writeln!(
+                    f,
+                    "{prefix},failed,,{},,,,,{suffix},\"{e}\"",
+                    s.workload.unit()
+                )?
             }
         }
     }

@@ -209,10 +209,14 @@ impl Cache {
     /// The caller owns the cache (it is this thread's, or the fallback under its lock).
     #[inline(always)]
     pub unsafe fn alloc(&self, class: usize) -> *mut u8 {
-        let s = self.current[class].load(Ordering::Relaxed);
-        // SAFETY: `current` always points at a span this cache owns, or at the sentinel,
-        // which nobody owns and whose window is always empty.
-        let p = unsafe { (*s).alloc_from_window() };
+        debug_assert!(class < NUM_CLASSES);
+        // SAFETY: callers pass a class from the size-class table (`class < NUM_CLASSES`).
+        // `current` always points at a span this cache owns, or at the sentinel, which nobody
+        // owns and whose window is always empty.
+        let p = unsafe {
+            let s = self.current.get_unchecked(class).load(Ordering::Relaxed);
+            (*s).alloc_from_window()
+        };
         if !p.is_null() {
             return p;
         }
@@ -240,6 +244,7 @@ impl Cache {
                 self.current[class].store(sentinel(), Ordering::Relaxed);
                 self.retire_full(cur, class);
             }
+            let mut grew = false;
             loop {
                 let mut s = self.partial[class].pop();
                 if s.is_null() && !self.reclaim.is_empty() {
@@ -250,6 +255,7 @@ impl Cache {
                     s = CENTRAL[class].take(self.id());
                 }
                 if s.is_null() {
+                    grew = true;
                     s = heap::new_small_span(
                         class,
                         self.id(),
@@ -267,6 +273,10 @@ impl Cache {
                 self.collect(s);
                 self.current[class].store(s, Ordering::Relaxed);
                 if let Some(p) = self.alloc_after_refill(s, class) {
+                    if grew {
+                        // Safe to re-enter the allocator here: the cache is consistent again.
+                        crate::scavenger::ensure_started();
+                    }
                     return p;
                 }
                 // Nothing free after all (a collected double free was refused): park it.
@@ -346,12 +356,19 @@ impl Cache {
                 Err(_) => report::double_free(ptr),
             };
             let class = (*s).class();
-            bump(&self.counters.nfree[class], 1);
+            debug_assert!(class < NUM_CLASSES);
+            // A span's class is a valid class index (set from the class table).
+            bump(self.counters.nfree.get_unchecked(class), 1);
             let list = (*s).list();
-            if list == ListTag::None && nfree != (*s).nelems() {
-                return; // the current span (or a span in transit): nothing to move
+            // Only a parked span that has gathered enough free objects, or a span that just
+            // became empty, needs list work; everything else was a plain bit set. The
+            // threshold (more than 1/8 of the span free) is hysteresis: moving a span back
+            // to the partial list on its first free would make it current for one object,
+            // then park it again, over and over, in programs that free at random.
+            let nelems = (*s).nelems();
+            if (list == ListTag::Full && nfree * 8 > nelems) || nfree == nelems {
+                self.free_local_slow(s, class, list, nfree);
             }
-            self.free_local_slow(s, class, list, nfree);
         }
     }
 
@@ -534,6 +551,14 @@ const DEAD: usize = 2;
 
 thread_local! {
     static THREAD_CACHE: Cell<*mut Cache> = const { Cell::new(ptr::null_mut()) };
+}
+
+/// The calling thread's raw cache slot: a cache address, or a state value (null,
+/// `INITIALIZING`, `DEAD`). No state value equals a span owner, so `raw() == owner` is the
+/// whole "do I own this span" test.
+#[inline(always)]
+pub fn raw() -> *mut Cache {
+    THREAD_CACHE.get()
 }
 
 /// The calling thread's cache if it has a live one (fast path), else null.

@@ -20,7 +20,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::report;
 use crate::sizeclass::NUM_CLASSES;
-use crate::span::{next_in_stack, ListTag, Span, SpanList, SpanStack};
+use crate::span::{next_in_stack, ListTag, Span, SpanList, SpanStack, CENTRAL_OWNER};
 
 /// One size class's central list.
 #[repr(align(64))]
@@ -77,7 +77,7 @@ impl Central {
         let g = self.lock();
         // SAFETY: caller's contract; the lock orders the hand-over.
         unsafe {
-            (*s).set_owner(0);
+            (*s).set_owner(CENTRAL_OWNER);
             g.0.push(s, ListTag::Partial);
         }
     }
@@ -91,7 +91,7 @@ impl Central {
         let g = self.lock();
         // SAFETY: caller's contract; the central list is static, so it outlives the park.
         unsafe {
-            (*s).set_owner(0);
+            (*s).set_owner(CENTRAL_OWNER);
             if !(*s).park(&self.reclaim) {
                 g.0.push(s, ListTag::Partial);
             }

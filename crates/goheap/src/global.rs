@@ -143,11 +143,11 @@ pub unsafe fn free(p: *mut u8) {
             heap::free_large(s);
             return;
         }
-        let c = cache::current();
-        if !c.is_null() && (*s).owner() == c as usize {
+        let c = cache::raw();
+        if (*s).owner() == c as usize {
             (*c).free_local(s, idx, p as usize);
         } else {
-            free_remote(s, idx, p, c, class);
+            free_remote(s, idx, p, cache::current(), class);
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct HeapInner {
     /// Unused tail of the last OS chunk carved into span structs.
     chunk_cur: usize,
     chunk_end: usize,
+    /// Where to ask for the next arena: just past the last one, so that the heap grows
+    /// upwards (Go starts at 0xc000000000 on 64-bit Linux; so do we).
+    arena_hint: usize,
 }
 
 // SAFETY: the raw pointers point into OS memory that belongs to the heap as a whole; the
@@ -95,6 +98,7 @@ static HEAP: Mutex<HeapInner> = Mutex::new(HeapInner {
     span_pool: ptr::null_mut(),
     chunk_cur: 0,
     chunk_end: 0,
+    arena_hint: 0x00c0_0000_0000,
 });
 
 /// Set once the background scavenger thread has been started (see [`crate::scavenger`]).
@@ -157,10 +161,11 @@ fn ensure_meta(addr: usize) -> bool {
 impl HeapInner {
     /// Reserves a new arena and gives it to the page allocator.
     fn grow(&mut self) -> bool {
-        let base = os::reserve(ARENA_BYTES, ARENA_BYTES);
+        let base = os::reserve_at(self.arena_hint, ARENA_BYTES, ARENA_BYTES);
         if base.is_null() {
             return false;
         }
+        self.arena_hint = base as usize + ARENA_BYTES;
         if !ensure_meta(base as usize) || !self.pages.grow(base as usize) {
             // SAFETY: we just reserved it and nobody has seen it.
             unsafe { os::release(base, ARENA_BYTES) };

@@ -51,6 +51,33 @@ pub fn reserve(size: usize, align: usize) -> *mut u8 {
     aligned as *mut u8
 }
 
+/// Like [`reserve`], but tries the address `hint` first (`hint` aligned to `align`). The page
+/// heap asks for its arenas at increasing addresses, as Go does, so that the heap grows
+/// upwards and address-ordered first fit reuses old memory before it touches new memory.
+/// Falls back to any address if the hint is taken.
+pub fn reserve_at(hint: usize, size: usize, align: usize) -> *mut u8 {
+    debug_assert!(hint % align == 0);
+    // SAFETY: without MAP_FIXED the hint is only a hint: the kernel never replaces an
+    // existing mapping, so this cannot clobber memory anyone owns.
+    let p = unsafe {
+        libc::mmap(
+            hint as *mut libc::c_void,
+            size,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+            -1,
+            0,
+        )
+    };
+    if p != libc::MAP_FAILED {
+        if p as usize == hint {
+            return p.cast();
+        }
+        unmap(p.cast(), size);
+    }
+    reserve(size, align)
+}
+
 fn map(size: usize) -> *mut u8 {
     // SAFETY: an anonymous private mapping with a null hint has no preconditions; the kernel
     // picks an address that overlaps nothing we own.

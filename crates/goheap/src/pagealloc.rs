@@ -130,6 +130,13 @@ const CHUNKS: usize = ARENA_PAGES / CHUNK_PAGES;
 const WORDS: usize = ARENA_PAGES / 64;
 /// 512 / 64 = 8 bitmap words per chunk.
 const CHUNK_WORDS: usize = CHUNK_PAGES / 64;
+/// Chunks per group: the middle level of the tree. An update merges one group's 4 chunk
+/// summaries and then the arena's 4 group summaries: 8 merge steps instead of 16.
+const GROUP_CHUNKS: usize = 4;
+/// 4 × 512 = 2048 pages (16 MiB) per group.
+const GROUP_PAGES: usize = GROUP_CHUNKS * CHUNK_PAGES;
+/// 16 / 4 = 4 groups per arena.
+const GROUPS: usize = CHUNKS / GROUP_CHUNKS;
 
 /// Address bits the index covers. User space on x86-64 (4-level paging) and arm64 (48-bit VA)
 /// is below 2^48; an arena above that makes `grow` fail rather than index out of bounds.
@@ -210,9 +217,9 @@ impl fmt::Debug for Sum {
 }
 
 /// Summarizes a bitmap (1 = in use) of `words.len() * 64` pages.
+#[inline]
 fn summarize(words: &[u64]) -> Sum {
-    // Pass 1: the runs that touch word boundaries. `cur` is the free run ending at the current
-    // position; a set bit ends it.
+    // `cur` is the free run ending at the current position; a used page ends it.
     let mut start = usize::MAX;
     let mut max = 0;
     let mut cur = 0;
@@ -221,26 +228,27 @@ fn summarize(words: &[u64]) -> Sum {
             cur += 64;
             continue;
         }
-        cur += w.trailing_zeros() as usize;
+        let (tz, lz) = (w.trailing_zeros() as usize, w.leading_zeros() as usize);
+        cur += tz;
         if start == usize::MAX {
             start = cur;
         }
         max = max.max(cur);
-        cur = w.leading_zeros() as usize;
+        cur = lz;
+        // Runs strictly inside the word, between its lowest and highest used page: there are
+        // at most `64 - tz - lz - 2` such free pages, so most words are skipped without looking
+        // (full words: `x` is all ones from bit 0 up, `x & (x + 1) == 0` with wrapping). `longest_run_of_ones`
+        // also sees the word's edge runs, but those belong to runs counted in `max` anyway.
+        let x = w >> tz;
+        if x & x.wrapping_add(1) != 0 && 64 - tz - lz > max + 2 {
+            max = max.max(longest_run_of_ones(!w) as usize);
+        }
     }
     if start == usize::MAX {
         let n = words.len() * 64;
         return Sum::new(n, n, n);
     }
-    max = max.max(cur);
-    // Pass 2: runs strictly inside one word. A word with no more free pages than `max` in total
-    // cannot hold a longer one, which skips the work for all but sparse words.
-    for &w in words {
-        if w != 0 && w.count_zeros() as usize > max {
-            max = max.max(longest_run_of_ones(!w) as usize);
-        }
-    }
-    Sum::new(start, max, cur)
+    Sum::new(start, max.max(cur), cur)
 }
 
 /// Merges the summaries of adjacent ranges of `width` pages each (Go's `mergeSummaries`).
@@ -389,6 +397,17 @@ fn find_in_chunk(words: &[u64], n: usize, from_word: usize) -> Option<(usize, us
     None
 }
 
+/// How the bits of a range changed, for `ArenaMeta::update_chunks`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// The whole range went from free to in use.
+    Alloc,
+    /// The whole range went from in use to free.
+    Free,
+    /// Some bits of a range inside one chunk changed (page cache windows).
+    Scattered,
+}
+
 /// One directory entry: what a search needs to know about an arena without touching its
 /// record. 16 bytes, so a 64-byte line holds four arenas.
 #[repr(C)]
@@ -409,6 +428,9 @@ struct DirEntry {
 struct ArenaMeta {
     /// Summary of each chunk's `alloc` bits.
     sums: [Sum; CHUNKS],
+    /// Merge of each group of 4 chunk summaries. (The merge of these, the arena summary, lives
+    /// in the directory.)
+    groups: [Sum; GROUPS],
     /// Address of page 0.
     base: usize,
     /// Free pages (zero bits of `alloc`).
@@ -428,6 +450,7 @@ impl ArenaMeta {
     fn fresh(base: usize, pos: usize) -> ArenaMeta {
         ArenaMeta {
             sums: [Sum::FREE_CHUNK; CHUNKS],
+            groups: [Sum::new(GROUP_PAGES, GROUP_PAGES, GROUP_PAGES); GROUPS],
             base,
             free: ARENA_PAGES as u32,
             scav: ARENA_PAGES as u32,
@@ -445,7 +468,7 @@ impl ArenaMeta {
     /// The arena summary.
     #[inline]
     fn summary(&self) -> Sum {
-        merge(&self.sums, CHUNK_PAGES)
+        merge(&self.groups, GROUP_PAGES)
     }
 
     /// First fit of `n` pages at or above page `from`, given that every page below `from` is in
@@ -493,37 +516,112 @@ impl ArenaMeta {
         None
     }
 
-    /// Resummarizes the chunks that pages `page..page + n` touch after their bits changed; the
-    /// chunks strictly inside the range are wholly `whole` (FULL after an alloc, FREE_CHUNK
-    /// after a free). Returns whether any chunk summary changed.
+    /// Bounds `(lo, hi)` of the free pages around `a..b`: the free run ending at `a` starts at
+    /// `lo`, the one starting at `b` ends at `hi`, both clipped to `cb..ce` (64-page aligned).
+    /// Usually one word each way.
     #[inline]
-    fn update_chunks(&mut self, page: usize, n: usize, whole: Sum) -> bool {
-        let (c0, c1) = (page / CHUNK_PAGES, (page + n - 1) / CHUNK_PAGES);
-        let mut changed = false;
-        let s = summarize(self.chunk(c0));
-        if s != self.sums[c0] {
-            self.sums[c0] = s;
-            changed = true;
+    fn free_around(&self, cb: usize, a: usize, b: usize, ce: usize) -> (usize, usize) {
+        let mut lo = a;
+        while lo > cb {
+            let w = (lo - 1) / 64;
+            let used = self.alloc[w] & bits(0, (lo - 1) % 64 + 1);
+            if used != 0 {
+                lo = w * 64 + 64 - used.leading_zeros() as usize;
+                break;
+            }
+            lo = w * 64;
         }
-        if c1 != c0 {
+        let mut hi = b;
+        while hi < ce {
+            let w = hi / 64;
+            let used = self.alloc[w] & (!0u64 << (hi % 64));
+            if used != 0 {
+                hi = w * 64 + used.trailing_zeros() as usize;
+                break;
+            }
+            hi = w * 64 + 64;
+        }
+        (lo, hi)
+    }
+
+    /// Summary of chunk `c` after the contiguous pages `page..page + n`, all inside it, were
+    /// allocated (`alloc`) or freed (bits already updated), from its previous summary and the
+    /// free run `lo..hi` holding the range instead of the whole bitmap.
+    ///
+    /// A free makes `lo..hi` one run: it may become the start run, the end run or the longest.
+    /// An alloc splits `lo..hi` into `lo..page` and `page + n..hi`, which shortens the start or
+    /// end run if it was one; the longest run is unchanged unless `lo..hi` was a longest run,
+    /// and only then (frontier allocations, mostly) must the bitmap be summarized again.
+    #[inline]
+    fn chunk_after(&self, c: usize, page: usize, n: usize, alloc: bool) -> Sum {
+        let o = self.sums[c];
+        let (cb, ce) = (c * CHUNK_PAGES, (c + 1) * CHUNK_PAGES);
+        let (lo, hi) = self.free_around(cb, page, page + n, ce);
+        if alloc {
+            if hi - lo >= o.max() {
+                return summarize(self.chunk(c));
+            }
+            let start = if lo == cb { page - cb } else { o.start() };
+            let end = if hi == ce { ce - page - n } else { o.end() };
+            Sum::new(start, o.max(), end)
+        } else {
+            let start = if lo == cb { hi - cb } else { o.start() };
+            let end = if hi == ce { ce - lo } else { o.end() };
+            Sum::new(start, o.max().max(hi - lo), end)
+        }
+    }
+
+    /// Resummarizes after the bits of pages `page..page + n` changed as `change` says: a chunk
+    /// holding the whole range incrementally (`chunk_after`) or, for scattered changes, from
+    /// its bitmap; a range over several chunks from the bitmaps of the two end chunks, the ones
+    /// strictly inside it being wholly allocated or free. Then the groups above any changed
+    /// chunk. Returns the new arena summary if a group summary changed, None if the arena
+    /// summary cannot have.
+    #[inline]
+    fn update_chunks(&mut self, page: usize, n: usize, change: Change) -> Option<Sum> {
+        let (c0, c1) = (page / CHUNK_PAGES, (page + n - 1) / CHUNK_PAGES);
+        let mut changed;
+        if c0 == c1 {
+            let s = match change {
+                Change::Alloc => self.chunk_after(c0, page, n, true),
+                Change::Free => self.chunk_after(c0, page, n, false),
+                Change::Scattered => summarize(self.chunk(c0)),
+            };
+            changed = s != self.sums[c0];
+            self.sums[c0] = s;
+        } else {
+            let whole = match change {
+                Change::Alloc => Sum::FULL,
+                Change::Free => Sum::FREE_CHUNK,
+                Change::Scattered => unreachable!("scattered changes stay in one chunk"),
+            };
+            let s = summarize(self.chunk(c0));
+            changed = s != self.sums[c0];
+            self.sums[c0] = s;
             for c in c0 + 1..c1 {
-                if self.sums[c] != whole {
-                    self.sums[c] = whole;
-                    changed = true;
-                }
+                changed |= self.sums[c] != whole;
+                self.sums[c] = whole;
             }
             let s = summarize(self.chunk(c1));
-            if s != self.sums[c1] {
-                self.sums[c1] = s;
-                changed = true;
-            }
+            changed |= s != self.sums[c1];
+            self.sums[c1] = s;
         }
-        changed
+        if !changed {
+            return None;
+        }
+        let mut changed = false;
+        for g in c0 / GROUP_CHUNKS..=c1 / GROUP_CHUNKS {
+            let s = merge(&self.sums[g * GROUP_CHUNKS..][..GROUP_CHUNKS], CHUNK_PAGES);
+            changed |= s != self.groups[g];
+            self.groups[g] = s;
+        }
+        changed.then(|| self.summary())
     }
 
     /// Marks free pages `page..page + n` in use and not scavenged. Returns (pages that were
-    /// scavenged, whether a chunk summary changed).
-    fn alloc_range(&mut self, page: usize, n: usize) -> (usize, bool) {
+    /// scavenged, the new arena summary if it may have changed).
+    #[inline]
+    fn alloc_range(&mut self, page: usize, n: usize) -> (usize, Option<Sum>) {
         let mut scav = 0;
         for (w, m) in word_masks(page, n) {
             debug_assert_eq!(self.alloc[w] & m, 0, "pagealloc: allocating pages in use");
@@ -533,12 +631,13 @@ impl ArenaMeta {
         }
         self.free -= n as u32;
         self.scav -= scav as u32;
-        (scav, self.update_chunks(page, n, Sum::FULL))
+        (scav, self.update_chunks(page, n, Change::Alloc))
     }
 
-    /// Marks in-use pages `page..page + n` free, and scavenged if `scavenged`. Returns whether a
-    /// chunk summary changed.
-    fn free_range(&mut self, page: usize, n: usize, scavenged: bool) -> bool {
+    /// Marks in-use pages `page..page + n` free, and scavenged if `scavenged`. Returns the new
+    /// arena summary if it may have changed.
+    #[inline]
+    fn free_range(&mut self, page: usize, n: usize, scavenged: bool) -> Option<Sum> {
         for (w, m) in word_masks(page, n) {
             debug_assert_eq!(
                 self.alloc[w] & m,
@@ -555,7 +654,7 @@ impl ArenaMeta {
         if scavenged {
             self.scav += n as u32;
         }
-        self.update_chunks(page, n, Sum::FREE_CHUNK)
+        self.update_chunks(page, n, Change::Free)
     }
 
     /// The highest-addressed run of free, dirty pages, at most `max` long: (first page, length).
@@ -725,11 +824,10 @@ impl PageAlloc {
         (pos, slot, (addr & (ARENA_BYTES - 1)) >> PAGE_SHIFT)
     }
 
-    /// Copies the arena's dirty count, and its summary if `changed`, into its directory entry.
+    /// Copies the arena's dirty count, and its new summary if any, into its directory entry.
     #[inline]
-    fn sync(&mut self, pos: usize, slot: u32, changed: bool) {
+    fn sync(&mut self, pos: usize, slot: u32, sum: Option<Sum>) {
         let m = self.meta(slot);
-        let sum = if changed { Some(m.summary()) } else { None };
         let dirty = m.free - m.scav;
         let e = &mut self.dir_mut()[pos];
         if let Some(sum) = sum {
@@ -843,9 +941,9 @@ impl PageAlloc {
         }
         let (pos, slot, page, lb) = self.find_fit(npages)?;
         let m = self.meta_mut(slot);
-        let (scav, changed) = m.alloc_range(page, npages);
+        let (scav, sum) = m.alloc_range(page, npages);
         let addr = m.base + (page << PAGE_SHIFT);
-        self.sync(pos, slot, changed);
+        self.sync(pos, slot, sum);
         self.free -= npages;
         self.scav -= scav;
         if pos == self.hint_pos {
@@ -880,8 +978,8 @@ impl PageAlloc {
             npages > 0 && page + npages <= ARENA_PAGES,
             "pagealloc: free of {npages} pages at {addr:#x} crosses its arena"
         );
-        let changed = self.meta_mut(slot).free_range(page, npages, scavenged);
-        self.sync(pos, slot, changed);
+        let sum = self.meta_mut(slot).free_range(page, npages, scavenged);
+        self.sync(pos, slot, sum);
         self.free += npages;
         if scavenged {
             self.scav += npages;
@@ -906,10 +1004,10 @@ impl PageAlloc {
                 m.base
             );
         };
-        let (scav, changed) = m.alloc_range(page, n);
+        let (scav, sum) = m.alloc_range(page, n);
         debug_assert_eq!(scav, 0);
         let addr = m.base + (page << PAGE_SHIFT);
-        self.sync(pos, slot, changed);
+        self.sync(pos, slot, sum);
         self.free -= n;
         Some((addr, n))
     }
@@ -927,9 +1025,9 @@ impl PageAlloc {
         m.scavenged[w] = 0;
         m.free -= free.count_ones();
         m.scav -= scav.count_ones();
-        let changed = m.update_chunks(w * 64, 64, Sum::FULL);
+        let sum = m.update_chunks(w * 64, 64, Change::Scattered);
         let base = m.base + (w * 64 << PAGE_SHIFT);
-        self.sync(pos, slot, changed);
+        self.sync(pos, slot, sum);
         self.free -= free.count_ones() as usize;
         self.scav -= scav.count_ones() as usize;
         // The lowest free page was in this window, and the whole window is now in use. (A
@@ -963,8 +1061,8 @@ impl PageAlloc {
         m.scavenged[w] |= scav;
         m.free += free.count_ones();
         m.scav += scav.count_ones();
-        let changed = m.update_chunks(page, 64, Sum::FREE_CHUNK);
-        self.sync(pos, slot, changed);
+        let sum = m.update_chunks(page, 64, Change::Scattered);
+        self.sync(pos, slot, sum);
         self.free += free.count_ones() as usize;
         self.scav += scav.count_ones() as usize;
         self.lower_hint(pos, page + free.trailing_zeros() as usize);
@@ -1030,7 +1128,16 @@ impl PageAlloc {
                 let s = summarize(m.chunk(c));
                 assert_eq!(s, m.sums[c], "pagealloc: arena {b:#x} chunk {c} summary");
             }
+            for g in 0..GROUPS {
+                let s = merge(&m.sums[g * GROUP_CHUNKS..][..GROUP_CHUNKS], CHUNK_PAGES);
+                assert_eq!(s, m.groups[g], "pagealloc: arena {b:#x} group {g} summary");
+            }
             assert_eq!(m.summary(), e.sum, "pagealloc: arena {b:#x} summary");
+            assert_eq!(
+                merge(&m.sums, CHUNK_PAGES),
+                e.sum,
+                "pagealloc: arena {b:#x} summary from chunks"
+            );
             let (mut f, mut sc) = (0, 0);
             for w in 0..WORDS {
                 assert_eq!(
@@ -1314,6 +1421,10 @@ mod tests {
         assert_eq!(pa.alloc(5).unwrap().0, page(0, 10));
         assert_eq!(pa.free_pages(), 0);
         pa.check();
+        // Whole free chunks with nothing carried into them (chunk 2 is full): the run starts at
+        // the first one's base.
+        pa.free(page(0, 1536), 1024);
+        assert_eq!(pa.alloc(1024).unwrap().0, page(0, 1536));
         // A run over many chunks freed and allocated in one piece (inner chunks set wholesale).
         pa.free(page(0, 511), 4098);
         pa.check();
@@ -1384,6 +1495,17 @@ mod tests {
         assert_eq!(pa.alloc(1).unwrap().0, page(1, 77));
         assert_eq!(pa.alloc(1).unwrap().0, page(3, 302));
         pa.check();
+    }
+
+    #[test]
+    fn grow_below_the_search_hint() {
+        // The hint points into arena 1 (page 1); arena 0 arrives at the hint's own position.
+        let mut pa = with(&[1]);
+        assert_eq!(pa.alloc(1).unwrap().0, arena(1));
+        assert!(pa.grow(arena(0)));
+        pa.check();
+        assert_eq!(pa.alloc(1).unwrap().0, arena(0));
+        assert_eq!(pa.alloc_cache().unwrap().base, arena(0));
     }
 
     #[test]
@@ -1754,65 +1876,61 @@ mod tests {
         run(&ops);
     }
 
+    /// Best of 5 timings of `f` (which runs `iters` operations), in ns per operation.
+    fn ns_per_op(iters: usize, mut f: impl FnMut()) -> f64 {
+        (0..5)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                f();
+                t.elapsed().as_nanos() as f64 / iters as f64
+            })
+            .fold(f64::INFINITY, f64::min)
+    }
+
+    /// A 4-arena heap whose first 2000 pages were fragmented (every 7th page freed) and then
+    /// refilled, so the search starts past full chunks.
+    fn bench_heap() -> PageAlloc {
+        let mut pa = with(&[0, 1, 2, 3]);
+        let (a, _) = pa.alloc(2000).unwrap();
+        for p in (0..2000).step_by(7) {
+            pa.free(a + p * PAGE_SIZE, 1);
+        }
+        while pa.free_pages() > 4 * ARENA_PAGES - 2000 {
+            pa.alloc(1).unwrap();
+        }
+        pa
+    }
+
     /// `cargo test --release -- --ignored --nocapture bench` prints ns per operation.
     #[test]
     #[ignore]
     fn bench() {
         use std::hint::black_box;
-        use std::time::Instant;
-        fn ns(iters: usize, f: impl FnOnce()) -> f64 {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_nanos() as f64 / iters as f64
+        const N: usize = 1_000_000;
+        for n in [1, 8] {
+            let mut pa = bench_heap();
+            let t = ns_per_op(N, || {
+                for _ in 0..N {
+                    let (a, _) = pa.alloc(black_box(n)).unwrap();
+                    pa.free(a, n);
+                }
+            });
+            println!("alloc({n})+free({n}) at the frontier: {t:.1} ns/pair");
         }
-        const N: usize = 2_000_000;
-        let mut pa = with(&[0, 1, 2, 3]);
-        // Some fragmentation at the bottom so the search is not trivial.
-        let (a, _) = pa.alloc(2000).unwrap();
-        for p in (0..2000).step_by(7) {
-            pa.free(a + p * PAGE_SIZE, 1);
+        for n in [1, 8] {
+            let mut pa = bench_heap();
+            let k = 4 * ARENA_PAGES / n - 2000;
+            let t = ns_per_op(k, || {
+                for _ in 0..k {
+                    black_box(pa.alloc(n).unwrap());
+                }
+                for p in (2000..4 * ARENA_PAGES).step_by(n) {
+                    pa.free(pool() + p * PAGE_SIZE, n);
+                }
+            });
+            println!("alloc({n}) filling 4 arenas, then free each: {t:.1} ns/(alloc+free)");
         }
-        for _ in 0..2000 / 7 + 1 {
-            pa.alloc(1).unwrap();
-        }
-        let t = ns(N, || {
-            for _ in 0..N {
-                let (a, _) = pa.alloc(black_box(1)).unwrap();
-                pa.free(a, 1);
-            }
-        });
-        println!("alloc(1)+free(1): {t:.1} ns/pair");
-        let t = ns(N, || {
-            for _ in 0..N {
-                let (a, _) = pa.alloc(black_box(8)).unwrap();
-                pa.free(a, 8);
-            }
-        });
-        println!("alloc(8)+free(8): {t:.1} ns/pair");
-        // Alloc alone: fill arenas 1..4 page by page (then free them in bulk).
-        let mut pa = with(&[0, 1, 2, 3]);
-        let n = 4 * ARENA_PAGES;
-        let t = ns(n, || {
-            for _ in 0..n {
-                black_box(pa.alloc(1).unwrap());
-            }
-        });
-        println!("alloc(1) filling 4 arenas: {t:.1} ns/op");
-        let t = ns(n, || {
-            for p in 0..n {
-                pa.free(pool() + p * PAGE_SIZE, 1);
-            }
-        });
-        println!("free(1) emptying 4 arenas: {t:.1} ns/op");
-        let mut pa = with(&[0, 1, 2, 3]);
-        let n = 4 * ARENA_PAGES / 8;
-        let t = ns(n, || {
-            for _ in 0..n {
-                black_box(pa.alloc(8).unwrap());
-            }
-        });
-        println!("alloc(8) filling 4 arenas: {t:.1} ns/op");
-        // Mixed small sizes with random frees over a half-full heap.
+        // Random frees and allocations of 1..=16 pages in a half-full heap.
         let mut pa = with(&[0, 1, 2, 3]);
         let mut r = Rng(99);
         let mut live = Vec::new();
@@ -1820,7 +1938,7 @@ mod tests {
             let n = 1 + r.next() as usize % 16;
             live.push((pa.alloc(n).unwrap().0, n));
         }
-        let t = ns(N, || {
+        let t = ns_per_op(N, || {
             for _ in 0..N {
                 let i = r.next() as usize % live.len();
                 let (a, n) = live[i];
@@ -1830,16 +1948,16 @@ mod tests {
             }
         });
         println!("random free + alloc(1..=16), half-full 4 arenas: {t:.1} ns/pair");
-        // Page cache: take a window and serve it page by page.
+        // Page cache: take a window and serve it page by page, then flush the empty cache.
         let mut pa = with(&[0]);
-        let n = ARENA_PAGES / 64;
-        let t = ns(ARENA_PAGES, || {
-            for _ in 0..n {
+        let t = ns_per_op(ARENA_PAGES, || {
+            for _ in 0..ARENA_PAGES / 64 {
                 let mut c = pa.alloc_cache().unwrap();
                 while let Some(x) = c.alloc(1) {
                     black_box(x);
                 }
             }
+            pa.free(arena(0), ARENA_PAGES);
         });
         println!("alloc_cache + cache.alloc(1): {t:.1} ns/page");
     }

@@ -441,10 +441,10 @@ const fn build_lookup<const N: usize>(base: usize, granule: usize) -> [u8; N] {
 }
 
 /// Class by 8-byte granule, for sizes `0..=SMALL_SIZE_MAX`.
-static SIZE_TO_CLASS8: [u8; SMALL_SIZE_MAX / SMALL_SIZE_DIV + 1] = build_lookup(0, SMALL_SIZE_DIV);
+const SIZE_TO_CLASS8: [u8; SMALL_SIZE_MAX / SMALL_SIZE_DIV + 1] = build_lookup(0, SMALL_SIZE_DIV);
 
 /// Class by 128-byte granule above `SMALL_SIZE_MAX`, for sizes `SMALL_SIZE_MAX..=MAX_SMALL_SIZE`.
-static SIZE_TO_CLASS128: [u8; (MAX_SMALL_SIZE - SMALL_SIZE_MAX) / LARGE_SIZE_DIV + 1] =
+const SIZE_TO_CLASS128: [u8; (MAX_SMALL_SIZE - SMALL_SIZE_MAX) / LARGE_SIZE_DIV + 1] =
     build_lookup(SMALL_SIZE_MAX, LARGE_SIZE_DIV);
 
 /// Smallest class whose size is at least `size`, for `1 <= size <= MAX_SMALL_SIZE`; `size` 0 is

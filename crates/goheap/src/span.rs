@@ -9,7 +9,7 @@
 //! scavenged span costs no RSS).
 //!
 //! At any moment a small span has exactly one *owner*: either one thread cache (`owner` holds
-//! the cache's address) or the central list of its class (`owner == 0`, and the owner is then
+//! the cache's address) or the central list of its class (`owner == CENTRAL_OWNER`, and the owner is then
 //! whoever holds that class's central lock). Only the owner reads or writes the owner fields
 //! (everything in a `Cell`, and `alloc_cache`); that is the invariant that makes the
 //! `unsafe impl Sync` below sound, and every `unsafe fn` here that touches those fields says
@@ -62,6 +62,11 @@ use crate::sync::{spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Order
 /// Words in a span's bitmaps: one bit per object, at most 1024 objects (8-byte class, 1 page).
 pub const MAX_WORDS: usize = MAX_OBJS_PER_SPAN / 64;
 
+/// `owner` of a span that no thread cache owns (central lists, large spans). Not the address
+/// of any cache, and not a thread-local state value either, so comparing a thread's raw
+/// cache slot with `owner` is enough to decide "mine".
+pub const CENTRAL_OWNER: usize = usize::MAX;
+
 /// `flags` value of a parked full span (see the module essay).
 const PARKED: u32 = 1;
 
@@ -92,7 +97,7 @@ struct RemoteBits([AtomicU64; MAX_WORDS]);
 /// rules; fields marked "owner" may only be touched by the span's owner.
 #[repr(C)]
 pub struct Span {
-    // ---- The allocation fast path reads these, keep them first (one cache line). ----
+    // ---- The first cache line: everything the allocation and free fast paths read. ----
     /// Owner. Free bits of the window word `window_word`; relaxed atomic so that statistics
     /// may read it from another thread (a plain `mov` on x86-64).
     pub alloc_cache: AtomicU64,
@@ -100,18 +105,17 @@ pub struct Span {
     window_addr: Cell<usize>,
     /// Set at init, then immutable while the span is in use. Object size in bytes.
     elemsize: Cell<usize>,
+    /// Set at init. First byte of the span.
+    base: Cell<usize>,
+    /// Address of the owning cache, or `CENTRAL_OWNER`. Written only by the owner (when it
+    /// hands the span over) or by the taker under the central lock.
+    owner: AtomicUsize,
     /// Owner. Free objects in `free_bits` plus the window.
     nfree: Cell<u32>,
     /// Owner. Word index the window holds (`u32::MAX` when none).
     window_word: Cell<u32>,
-    /// Owner. Next word to look at when the window is empty.
-    scan: Cell<u32>,
     /// Set at init. Number of objects.
     nelems: Cell<u32>,
-    /// Set at init. First byte of the span.
-    base: Cell<usize>,
-    /// Set at init. Length in pages.
-    npages: Cell<usize>,
     /// Set at init. `obj_index` multiplier for `elemsize`.
     div_magic: Cell<u32>,
     /// Set at init. Size class; 0 for a large-object span.
@@ -119,10 +123,16 @@ pub struct Span {
     /// Owner. True once an object of this span may hold old data (a free happened, or the
     /// pages came dirty from the page heap), so `alloc_zeroed` must clear it.
     needzero: Cell<bool>,
-    /// Owner. Counted in its cache's budget of kept empty spans.
-    pub counted_empty: Cell<bool>,
     /// Owner. Which owner list the span is on.
     list: Cell<ListTag>,
+    /// Owner. Counted in its cache's budget of kept empty spans.
+    pub counted_empty: Cell<bool>,
+
+    // ---- Colder owner fields. ----
+    /// Set at init. Length in pages.
+    npages: Cell<usize>,
+    /// Owner. Next word to look at when the window is empty.
+    scan: Cell<u32>,
     /// Owner. Links of the owner's doubly linked lists (and of the page heap's span pool).
     next: Cell<*mut Span>,
     prev: Cell<*mut Span>,
@@ -130,9 +140,6 @@ pub struct Span {
     free_bits: [Cell<u64>; MAX_WORDS],
 
     // ---- Shared with other threads. ----
-    /// Address of the owning cache, or 0 when the central list owns the span. Written only by
-    /// the owner (when it hands the span over) or by the taker under the central lock.
-    owner: AtomicUsize,
     /// `PARKED` while the span sits full in its owner's full list, else 0.
     flags: AtomicU32,
     /// Where the first remote free pushes a parked span. Written by the owner before parking.
@@ -177,7 +184,7 @@ impl Span {
             next: Cell::new(ptr::null_mut()),
             prev: Cell::new(ptr::null_mut()),
             free_bits: [const { Cell::new(0) }; MAX_WORDS],
-            owner: AtomicUsize::new(0),
+            owner: AtomicUsize::new(CENTRAL_OWNER),
             flags: AtomicU32::new(0),
             home: AtomicPtr::new(ptr::null_mut()),
             stack_next: AtomicPtr::new(ptr::null_mut()),
@@ -239,7 +246,7 @@ impl Span {
         self.list.set(ListTag::None);
         self.alloc_cache.store(0, Ordering::Relaxed);
         self.window_word.set(u32::MAX);
-        self.owner.store(0, Ordering::Relaxed);
+        self.owner.store(CENTRAL_OWNER, Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
     }
 
@@ -263,7 +270,7 @@ impl Span {
     pub fn class(&self) -> usize {
         self.class.get() as usize
     }
-    /// The owning cache's address, or 0 for central (or a large span).
+    /// The owning cache's address, or [`CENTRAL_OWNER`].
     #[inline(always)]
     pub fn owner(&self) -> usize {
         self.owner.load(Ordering::Relaxed)
@@ -367,13 +374,19 @@ impl Span {
     pub unsafe fn free_local(&self, idx: usize) -> Result<usize, FreeError> {
         let w = idx / 64;
         let bit = 1u64 << (idx % 64);
-        let in_window = w as u32 == self.window_word.get()
-            && self.alloc_cache.load(Ordering::Relaxed) & bit != 0;
-        let word = self.free_bits[w].get();
-        if word & bit != 0 || in_window {
+        let window = if w as u32 == self.window_word.get() {
+            self.alloc_cache.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        debug_assert!(idx < self.nelems());
+        // SAFETY: idx < nelems <= MAX_OBJS_PER_SPAN (caller), so w < MAX_WORDS.
+        let slot = unsafe { self.free_bits.get_unchecked(w) };
+        let word = slot.get();
+        if (word | window) & bit != 0 {
             return Err(FreeError::DoubleFree);
         }
-        self.free_bits[w].set(word | bit);
+        slot.set(word | bit);
         self.needzero.set(true);
         let n = self.nfree.get() + 1;
         self.nfree.set(n);
@@ -666,7 +679,7 @@ mod tests {
         let mem = vec![0u8; info.npages as usize * PAGE_SIZE];
         let s = Box::new(Span::new());
         // SAFETY: fresh span, exclusively ours.
-        unsafe { s.init_small(mem.as_ptr() as usize, class, true, 1) };
+        unsafe { s.init_small(mem.as_ptr() as usize, class, true, 8) };
         (s, mem)
     }
 

@@ -53,9 +53,19 @@ struct Bin {
 }
 
 /// One thread of the test; returns the number of corrupt blocks seen.
-unsafe fn random_pos_random_size<A: GlobalAlloc>(a: &A, iterations: usize, max_items: usize) -> u64 {
+unsafe fn random_pos_random_size<A: GlobalAlloc>(
+    a: &A,
+    iterations: usize,
+    max_items: usize,
+) -> u64 {
     let pareto = Pareto::new(max_items as u32);
-    let mut bins = vec![Bin { ptr: null_mut(), size: 0 }; max_items];
+    let mut bins = vec![
+        Bin {
+            ptr: null_mut(),
+            size: 0
+        };
+        max_items
+    ];
     let mut rng = XorShiftMul(SEED);
     let mut corrupt = 0;
 
@@ -77,7 +87,10 @@ unsafe fn random_pos_random_size<A: GlobalAlloc>(a: &A, iterations: usize, max_i
             let rnum2 = rng.next_u32();
             let bin = &mut bins[pareto.pick(rnum1, rnum2)];
             if bin.ptr.is_null() {
-                *bin = new_block(a, size_with_stats_adjustment(rng.next_u64(), MAX_ITEM_SIZE_EXP));
+                *bin = new_block(
+                    a,
+                    size_with_stats_adjustment(rng.next_u64(), MAX_ITEM_SIZE_EXP),
+                );
             } else {
                 corrupt += free_block(a, *bin);
                 bin.ptr = null_mut();
@@ -138,7 +151,9 @@ struct Pareto {
 }
 
 impl Pareto {
-    const P: [f64; 7] = [0.262144, 0.393216, 0.245760, 0.081920, 0.015360, 0.001536, 0.000064];
+    const P: [f64; 7] = [
+        0.262144, 0.393216, 0.245760, 0.081920, 0.015360, 0.001536, 0.000064,
+    ];
 
     fn new(item_count: u32) -> Self {
         let max = u32::MAX as f64;
@@ -153,12 +168,19 @@ impl Pareto {
         for i in 0..6 {
             offsets[i + 1] = offsets[i] + (item_count as f64 * Self::P[6 - i]) as u32;
         }
-        Pareto { probability_ranges, offsets }
+        Pareto {
+            probability_ranges,
+            offsets,
+        }
     }
 
     #[inline(always)]
     fn pick(&self, rnum1: u32, rnum2: u32) -> usize {
-        let idx = self.probability_ranges.iter().position(|&r| rnum1 < r).unwrap_or(6);
+        let idx = self
+            .probability_ranges
+            .iter()
+            .position(|&r| rnum1 < r)
+            .unwrap_or(6);
         let range = self.offsets[idx + 1] - self.offsets[idx];
         (self.offsets[idx] + rnum2 % range) as usize
     }

@@ -43,7 +43,12 @@ unsafe fn binary_trees<A: GlobalAlloc>(a: &A, n: u32) -> String {
     let mut out = String::with_capacity(1024);
 
     let stretch = bottom_up_tree(a, stretch_depth);
-    writeln!(out, "stretch tree of depth {stretch_depth}\t check: {}", check(stretch)).unwrap();
+    writeln!(
+        out,
+        "stretch tree of depth {stretch_depth}\t check: {}",
+        check(stretch)
+    )
+    .unwrap();
     free_tree(a, stretch);
 
     let long_lived = bottom_up_tree(a, max_depth);
@@ -57,7 +62,12 @@ unsafe fn binary_trees<A: GlobalAlloc>(a: &A, n: u32) -> String {
         }
         writeln!(out, "{iterations}\t trees of depth {depth}\t check: {sum}").unwrap();
     }
-    writeln!(out, "long lived tree of depth {max_depth}\t check: {}", check(long_lived)).unwrap();
+    writeln!(
+        out,
+        "long lived tree of depth {max_depth}\t check: {}",
+        check(long_lived)
+    )
+    .unwrap();
     free_tree(a, long_lived);
     out
 }
@@ -97,12 +107,28 @@ fn expected_output(n: u32) -> String {
     let nodes = |d: u32| (1u64 << (d + 1)) - 1;
     let max_depth = n.max(MIN_DEPTH + 2);
     let mut out = String::new();
-    writeln!(out, "stretch tree of depth {}\t check: {}", max_depth + 1, nodes(max_depth + 1)).unwrap();
+    writeln!(
+        out,
+        "stretch tree of depth {}\t check: {}",
+        max_depth + 1,
+        nodes(max_depth + 1)
+    )
+    .unwrap();
     for depth in (MIN_DEPTH..=max_depth).step_by(2) {
         let iterations = 1u64 << (max_depth - depth + MIN_DEPTH);
-        writeln!(out, "{iterations}\t trees of depth {depth}\t check: {}", iterations * nodes(depth)).unwrap();
+        writeln!(
+            out,
+            "{iterations}\t trees of depth {depth}\t check: {}",
+            iterations * nodes(depth)
+        )
+        .unwrap();
     }
-    writeln!(out, "long lived tree of depth {max_depth}\t check: {}", nodes(max_depth)).unwrap();
+    writeln!(
+        out,
+        "long lived tree of depth {max_depth}\t check: {}",
+        nodes(max_depth)
+    )
+    .unwrap();
     out
 }
 

@@ -25,8 +25,9 @@ const OBJECT_SIZE: usize = 1;
 pub fn run<A: GlobalAlloc + Sync>(a: &A, nthreads: usize, p: &Params) -> Result<f64, String> {
     let repetitions = if p.quick { 200_000 } else { 2_000_000 } / nthreads;
     let start = Instant::now();
-    let objects: Vec<SendPtr<u8>> =
-        (0..nthreads).map(|_| SendPtr(unsafe { alloc(a, bytes(OBJECT_SIZE)) })).collect();
+    let objects: Vec<SendPtr<u8>> = (0..nthreads)
+        .map(|_| SendPtr(unsafe { alloc(a, bytes(OBJECT_SIZE)) }))
+        .collect();
     let mismatches: u64 = thread::scope(|s| {
         let workers: Vec<_> = objects
             .iter()
@@ -36,7 +37,9 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, nthreads: usize, p: &Params) -> Result<
     });
     let elapsed = start.elapsed().as_secs_f64();
     if mismatches != 0 {
-        return Err(format!("{mismatches} reads did not return the byte just written"));
+        return Err(format!(
+            "{mismatches} reads did not return the byte just written"
+        ));
     }
     Ok(elapsed)
 }

@@ -23,7 +23,7 @@ use super::{alloc, Params};
 const BATCH: usize = 1000;
 
 pub fn run<A: GlobalAlloc>(a: &A, size: usize, batch: bool, p: &Params) -> Result<f64, String> {
-    let pairs: u64 = if p.quick { 4_000_000 } else { 40_000_000 };
+    let pairs: u64 = if p.quick { 10_000_000 } else { 40_000_000 };
     match size {
         8 => measure::<A, 8>(a, batch, pairs),
         16 => measure::<A, 16>(a, batch, pairs),
@@ -37,7 +37,11 @@ pub fn run<A: GlobalAlloc>(a: &A, size: usize, batch: bool, p: &Params) -> Resul
     }
 }
 
-fn measure<A: GlobalAlloc, const SIZE: usize>(a: &A, batch: bool, pairs: u64) -> Result<f64, String> {
+fn measure<A: GlobalAlloc, const SIZE: usize>(
+    a: &A,
+    batch: bool,
+    pairs: u64,
+) -> Result<f64, String> {
     let rounds = |n: u64| {
         if batch {
             batch_rounds::<A, SIZE>(a, n / BATCH as u64)
@@ -53,7 +57,11 @@ fn measure<A: GlobalAlloc, const SIZE: usize>(a: &A, batch: bool, pairs: u64) ->
         return Err("a block did not keep the bytes written into it".into());
     }
     // Pairs actually done (the batch variant rounds down to whole batches).
-    let done = if batch { pairs / BATCH as u64 * BATCH as u64 } else { pairs };
+    let done = if batch {
+        pairs / BATCH as u64 * BATCH as u64
+    } else {
+        pairs
+    };
     Ok(elapsed * 1e9 / done as f64)
 }
 

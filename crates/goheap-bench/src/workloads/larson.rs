@@ -66,7 +66,7 @@ pub fn run<A: GlobalAlloc + Sync + 'static>(a: &'static A, p: &Params) -> Result
 
     let mut rng = Lran2::new(SEED);
     let (blocks, sizes) = unsafe { warmup(a, &mut rng, nthreads * CHUNKS_PER_THREAD) };
-    let mut slots: Vec<Slot> = blocks
+    let slots: Vec<Slot> = blocks
         .chunks(CHUNKS_PER_THREAD)
         .zip(sizes.chunks(CHUNKS_PER_THREAD))
         .map(|(b, s)| Slot {
@@ -81,7 +81,7 @@ pub fn run<A: GlobalAlloc + Sync + 'static>(a: &'static A, p: &Params) -> Result
     let stop = Arc::new(AtomicBool::new(false));
     let (done_tx, done_rx) = channel();
     let start = Instant::now();
-    for slot in slots.drain(..) {
+    for slot in slots {
         spawn_worker(a, slot, stop.clone(), done_tx.clone());
     }
     thread::sleep(run_time);

@@ -47,7 +47,10 @@ pub enum Workload {
 impl Workload {
     /// The whole suite, in the order it runs and is reported.
     pub fn all() -> Vec<Workload> {
-        let mut all: Vec<Workload> = FASTPATH_SIZES.iter().map(|&s| Workload::Fastpath(s)).collect();
+        let mut all: Vec<Workload> = FASTPATH_SIZES
+            .iter()
+            .map(|&s| Workload::Fastpath(s))
+            .collect();
         all.extend(FASTPATH_SIZES.iter().map(|&s| Workload::Batch(s)));
         all.extend([
             Workload::BinaryTrees,
@@ -105,7 +108,11 @@ impl Workload {
     }
 
     /// Runs the workload once with allocator `a`.
-    pub fn run<A: GlobalAlloc + Sync + 'static>(self, a: &'static A, p: &Params) -> Result<f64, String> {
+    pub fn run<A: GlobalAlloc + Sync + 'static>(
+        self,
+        a: &'static A,
+        p: &Params,
+    ) -> Result<f64, String> {
         match self {
             Workload::Fastpath(size) => fastpath::run(a, size, false, p),
             Workload::Batch(size) => fastpath::run(a, size, true, p),

@@ -47,8 +47,9 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
     let mut corrupt = 0;
     for n in 0..iterations {
         corrupt += thread::scope(|s| {
-            let others: Vec<_> =
-                (1..p.threads).map(|tid| s.spawn(move || unsafe { stress(a, tid, transfer) })).collect();
+            let others: Vec<_> = (1..p.threads)
+                .map(|tid| s.spawn(move || unsafe { stress(a, tid, transfer) }))
+                .collect();
             let mine = unsafe { stress(a, 0, transfer) };
             mine + others.into_iter().map(|t| t.join().unwrap()).sum::<u64>()
         });
@@ -116,8 +117,17 @@ struct PtrArray<'a, A: GlobalAlloc> {
 
 impl<'a, A: GlobalAlloc> PtrArray<'a, A> {
     fn with_capacity(a: &'a A, cap: usize) -> Self {
-        let ptr = if cap == 0 { null_mut() } else { unsafe { alloc(a, Self::layout(cap)) as _ } };
-        PtrArray { a, ptr, len: 0, cap }
+        let ptr = if cap == 0 {
+            null_mut()
+        } else {
+            unsafe { alloc(a, Self::layout(cap)) as _ }
+        };
+        PtrArray {
+            a,
+            ptr,
+            len: 0,
+            cap,
+        }
     }
 
     fn layout(cap: usize) -> Layout {
@@ -132,7 +142,11 @@ impl<'a, A: GlobalAlloc> PtrArray<'a, A> {
                 if self.ptr.is_null() {
                     alloc(self.a, Self::layout(new_cap)) as _
                 } else {
-                    let q = self.a.realloc(self.ptr as *mut u8, Self::layout(self.cap), Self::layout(new_cap).size());
+                    let q = self.a.realloc(
+                        self.ptr as *mut u8,
+                        Self::layout(self.cap),
+                        Self::layout(new_cap).size(),
+                    );
                     if q.is_null() {
                         std::alloc::handle_alloc_error(Self::layout(new_cap));
                     }
@@ -200,7 +214,11 @@ unsafe fn stress<A: GlobalAlloc>(a: &A, tid: usize, transfer: &Transfer) -> u64 
         }
     }
 
-    for &p in retained.as_mut_slice().iter().chain(data.as_mut_slice().iter()) {
+    for &p in retained
+        .as_mut_slice()
+        .iter()
+        .chain(data.as_mut_slice().iter())
+    {
         corrupt += free_items(a, p);
     }
     corrupt

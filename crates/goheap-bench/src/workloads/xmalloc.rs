@@ -90,7 +90,10 @@ impl Shared {
 pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
     let run_time = Duration::from_secs(if p.quick { 1 } else { 5 });
     let shared = Shared {
-        stack: Mutex::new(Stack { head: std::ptr::null_mut(), count: 0 }),
+        stack: Mutex::new(Stack {
+            head: std::ptr::null_mut(),
+            count: 0,
+        }),
         not_empty: Condvar::new(),
         not_full: Condvar::new(),
         done: AtomicBool::new(false),
@@ -98,8 +101,12 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
 
     let begin = Instant::now();
     let (frees, corrupt, elapsed) = thread::scope(|s| {
-        let consumers: Vec<_> = (0..p.threads).map(|_| s.spawn(|| unsafe { consume(a, &shared) })).collect();
-        let producers: Vec<_> = (0..p.threads).map(|_| s.spawn(|| unsafe { produce(a, &shared) })).collect();
+        let consumers: Vec<_> = (0..p.threads)
+            .map(|_| s.spawn(|| unsafe { consume(a, &shared) }))
+            .collect();
+        let producers: Vec<_> = (0..p.threads)
+            .map(|_| s.spawn(|| unsafe { produce(a, &shared) }))
+            .collect();
         thread::sleep(run_time);
         shared.stop();
         producers.into_iter().for_each(|t| t.join().unwrap());
