@@ -4,9 +4,17 @@
 //! allocate from, plus the other spans the thread owns for that class:
 //!
 //! - `partial`: spans with free objects, waiting to become current;
-//! - `full`: parked full spans (see [`crate::span`]); they leave this list when one of their
-//!   objects is freed: by this thread (it unparks them) or by another (the freer pushes them
-//!   onto `reclaim`, which this thread drains when it runs out of spans).
+//! - `full`: spans that ran out of free objects. Going there costs nothing: other threads'
+//!   frees into them just accumulate in their remote bitmaps;
+//! - `parked`: full spans parked (see [`crate::span`]): the first remote free pushes one onto
+//!   `reclaim`. A cache parks its `full` spans only when it is about to take a span from
+//!   central or the heap, after checking them for remote frees, so a thread that finds
+//!   enough free objects among its own spans never pays for parking (a sequentially
+//!   consistent store), and a thread that grows its heap first reuses what others freed.
+//!
+//! Full and parked spans go back to `partial` once more than 1/8 of their objects are free
+//! again through this thread's frees, or when they are found (or pushed home) with remote
+//! frees.
 //!
 //! Go's mcache holds only the current span, because in Go nothing frees an object except
 //! the sweeper. Here programs free explicitly, and a span that filled up is usually freed into
@@ -69,6 +77,7 @@ pub struct Cache {
     current: [AtomicPtr<Span>; NUM_CLASSES],
     partial: [SpanList; NUM_CLASSES],
     full: [SpanList; NUM_CLASSES],
+    parked: [SpanList; NUM_CLASSES],
     /// Parked spans of ours that another thread freed into.
     reclaim: SpanStack,
     /// Pages of empty spans kept on partial lists.
@@ -184,6 +193,7 @@ impl Cache {
             current: [const { AtomicPtr::new(ptr::null_mut()) }; NUM_CLASSES],
             partial: [const { SpanList::new() }; NUM_CLASSES],
             full: [const { SpanList::new() }; NUM_CLASSES],
+            parked: [const { SpanList::new() }; NUM_CLASSES],
             reclaim: SpanStack::new(),
             empty_pages: Cell::new(0),
             page_cache: UnsafeCell::new(PageCache::EMPTY),
@@ -251,6 +261,9 @@ impl Cache {
                     self.drain_reclaim();
                     s = self.partial[class].pop();
                 }
+                if s.is_null() && !self.full[class].is_empty() && self.park_full(class) {
+                    continue;
+                }
                 if s.is_null() {
                     s = CENTRAL[class].take(self.id());
                 }
@@ -309,16 +322,33 @@ impl Cache {
         }
     }
 
-    /// `s` has no free object: park it on the full list (or keep it partial if frees raced in).
+    /// `s` has no free object: put it on the full list.
     unsafe fn retire_full(&self, s: *mut Span, class: usize) {
-        // SAFETY: the cache owns `s`; `self.reclaim` lives as long as the cache, and the cache
-        // waits for in-flight pushes before it is recycled (`retire`).
-        unsafe {
-            if (*s).park(&self.reclaim) {
-                self.full[class].push(s, ListTag::Full);
-            } else {
+        // SAFETY: the cache owns `s`, which is on no list.
+        unsafe { self.full[class].push(s, ListTag::Full) };
+    }
+
+    /// Before taking memory from elsewhere: moves the full spans of `class` that other
+    /// threads freed into to the partial list, and parks the rest. True if any span became
+    /// partial.
+    unsafe fn park_full(&self, class: usize) -> bool {
+        let mut found = false;
+        loop {
+            // SAFETY (loop body): the cache owns its lists' spans; `self.reclaim` outlives every
+            // span parked on it (`retire` waits for in-flight pushes).
+            unsafe {
+                let s = self.full[class].pop();
+                if s.is_null() {
+                    return found;
+                }
                 self.collect(s);
-                self.partial[class].push(s, ListTag::Partial);
+                if (*s).nfree() == 0 && (*s).park(&self.reclaim) {
+                    self.parked[class].push(s, ListTag::Parked);
+                } else {
+                    self.collect(s);
+                    self.partial[class].push(s, ListTag::Partial);
+                    found = true;
+                }
             }
         }
     }
@@ -329,11 +359,11 @@ impl Cache {
         let mut n = 0;
         let mut s = self.reclaim.take_all();
         while !s.is_null() {
-            // SAFETY: spans on our reclaim stack are ours, parked by us, so on a full list.
+            // SAFETY: spans on our reclaim stack are ours, parked by us, so on a parked list.
             unsafe {
                 let next = next_in_stack(s);
                 let class = (*s).class();
-                self.full[class].remove(s);
+                self.parked[class].remove(s);
                 self.collect(s);
                 self.partial[class].push(s, ListTag::Partial);
                 s = next;
@@ -360,13 +390,16 @@ impl Cache {
             // A span's class is a valid class index (set from the class table).
             bump(self.counters.nfree.get_unchecked(class), 1);
             let list = (*s).list();
-            // Only a parked span that has gathered enough free objects, or a span that just
-            // became empty, needs list work; everything else was a plain bit set. The
-            // threshold (more than 1/8 of the span free) is hysteresis: moving a span back
+            // Only a full or parked span that has gathered enough free objects, or a listed
+            // span that just became empty, needs list work; everything else was a plain bit
+            // set. The threshold (more than 1/4 of the span free) is hysteresis: moving a span back
             // to the partial list on its first free would make it current for one object,
             // then park it again, over and over, in programs that free at random.
             let nelems = (*s).nelems();
-            if (list == ListTag::Full && nfree * 8 > nelems) || nfree == nelems {
+            // The current span (on no list) never needs list work, even when empty.
+            if list != ListTag::None
+                && (nfree == nelems || (list != ListTag::Partial && nfree * 4 > nelems))
+            {
                 self.free_local_slow(s, class, list, nfree);
             }
         }
@@ -377,12 +410,16 @@ impl Cache {
         // SAFETY: the cache owns `s`.
         unsafe {
             let mut list = list;
-            if list == ListTag::Full {
+            if list == ListTag::Parked {
                 if !(*s).unpark() {
                     // A remote freer took it first and is pushing it onto our reclaim stack;
                     // drain_reclaim will move it.
                     return;
                 }
+                self.parked[class].remove(s);
+                self.partial[class].push(s, ListTag::Partial);
+                list = ListTag::Partial;
+            } else if list == ListTag::Full {
                 self.full[class].remove(s);
                 self.partial[class].push(s, ListTag::Partial);
                 list = ListTag::Partial;
@@ -450,14 +487,21 @@ impl Cache {
                     (*s).counted_empty.set(false);
                     self.give_back(s);
                 }
-                // Full spans: take each back from parking. Those a remote freer already took
-                // are on (or on their way to) our reclaim stack; wait for them there.
+                loop {
+                    let s = self.full[class].pop();
+                    if s.is_null() {
+                        break;
+                    }
+                    self.give_back(s);
+                }
+                // Parked spans: take each back from parking. Those a remote freer already
+                // took are on (or on their way to) our reclaim stack; wait for them there.
                 let mut pending = 0;
-                let mut s = self.full[class].first();
+                let mut s = self.parked[class].first();
                 while !s.is_null() {
                     let next = (*s).link_next();
                     if (*s).unpark() {
-                        self.full[class].remove(s);
+                        self.parked[class].remove(s);
                         self.give_back(s);
                     } else {
                         pending += 1;
@@ -469,7 +513,7 @@ impl Cache {
                     while !s.is_null() {
                         let next = next_in_stack(s);
                         let c = (*s).class();
-                        self.full[c].remove(s);
+                        self.parked[c].remove(s);
                         self.partial[c].push(s, ListTag::Partial);
                         if c == class {
                             pending -= 1;

@@ -21,7 +21,7 @@
 use core::alloc::{GlobalAlloc, Layout};
 use core::ptr;
 
-use crate::cache::{self, Cache};
+use crate::cache;
 use crate::heap;
 use crate::report;
 use crate::sizeclass::{size_to_class, size_to_class_aligned, CLASSES, MAX_SMALL_SIZE, PAGE_SIZE};
@@ -136,24 +136,29 @@ pub unsafe fn free(p: *mut u8) {
         return;
     }
     let (s, idx) = object_of(p);
-    // SAFETY: `s` is live (map), and `p` is object `idx` of it.
+    // SAFETY: `s` is live (map), and `p` is object `idx` of it. Large spans are owned by
+    // `CENTRAL_OWNER`, never by a cache, so they always take the second branch.
     unsafe {
-        let class = (*s).class();
-        if class == 0 {
-            heap::free_large(s);
-            return;
-        }
         let c = cache::raw();
         if (*s).owner() == c as usize {
             (*c).free_local(s, idx, p as usize);
         } else {
-            free_remote(s, idx, p, cache::current(), class);
+            free_not_owned(s, idx, p);
         }
     }
 }
 
+/// Free of an object in a span this thread does not own: a large object, or a remote free.
 #[inline(never)]
-fn free_remote(s: *mut Span, idx: usize, p: *mut u8, c: *mut Cache, class: usize) {
+fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
+    // SAFETY: `s` is a live span from the map and `p` its object `idx`.
+    let class = unsafe { (*s).class() };
+    if class == 0 {
+        // SAFETY: `p` is the large object of `s` (checked by `object_of`).
+        unsafe { heap::free_large(s) };
+        return;
+    }
+    let c = cache::current();
     // SAFETY: `s` is a live span from the map; any thread may free remotely.
     if unsafe { (*s).free_remote(idx) }.is_err() {
         report::double_free(p as usize);

@@ -178,7 +178,7 @@ impl HeapInner {
 
     /// A run of `npages` pages, growing the heap if needed: (address, known zero).
     pub fn alloc_pages(&mut self, npages: usize) -> Option<(usize, bool)> {
-        debug_assert!(npages >= 1 && npages <= ARENA_PAGES);
+        debug_assert!((1..=ARENA_PAGES).contains(&npages));
         let (a, scav) = match self.pages.alloc(npages) {
             Some(r) => r,
             None => {

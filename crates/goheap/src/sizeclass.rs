@@ -38,6 +38,21 @@
 //! Go asserts that this yields 68 classes (class 0 standing for "large object"), and so do
 //! the tests here; the table is printed at the bottom of this essay.
 //!
+//! goheap adds one step of its own:
+//!
+//! 5. **Span scaling**: a class whose Go span holds fewer than [`MIN_SPAN_OBJECTS`] (64)
+//!    objects gets a span that is a multiple of Go's, as many times longer as it takes to hold
+//!    64, but at most [`MAX_SCALED_SPAN_PAGES`] (8 pages, 64 KiB). Sizes, and so the rounding
+//!    waste and every lookup, stay exactly Go's; the tail bound still holds, because `k` spans'
+//!    worth of pages leave at most `k` times one span's tail. Why: Go frees objects only by
+//!    sweeping whole spans, so its spans can be small. With explicit frees, a program that
+//!    frees at random (larson, an interpreter's heap) leaves a few free objects scattered in
+//!    each span, and the allocator pays a fixed cost per span it visits to collect them; a
+//!    span of 1 KiB objects in one 8 KiB page yields at most 8 objects per visit, the same
+//!    span in 64 KiB yields 64. Classes of 128 bytes or less already hold 64 objects in Go's
+//!    span and are unchanged. The price is that a thread's partly used span of a mid-size class
+//!    can hold up to 64 KiB instead of 8 KiB, as a mimalloc page does.
+//!
 //! # Why 8 KiB pages
 //!
 //! The page is the unit of the page heap: spans are whole pages, large objects are rounded to
@@ -95,81 +110,83 @@
 //!
 //! # The table
 //!
-//! `tail` is the span's unused end; `max waste` is the fraction of the span wasted when every
-//! slot holds the smallest request that maps to the class; `align` is the alignment every object
-//! of the class has, given that spans start on a page boundary. The test
+//! The first columns are Go's: `pages`, `bytes/span` and `objects` describe Go's span, `tail`
+//! is its unused end, `max waste` the fraction of it wasted when every slot holds the smallest
+//! request that maps to the class, `align` the alignment every object of the class has, given
+//! that spans start on a page boundary. The last two columns are goheap's span after step 5:
+//! its pages and objects. The test
 //! `doc_table_matches_computed_table` regenerates this text from [`CLASSES`] and fails if it
 //! differs.
 //!
 //! ```text
-//! class  bytes/obj  pages  bytes/span  objects  tail  max waste  align
-//!     1          8      1        8192     1024     0     87.50%      8
-//!     2         16      1        8192      512     0     43.75%     16
-//!     3         24      1        8192      341     8     29.24%      8
-//!     4         32      1        8192      256     0     21.88%     32
-//!     5         48      1        8192      170    32     31.52%     16
-//!     6         64      1        8192      128     0     23.44%     64
-//!     7         80      1        8192      102    32     19.07%     16
-//!     8         96      1        8192       85    32     15.95%     32
-//!     9        112      1        8192       73    16     13.56%     16
-//!    10        128      1        8192       64     0     11.72%    128
-//!    11        144      1        8192       56   128     11.82%     16
-//!    12        160      1        8192       51    32      9.73%     32
-//!    13        176      1        8192       46    96      9.59%     16
-//!    14        192      1        8192       42   128      9.25%     64
-//!    15        208      1        8192       39    80      8.12%     16
-//!    16        224      1        8192       36   128      8.15%     32
-//!    17        240      1        8192       34    32      6.62%     16
-//!    18        256      1        8192       32     0      5.86%    256
-//!    19        288      1        8192       28   128     12.16%     32
-//!    20        320      1        8192       25   192     11.80%     64
-//!    21        352      1        8192       23    96      9.88%     32
-//!    22        384      1        8192       21   128      9.51%    128
-//!    23        416      1        8192       19   288     10.71%     32
-//!    24        448      1        8192       18   128      8.37%     64
-//!    25        480      1        8192       17    32      6.82%     32
-//!    26        512      1        8192       16     0      6.05%    512
-//!    27        576      1        8192       14   128     12.33%     64
-//!    28        640      1        8192       12   512     15.48%    128
-//!    29        704      1        8192       11   448     13.93%     64
-//!    30        768      1        8192       10   512     13.94%    256
-//!    31        896      1        8192        9   128     15.52%    128
-//!    32       1024      1        8192        8     0     12.40%   1024
-//!    33       1152      1        8192        7   128     12.41%    128
-//!    34       1280      1        8192        6   512     15.55%    256
-//!    35       1408      2       16384       11   896     14.00%    128
-//!    36       1536      1        8192        5   512     14.00%    512
-//!    37       1792      2       16384        9   256     15.57%    256
-//!    38       2048      1        8192        4     0     12.45%   2048
-//!    39       2304      2       16384        7   256     12.46%    256
-//!    40       2688      1        8192        3   128     15.59%    128
-//!    41       3072      3       24576        8     0     12.47%   1024
-//!    42       3200      2       16384        5   384      6.22%    128
-//!    43       3456      3       24576        7   384      8.83%    128
-//!    44       4096      1        8192        2     0     15.60%   4096
-//!    45       4864      3       24576        5   256     16.65%    256
-//!    46       5376      2       16384        3   256     10.92%    256
-//!    47       6144      3       24576        4     0     12.48%   2048
-//!    48       6528      4       32768        5   128      6.23%    128
-//!    49       6784      5       40960        6   256      4.36%    128
-//!    50       6912      6       49152        7   768      3.37%    256
-//!    51       8192      1        8192        1     0     15.61%   8192
-//!    52       9472      7       57344        6   512     14.28%    256
-//!    53       9728      6       49152        5   512      3.64%    512
-//!    54      10240      5       40960        4     0      4.99%   2048
-//!    55      10880      4       32768        3   128      6.24%    128
-//!    56      12288      3       24576        2     0     11.45%   4096
-//!    57      13568      5       40960        3   256      9.99%    256
-//!    58      14336      7       57344        4     0      5.35%   2048
-//!    59      16384      2       16384        1     0     12.49%   8192
-//!    60      18432      9       73728        4     0     11.11%   2048
-//!    61      19072      7       57344        3   128      3.57%    128
-//!    62      20480      5       40960        2     0      6.87%   4096
-//!    63      21760      8       65536        3   256      6.25%    256
-//!    64      24576      3       24576        1     0     11.45%   8192
-//!    65      27264     10       81920        3   128     10.00%    128
-//!    66      28672      7       57344        2     0      4.91%   4096
-//!    67      32768      4       32768        1     0     12.50%   8192
+//! class  bytes/obj  pages  bytes/span  objects  tail  max waste  align  goheap  objects
+//!     1          8      1        8192     1024     0     87.50%      8       1     1024
+//!     2         16      1        8192      512     0     43.75%     16       1      512
+//!     3         24      1        8192      341     8     29.24%      8       1      341
+//!     4         32      1        8192      256     0     21.88%     32       1      256
+//!     5         48      1        8192      170    32     31.52%     16       1      170
+//!     6         64      1        8192      128     0     23.44%     64       1      128
+//!     7         80      1        8192      102    32     19.07%     16       1      102
+//!     8         96      1        8192       85    32     15.95%     32       1       85
+//!     9        112      1        8192       73    16     13.56%     16       1       73
+//!    10        128      1        8192       64     0     11.72%    128       1       64
+//!    11        144      1        8192       56   128     11.82%     16       2      113
+//!    12        160      1        8192       51    32      9.73%     32       2      102
+//!    13        176      1        8192       46    96      9.59%     16       2       93
+//!    14        192      1        8192       42   128      9.25%     64       2       85
+//!    15        208      1        8192       39    80      8.12%     16       2       78
+//!    16        224      1        8192       36   128      8.15%     32       2       73
+//!    17        240      1        8192       34    32      6.62%     16       2       68
+//!    18        256      1        8192       32     0      5.86%    256       2       64
+//!    19        288      1        8192       28   128     12.16%     32       3       85
+//!    20        320      1        8192       25   192     11.80%     64       3       76
+//!    21        352      1        8192       23    96      9.88%     32       3       69
+//!    22        384      1        8192       21   128      9.51%    128       3       64
+//!    23        416      1        8192       19   288     10.71%     32       4       78
+//!    24        448      1        8192       18   128      8.37%     64       4       73
+//!    25        480      1        8192       17    32      6.82%     32       4       68
+//!    26        512      1        8192       16     0      6.05%    512       4       64
+//!    27        576      1        8192       14   128     12.33%     64       5       71
+//!    28        640      1        8192       12   512     15.48%    128       5       64
+//!    29        704      1        8192       11   448     13.93%     64       6       69
+//!    30        768      1        8192       10   512     13.94%    256       6       64
+//!    31        896      1        8192        9   128     15.52%    128       7       64
+//!    32       1024      1        8192        8     0     12.40%   1024       8       64
+//!    33       1152      1        8192        7   128     12.41%    128       8       56
+//!    34       1280      1        8192        6   512     15.55%    256       8       51
+//!    35       1408      2       16384       11   896     14.00%    128       8       46
+//!    36       1536      1        8192        5   512     14.00%    512       8       42
+//!    37       1792      2       16384        9   256     15.57%    256       8       36
+//!    38       2048      1        8192        4     0     12.45%   2048       8       32
+//!    39       2304      2       16384        7   256     12.46%    256       8       28
+//!    40       2688      1        8192        3   128     15.59%    128       8       24
+//!    41       3072      3       24576        8     0     12.47%   1024       6       16
+//!    42       3200      2       16384        5   384      6.22%    128       8       20
+//!    43       3456      3       24576        7   384      8.83%    128       6       14
+//!    44       4096      1        8192        2     0     15.60%   4096       8       16
+//!    45       4864      3       24576        5   256     16.65%    256       6       10
+//!    46       5376      2       16384        3   256     10.92%    256       8       12
+//!    47       6144      3       24576        4     0     12.48%   2048       6        8
+//!    48       6528      4       32768        5   128      6.23%    128       8       10
+//!    49       6784      5       40960        6   256      4.36%    128       5        6
+//!    50       6912      6       49152        7   768      3.37%    256       6        7
+//!    51       8192      1        8192        1     0     15.61%   8192       8        8
+//!    52       9472      7       57344        6   512     14.28%    256       7        6
+//!    53       9728      6       49152        5   512      3.64%    512       6        5
+//!    54      10240      5       40960        4     0      4.99%   2048       5        4
+//!    55      10880      4       32768        3   128      6.24%    128       8        6
+//!    56      12288      3       24576        2     0     11.45%   4096       6        4
+//!    57      13568      5       40960        3   256      9.99%    256       5        3
+//!    58      14336      7       57344        4     0      5.35%   2048       7        4
+//!    59      16384      2       16384        1     0     12.49%   8192       8        4
+//!    60      18432      9       73728        4     0     11.11%   2048       9        4
+//!    61      19072      7       57344        3   128      3.57%    128       7        3
+//!    62      20480      5       40960        2     0      6.87%   4096       5        2
+//!    63      21760      8       65536        3   256      6.25%    256       8        3
+//!    64      24576      3       24576        1     0     11.45%   8192       6        2
+//!    65      27264     10       81920        3   128     10.00%    128      10        3
+//!    66      28672      7       57344        2     0      4.91%   4096       7        2
+//!    67      32768      4       32768        1     0     12.50%   8192       8        2
 //! ```
 
 /// log2 of the goheap page size.
@@ -212,8 +229,10 @@ const ROUNDING_WASTE_DIV: usize = 8;
 pub struct ClassInfo {
     /// Bytes per object (0 for class 0, "large object").
     pub size: u32,
-    /// Pages per span of this class.
+    /// Pages per span of this class in goheap: Go's `go_npages` times a small factor (step 5).
     pub npages: u32,
+    /// Pages per span of this class in Go's table.
+    pub go_npages: u32,
     /// Objects per span: `npages * PAGE_SIZE / size`.
     pub nelems: u32,
     /// `ceil(2^32 / size)`, for [`obj_index`].
@@ -224,6 +243,7 @@ impl ClassInfo {
     const ZERO: ClassInfo = ClassInfo {
         size: 0,
         npages: 0,
+        go_npages: 0,
         nelems: 0,
         div_magic: 0,
     };
@@ -268,6 +288,25 @@ const fn pages_for(size: usize) -> usize {
     span / PAGE_SIZE
 }
 
+/// Objects a span should hold at least, where [`MAX_SCALED_SPAN_PAGES`] allows: one full
+/// 64-bit allocation window (step 5 of the essay).
+pub const MIN_SPAN_OBJECTS: usize = 64;
+/// Longest span step 5 may make: 8 pages = 64 KiB, the size of a mimalloc small page.
+pub const MAX_SCALED_SPAN_PAGES: usize = 8;
+
+/// Step 5: the smallest factor by which to multiply Go's span length (`go_pages` pages) for
+/// objects of `size` bytes so that the span holds [`MIN_SPAN_OBJECTS`], without passing
+/// [`MAX_SCALED_SPAN_PAGES`].
+const fn span_scale(go_pages: usize, size: usize) -> usize {
+    let mut k = 1;
+    while k * go_pages * PAGE_SIZE / size < MIN_SPAN_OBJECTS
+        && (k + 1) * go_pages <= MAX_SCALED_SPAN_PAGES
+    {
+        k += 1;
+    }
+    k
+}
+
 /// `ceil(2^32 / size)` as Go writes it: `^uint32(0)/size + 1`. Exact for powers of two too
 /// (there `u32::MAX / size` is `2^32 / size - 1`).
 const fn magic_for(size: usize) -> u32 {
@@ -297,6 +336,7 @@ const fn generate() -> Generated {
             classes[len] = ClassInfo {
                 size: size as u32,
                 npages: npages as u32,
+                go_npages: npages as u32,
                 nelems: nelems as u32,
                 div_magic: 0,
             };
@@ -318,6 +358,10 @@ const fn generate() -> Generated {
         }
         class.nelems = (span / class.size as usize) as u32;
         class.div_magic = magic_for(class.size as usize);
+        // Step 5: goheap's span length, a multiple of Go's.
+        class.go_npages = class.npages;
+        class.npages *= span_scale(class.npages as usize, class.size as usize) as u32;
+        class.nelems = (class.npages as usize * PAGE_SIZE / class.size as usize) as u32;
         c += 1;
     }
 
@@ -525,7 +569,7 @@ mod tests {
     }
 
     fn span_bytes(c: usize) -> usize {
-        CLASSES[c].npages as usize * PAGE_SIZE
+        CLASSES[c].go_npages as usize * PAGE_SIZE
     }
 
     /// Fraction of the span wasted when every slot holds the smallest request of the class,
@@ -534,7 +578,7 @@ mod tests {
         let k = CLASSES[c];
         let (size, span) = (k.size as usize, span_bytes(c));
         let smallest_request = CLASSES[c - 1].size as usize + 1;
-        let wasted = (size - smallest_request) * k.nelems as usize + span % size;
+        let wasted = (size - smallest_request) * (span / size) + span % size;
         (wasted * 20_000 + span) / (2 * span)
     }
 
@@ -542,7 +586,7 @@ mod tests {
     fn table_is_go_1_19() {
         assert_eq!(NUM_CLASSES, 68);
         let sizes: Vec<u32> = CLASSES.iter().map(|k| k.size).collect();
-        let npages: Vec<u32> = CLASSES.iter().map(|k| k.npages).collect();
+        let npages: Vec<u32> = CLASSES.iter().map(|k| k.go_npages).collect();
         assert_eq!(sizes, GO_SIZES);
         assert_eq!(npages, GO_NPAGES);
         assert_eq!(MAX_CLASS_PAGES, 10);
@@ -552,6 +596,7 @@ mod tests {
             ClassInfo {
                 size: 0,
                 npages: 0,
+                go_npages: 0,
                 nelems: 0,
                 div_magic: 0
             }
@@ -572,12 +617,45 @@ mod tests {
     }
 
     #[test]
-    fn span_shape_of_every_class() {
+    fn scaled_spans_keep_the_bounds_and_hold_a_window() {
         for (c, k) in CLASSES.iter().enumerate().skip(1) {
-            let (size, span) = (k.size as usize, span_bytes(c));
+            let (size, go, n) = (k.size as usize, k.go_npages as usize, k.npages as usize);
+            let span = n * PAGE_SIZE;
+            assert_eq!(n % go, 0, "class {c}: not a multiple of Go's span");
             assert!(span % size <= span / 8, "class {c}: tail waste above 1/8");
             assert_eq!(k.nelems as usize, span / size, "class {c}");
             assert!(k.nelems as usize <= MAX_OBJS_PER_SPAN, "class {c}");
+            assert!(n <= MAX_CLASS_PAGES, "class {c}");
+            let go_nelems = go * PAGE_SIZE / size;
+            if go_nelems >= MIN_SPAN_OBJECTS || go * 2 > MAX_SCALED_SPAN_PAGES {
+                assert_eq!(n, go, "class {c}: scaled without need or room");
+            } else {
+                assert!(n <= MAX_SCALED_SPAN_PAGES, "class {c}: span too long");
+                // Long enough (or at the cap), and no longer than needed.
+                assert!(
+                    k.nelems as usize >= MIN_SPAN_OBJECTS || n + go > MAX_SCALED_SPAN_PAGES,
+                    "class {c}: could have been longer"
+                );
+                assert!(
+                    (n - go) * PAGE_SIZE / size < MIN_SPAN_OBJECTS,
+                    "class {c}: longer than needed"
+                );
+            }
+        }
+        // Spot checks: 16 B unchanged (512 objects), 1 KiB from 1 to 8 pages, 32 KiB to 8.
+        assert_eq!(CLASSES[size_to_class(16)].npages, 1);
+        assert_eq!(CLASSES[size_to_class(1024)].npages, 8);
+        assert_eq!(CLASSES[size_to_class(1024)].nelems, 64);
+        assert_eq!(CLASSES[size_to_class(32768)].npages, 8);
+    }
+
+    #[test]
+    fn span_shape_of_every_class() {
+        for (c, k) in CLASSES.iter().enumerate().skip(1) {
+            // Go's span (goheap's scaled one is checked above).
+            let (size, span) = (k.size as usize, span_bytes(c));
+            assert!(span % size <= span / 8, "class {c}: tail waste above 1/8");
+            assert!(span / size <= MAX_OBJS_PER_SPAN, "class {c}");
             assert!(k.npages as usize <= MAX_CLASS_PAGES, "class {c}");
             // (npages is the fewest pages for the *candidate* a class started from, not always
             // for its final size: 1664 needs 2 pages, is widened to 1792, which alone would fit
@@ -685,8 +763,17 @@ mod tests {
     fn render_table() -> String {
         let mut out = String::new();
         let header = format!(
-            "{:>5}  {:>9}  {:>5}  {:>10}  {:>7}  {:>4}  {:>9}  {:>5}",
-            "class", "bytes/obj", "pages", "bytes/span", "objects", "tail", "max waste", "align"
+            "{:>5}  {:>9}  {:>5}  {:>10}  {:>7}  {:>4}  {:>9}  {:>5}  {:>6}  {:>7}",
+            "class",
+            "bytes/obj",
+            "pages",
+            "bytes/span",
+            "objects",
+            "tail",
+            "max waste",
+            "align",
+            "goheap",
+            "objects"
         );
         out.push_str(&format!("//! {header}\n"));
         for (c, k) in CLASSES.iter().enumerate().skip(1) {
@@ -694,16 +781,18 @@ mod tests {
             let bp = max_waste_bp(c);
             let align = 1usize << k.size.trailing_zeros().min(PAGE_SHIFT as u32);
             let line = format!(
-                "{:>5}  {:>9}  {:>5}  {:>10}  {:>7}  {:>4}  {:>5}.{:02}%  {:>5}",
+                "{:>5}  {:>9}  {:>5}  {:>10}  {:>7}  {:>4}  {:>5}.{:02}%  {:>5}  {:>6}  {:>7}",
                 c,
                 k.size,
-                k.npages,
+                k.go_npages,
                 span,
-                k.nelems,
+                span / k.size as usize,
                 span % k.size as usize,
                 bp / 100,
                 bp % 100,
-                align
+                align,
+                k.npages,
+                k.nelems
             );
             out.push_str(&format!("//! {line}\n"));
         }

@@ -57,7 +57,9 @@ use core::cell::Cell;
 use core::ptr;
 
 use crate::sizeclass::{obj_index, CLASSES, MAX_OBJS_PER_SPAN};
-use crate::sync::{spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use crate::sync::{
+    loom_seqcst_fence, spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+};
 
 /// Words in a span's bitmaps: one bit per object, at most 1024 objects (8-byte class, 1 page).
 pub const MAX_WORDS: usize = MAX_OBJS_PER_SPAN / 64;
@@ -77,8 +79,10 @@ pub enum ListTag {
     None,
     /// On the owner's list of spans with free objects.
     Partial,
-    /// On the owner's list of parked full spans.
+    /// On the owner's list of full spans that are not parked yet.
     Full,
+    /// On the owner's list of parked full spans.
+    Parked,
 }
 
 /// Why a free was refused.
@@ -127,12 +131,12 @@ pub struct Span {
     list: Cell<ListTag>,
     /// Owner. Counted in its cache's budget of kept empty spans.
     pub counted_empty: Cell<bool>,
+    /// Owner. Next word to look at when the window is empty.
+    scan: Cell<u32>,
 
     // ---- Colder owner fields. ----
     /// Set at init. Length in pages.
     npages: Cell<usize>,
-    /// Owner. Next word to look at when the window is empty.
-    scan: Cell<u32>,
     /// Owner. Links of the owner's doubly linked lists (and of the page heap's span pool).
     next: Cell<*mut Span>,
     prev: Cell<*mut Span>,
@@ -291,18 +295,26 @@ impl Span {
         (idx, idx * self.elemsize.get() == off && idx < self.nelems())
     }
 
-    /// Owner field accessors for the lists.
+    /// Free objects in `free_bits` plus the window (remote frees not yet collected excluded).
     ///
-    /// # Safety (all of the following)
+    /// # Safety
     /// The caller owns the span.
     #[inline(always)]
     pub unsafe fn nfree(&self) -> usize {
         self.nfree.get() as usize
     }
+    /// True if an object handed out may hold old data and must be cleared for `alloc_zeroed`.
+    ///
+    /// # Safety
+    /// The caller owns the span.
     #[inline(always)]
     pub unsafe fn needzero(&self) -> bool {
         self.needzero.get()
     }
+    /// Which of its owner's lists the span is on.
+    ///
+    /// # Safety
+    /// The caller owns the span.
     #[inline(always)]
     pub unsafe fn list(&self) -> ListTag {
         self.list.get()
@@ -400,6 +412,7 @@ impl Span {
         // SeqCst: one side of the park handshake (module essay); also releases the object's
         // last writes to whoever collects the bit.
         let old = self.remote.0[idx / 64].fetch_or(bit, Ordering::SeqCst);
+        loom_seqcst_fence();
         if old & bit != 0 {
             return Err(FreeError::DoubleFree);
         }
@@ -474,6 +487,7 @@ impl Span {
     pub unsafe fn park(&self, home: *const SpanStack) -> bool {
         self.home.store(home as *mut SpanStack, Ordering::Relaxed);
         self.flags.store(PARKED, Ordering::SeqCst);
+        loom_seqcst_fence();
         if self.has_remote() {
             return !self.unpark();
         }

@@ -21,3 +21,16 @@ pub fn spin_hint() {
     #[cfg(not(loom))]
     core::hint::spin_loop();
 }
+
+/// Loom-only stand-in for the sequential consistency of the park handshake (span essay).
+///
+/// Loom treats `SeqCst` loads and stores as `AcqRel` (its README, "Unsupported features"), so
+/// it would report the store-buffering outcome of the Dekker handshake, which the C++20 memory
+/// model rules out for `SeqCst` accesses. Loom does model `fence(SeqCst)`, so under loom one
+/// goes between each side's `SeqCst` write and `SeqCst` read; real builds get nothing (the
+/// accesses themselves are `SeqCst`).
+#[inline(always)]
+pub fn loom_seqcst_fence() {
+    #[cfg(loom)]
+    loom::sync::atomic::fence(Ordering::SeqCst);
+}

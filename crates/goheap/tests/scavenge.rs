@@ -5,6 +5,8 @@
 //! One test per file would be needed for exact RSS accounting across tests; instead the two
 //! checks run in sequence inside one test.
 
+#![cfg(not(loom))]
+
 #[global_allocator]
 static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
 

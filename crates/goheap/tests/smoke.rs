@@ -1,5 +1,7 @@
 //! goheap as the global allocator of this whole test binary (the test harness included).
 
+#![cfg(not(loom))]
+
 #[global_allocator]
 static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
 

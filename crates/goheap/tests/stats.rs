@@ -1,5 +1,7 @@
 //! Statistics: exact object counts for a quiescent thread, and the page-level invariants.
 
+#![cfg(not(loom))]
+
 #[global_allocator]
 static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
 

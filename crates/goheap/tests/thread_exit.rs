@@ -2,6 +2,8 @@
 //! exit must leave the resident set bounded, and memory one thread allocated and another
 //! freed must be reusable afterwards.
 
+#![cfg(not(loom))]
+
 #[global_allocator]
 static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
 
