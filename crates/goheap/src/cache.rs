@@ -389,18 +389,14 @@ impl Cache {
             debug_assert!(class < NUM_CLASSES);
             // A span's class is a valid class index (set from the class table).
             bump(self.counters.nfree.get_unchecked(class), 1);
-            let list = (*s).list();
             // Only a full or parked span that has gathered enough free objects, or a listed
-            // span that just became empty, needs list work; everything else was a plain bit
-            // set. The threshold (more than 1/4 of the span free) is hysteresis: moving a span back
-            // to the partial list on its first free would make it current for one object,
-            // then park it again, over and over, in programs that free at random.
-            let nelems = (*s).nelems();
-            // The current span (on no list) never needs list work, even when empty.
-            if list != ListTag::None
-                && (nfree == nelems || (list != ListTag::Partial && nfree * 4 > nelems))
-            {
-                self.free_local_slow(s, class, list, nfree);
+            // span that just became empty, needs list work (`Span::attention`); everything
+            // else was a plain bit set. The full-span threshold (more than 1/4 of the span
+            // free) is hysteresis: moving a span back to the partial list on its first free
+            // would make it current for one object, then full again, over and over, in
+            // programs that free at random.
+            if nfree >= (*s).attention() {
+                self.free_local_slow(s, class, (*s).list(), nfree);
             }
         }
     }

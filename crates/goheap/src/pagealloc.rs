@@ -1396,7 +1396,7 @@ mod tests {
     #[test]
     fn bit_tricks_match_naive() {
         let mut r = Rng(0x9e3779b97f4a7c15);
-        for _ in 0..20000 {
+        for _ in 0..6000 {
             let y = r.word();
             let naive_longest = {
                 let (mut max, mut cur) = (0, 0);
@@ -1783,21 +1783,36 @@ mod tests {
     struct Model {
         /// (base, pages), sorted by base.
         arenas: Vec<(usize, Vec<P>)>,
+        /// Free and scavenged pages, kept by `set` (and recounted by `recount`).
+        free: usize,
+        scav: usize,
     }
 
     impl Model {
+        /// Sets a page's state, keeping the counters.
+        fn set(page: &mut P, to: P, free: &mut usize, scav: &mut usize) {
+            *free = *free + (to != P::Used) as usize - (*page != P::Used) as usize;
+            *scav = *scav + (to == P::Scav) as usize - (*page == P::Scav) as usize;
+            *page = to;
+        }
         fn grow(&mut self, base: usize) {
             let i = self.arenas.partition_point(|a| a.0 < base);
             self.arenas.insert(i, (base, vec![P::Scav; ARENA_PAGES]));
+            self.free += ARENA_PAGES;
+            self.scav += ARENA_PAGES;
         }
-        fn pages(&mut self, addr: usize, n: usize) -> &mut [P] {
+        /// Sets pages `addr..addr + n` (in one arena) from `from` to `to`.
+        fn fill(&mut self, addr: usize, n: usize, from: P, to: P) {
             let a = self
                 .arenas
                 .iter_mut()
                 .find(|a| a.0 == addr & !(ARENA_BYTES - 1))
                 .unwrap();
             let p = (addr - a.0) / PAGE_SIZE;
-            &mut a.1[p..p + n]
+            for page in &mut a.1[p..p + n] {
+                assert_eq!(*page, from);
+                Self::set(page, to, &mut self.free, &mut self.scav);
+            }
         }
         fn alloc(&mut self, n: usize) -> Option<(usize, usize)> {
             for (base, pages) in &mut self.arenas {
@@ -1805,29 +1820,27 @@ mod tests {
                 for i in 0..ARENA_PAGES {
                     run = if pages[i] == P::Used { 0 } else { run + 1 };
                     if run == n {
-                        let r = &mut pages[i + 1 - n..=i];
-                        let scav = r.iter().filter(|&&p| p == P::Scav).count();
-                        r.fill(P::Used);
+                        let mut scav = 0;
+                        for p in &mut pages[i + 1 - n..=i] {
+                            scav += (*p == P::Scav) as usize;
+                            Self::set(p, P::Used, &mut self.free, &mut self.scav);
+                        }
                         return Some((*base + (i + 1 - n) * PAGE_SIZE, scav));
                     }
                 }
             }
             None
         }
-        fn free(&mut self, addr: usize, n: usize, to: P) {
-            let r = self.pages(addr, n);
-            assert!(r.iter().all(|&p| p == P::Used));
-            r.fill(to);
-        }
         fn take(&mut self, max: usize) -> Option<(usize, usize)> {
-            for (base, pages) in self.arenas.iter_mut().rev() {
+            for (base, pages) in self.arenas.iter().rev() {
                 if let Some(top) = (0..ARENA_PAGES).rev().find(|&i| pages[i] == P::Dirty) {
                     let mut s = top;
                     while s > 0 && pages[s - 1] == P::Dirty && top + 1 - s < max {
                         s -= 1;
                     }
-                    pages[s..=top].fill(P::Used);
-                    return Some((*base + s * PAGE_SIZE, top + 1 - s));
+                    let r = (*base + s * PAGE_SIZE, top + 1 - s);
+                    self.fill(r.0, r.1, P::Dirty, P::Used);
+                    return Some(r);
                 }
             }
             None
@@ -1844,7 +1857,7 @@ mod tests {
                     for (b, p) in pages[w..w + 64].iter_mut().enumerate() {
                         c.free |= ((*p != P::Used) as u64) << b;
                         c.scav |= ((*p == P::Scav) as u64) << b;
-                        *p = P::Used;
+                        Self::set(p, P::Used, &mut self.free, &mut self.scav);
                     }
                     return Some(c);
                 }
@@ -1852,22 +1865,21 @@ mod tests {
             None
         }
         fn flush(&mut self, c: PageCache) {
-            let r = self.pages(c.base, 64);
-            for (b, p) in r.iter_mut().enumerate() {
-                if c.free >> b & 1 == 1 {
-                    *p = if c.scav >> b & 1 == 1 {
-                        P::Scav
-                    } else {
-                        P::Dirty
-                    };
-                }
+            for b in (0..64).filter(|b| c.free >> b & 1 == 1) {
+                let to = if c.scav >> b & 1 == 1 {
+                    P::Scav
+                } else {
+                    P::Dirty
+                };
+                self.fill(c.base + b * PAGE_SIZE, 1, P::Used, to);
             }
         }
-        fn counts(&self) -> (usize, usize, usize) {
+        /// Counts the free and scavenged pages from scratch and checks the counters.
+        fn recount(&self) {
             let all = self.arenas.iter().flat_map(|a| a.1.iter());
             let free = all.clone().filter(|&&p| p != P::Used).count();
             let scav = all.filter(|&&p| p == P::Scav).count();
-            (self.arenas.len() * ARENA_PAGES, free, scav)
+            assert_eq!((self.free, self.scav), (free, scav), "model counters");
         }
     }
 
@@ -1918,7 +1930,7 @@ mod tests {
         let mut taken: Vec<(usize, usize)> = Vec::new();
         let mut caches: Vec<(PageCache, PageCache)> = Vec::new();
         let pick = |len: usize, i: usize| i % len;
-        for op in ops {
+        for (step, op) in ops.iter().enumerate() {
             match *op {
                 Op::Grow(k) if model.arenas.iter().all(|a| a.0 != arena(k)) => {
                     assert!(pa.grow(arena(k)));
@@ -1934,7 +1946,7 @@ mod tests {
                 Op::Free(i) if !live.is_empty() => {
                     let (a, n) = live.swap_remove(pick(live.len(), i));
                     pa.free(a, n);
-                    model.free(a, n, P::Dirty);
+                    model.fill(a, n, P::Used, P::Dirty);
                 }
                 Op::Take(max) => {
                     let got = pa.take_unscavenged(max);
@@ -1944,7 +1956,7 @@ mod tests {
                 Op::FreeScavenged(i) if !taken.is_empty() => {
                     let (a, n) = taken.swap_remove(pick(taken.len(), i));
                     pa.free_scavenged(a, n);
-                    model.free(a, n, P::Scav);
+                    model.fill(a, n, P::Used, P::Scav);
                 }
                 Op::Cache => {
                     let got = pa.alloc_cache();
@@ -1978,15 +1990,21 @@ mod tests {
                 _ => {}
             }
             pa.check();
-            let (total, free, scav) = model.counts();
-            assert_eq!(pa.total_pages(), total);
-            assert_eq!(pa.free_pages(), free, "free pages after {op:?}");
-            assert_eq!(pa.scavenged_pages(), scav, "scavenged pages after {op:?}");
+            assert_eq!(pa.total_pages(), model.arenas.len() * ARENA_PAGES);
+            assert_eq!(pa.free_pages(), model.free, "free pages after {op:?}");
+            assert_eq!(
+                pa.scavenged_pages(),
+                model.scav,
+                "scavenged pages after {op:?}"
+            );
+            if step % 32 == 0 || step == ops.len() - 1 {
+                model.recount();
+            }
         }
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 192, ..ProptestConfig::default() })]
+        #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
         #[test]
         fn matches_model(ops in proptest::collection::vec(op(), 1..250)) {
             run(&ops);
@@ -1999,7 +2017,7 @@ mod tests {
     fn long_random_run_matches_model() {
         let mut r = Rng(0xdead_beef);
         let mut ops = vec![Op::Grow(2), Op::Grow(0)];
-        for _ in 0..4000 {
+        for _ in 0..20000 {
             let x = r.next() as usize;
             ops.push(match r.next() % 20 {
                 0 => Op::Grow(x % 5),

@@ -122,10 +122,18 @@ pub struct Span {
     nelems: Cell<u32>,
     /// Set at init. `obj_index` multiplier for `elemsize`.
     div_magic: Cell<u32>,
+    /// Owner. A local free that brings `nfree` to this value must do list work (see
+    /// [`Span::attention`]); set from `list` whenever the span joins or leaves a list.
+    attention: Cell<u32>,
     /// Set at init. Size class; 0 for a large-object span.
     class: Cell<u8>,
-    /// Owner. True once an object of this span may hold old data (a free happened, or the
-    /// pages came dirty from the page heap), so `alloc_zeroed` must clear it.
+
+    // ---- Colder owner fields. ----
+    /// Owner. True once an object of this span may hold old data: the pages came dirty from
+    /// the page heap, or the allocation cursor has wrapped around (so every object it hands
+    /// out from now on may have been used before), so `alloc_zeroed` must clear it. Frees
+    /// need not touch it: an object freed during the first pass lies behind the cursor and
+    /// is handed out again only after the wrap.
     needzero: Cell<bool>,
     /// Owner. Which owner list the span is on.
     list: Cell<ListTag>,
@@ -133,8 +141,6 @@ pub struct Span {
     pub counted_empty: Cell<bool>,
     /// Owner. Next word to look at when the window is empty.
     scan: Cell<u32>,
-
-    // ---- Colder owner fields. ----
     /// Set at init. Length in pages.
     npages: Cell<usize>,
     /// Owner. Links of the owner's doubly linked lists (and of the page heap's span pool).
@@ -183,6 +189,7 @@ impl Span {
             div_magic: Cell::new(0),
             class: Cell::new(0),
             needzero: Cell::new(false),
+            attention: Cell::new(u32::MAX),
             counted_empty: Cell::new(false),
             list: Cell::new(ListTag::None),
             next: Cell::new(ptr::null_mut()),
@@ -213,7 +220,7 @@ impl Span {
         self.class.set(class as u8);
         self.needzero.set(!zeroed);
         self.counted_empty.set(false);
-        self.list.set(ListTag::None);
+        self.set_list(ListTag::None);
         self.nfree.set(nelems as u32);
         self.scan.set(0);
         self.window_word.set(u32::MAX);
@@ -247,7 +254,7 @@ impl Span {
         self.class.set(0);
         self.needzero.set(!zeroed);
         self.nfree.set(0);
-        self.list.set(ListTag::None);
+        self.set_list(ListTag::None);
         self.alloc_cache.store(0, Ordering::Relaxed);
         self.window_word.set(u32::MAX);
         self.owner.store(CENTRAL_OWNER, Ordering::Relaxed);
@@ -319,6 +326,23 @@ impl Span {
     pub unsafe fn list(&self) -> ListTag {
         self.list.get()
     }
+    /// The free count at which a local free must look at the span's list: never for a span
+    /// on no list (the current span), `nelems` (empty) for a partial span, and more than a
+    /// quarter free for a full or parked one. One compare on the free fast path instead of
+    /// a decision tree.
+    #[inline(always)]
+    pub unsafe fn attention(&self) -> usize {
+        self.attention.get() as usize
+    }
+    fn set_list(&self, tag: ListTag) {
+        self.list.set(tag);
+        let n = self.nelems.get();
+        self.attention.set(match tag {
+            ListTag::None => u32::MAX,
+            ListTag::Partial => n,
+            ListTag::Full | ListTag::Parked => n / 4 + 1,
+        });
+    }
 
     /// Allocation fast path: the next free object of the window, if any.
     ///
@@ -350,6 +374,7 @@ impl Span {
         loop {
             if w >= nwords {
                 w = 0;
+                self.needzero.set(true);
             }
             let bits = self.free_bits[w as usize].get();
             if bits != 0 {
@@ -399,7 +424,6 @@ impl Span {
             return Err(FreeError::DoubleFree);
         }
         slot.set(word | bit);
-        self.needzero.set(true);
         let n = self.nfree.get() + 1;
         self.nfree.set(n);
         Ok(n as usize)
@@ -457,14 +481,12 @@ impl Span {
                 self.free_bits[w].set(self.free_bits[w].get() | (bits & !local));
                 n += (bits & !local).count_ones();
                 self.nfree.set(self.nfree.get() + n);
-                self.needzero.set(true);
                 return Err(w * 64 + dup.trailing_zeros() as usize);
             }
             self.free_bits[w].set(self.free_bits[w].get() | bits);
             n += bits.count_ones();
         }
         if n > 0 {
-            self.needzero.set(true);
             self.nfree.set(self.nfree.get() + n);
         }
         Ok(n)
@@ -639,7 +661,7 @@ impl SpanList {
             if !h.is_null() {
                 (*h).prev.set(s);
             }
-            (*s).list.set(tag);
+            (*s).set_list(tag);
         }
         self.head.set(s);
         self.len.set(self.len.get() + 1);
@@ -664,7 +686,7 @@ impl SpanList {
             }
             (*s).next.set(ptr::null_mut());
             (*s).prev.set(ptr::null_mut());
-            (*s).list.set(ListTag::None);
+            (*s).set_list(ListTag::None);
         }
         self.len.set(self.len.get() - 1);
     }
