@@ -612,8 +612,10 @@ pub fn current() -> *mut Cache {
     }
 }
 
-/// The pthread key whose destructor retires the cache at thread exit.
-static EXIT_KEY: OnceLock<libc::pthread_key_t> = OnceLock::new();
+/// The pthread key whose destructor retires the cache at thread exit. None if the process
+/// ran out of pthread keys: threads then keep their caches at exit (memory stays owned by
+/// an unused cache, which is a leak, not an error).
+static EXIT_KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
 
 unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
     let c = p as *mut Cache;
@@ -648,16 +650,17 @@ pub fn init_thread() -> *mut Cache {
         let mut k: libc::pthread_key_t = 0;
         // SAFETY: `k` is a valid out-pointer; the destructor has the required signature.
         let r = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) };
-        assert_eq!(r, 0, "goheap: pthread_key_create failed");
-        k
+        (r == 0).then_some(k)
     });
     let c = Cache::acquire();
     if c.is_null() {
         THREAD_CACHE.set(ptr::null_mut());
         return c;
     }
-    // SAFETY: the key exists; the value is only read back by our destructor.
-    unsafe { libc::pthread_setspecific(key, c as *const libc::c_void) };
+    if let Some(key) = key {
+        // SAFETY: the key exists; the value is only read back by our destructor.
+        unsafe { libc::pthread_setspecific(key, c as *const libc::c_void) };
+    }
     THREAD_CACHE.set(c);
     c
 }
@@ -694,7 +697,7 @@ pub fn retire_current_thread() {
     // SAFETY: `c` is this thread's cache and nothing else uses it; the exit key still names
     // it, so we clear the key before recycling.
     unsafe {
-        if let Some(&k) = EXIT_KEY.get() {
+        if let Some(&Some(k)) = EXIT_KEY.get() {
             libc::pthread_setspecific(k, ptr::null());
         }
         on_thread_exit(c.cast());

@@ -60,6 +60,11 @@
 //! * Above the chunks, when a child's `start` and `end` are unchanged the parent can be patched
 //!   without looking at the siblings (`parent_after`); otherwise the 4 siblings are merged.
 //!
+//! Measured by the `bench` test (release build, 2-core VM): filling arenas, `alloc(1)` ~29 ns,
+//! `alloc(8)` ~33 ns, `free` ~24 ns; a `PageCache` serves a page in ~4 ns. In a heap chopped
+//! into random 1..16-page runs a free plus an alloc costs ~160 ns, mostly the word-by-word
+//! search and resummarizing fragmented chunks, as in Go.
+//!
 //! # First fit
 //!
 //! `alloc(n)` returns the lowest-addressed run of `n` free pages. Like Go's `find`, the search at
@@ -2079,17 +2084,26 @@ mod tests {
             println!("alloc({n})+free({n}) at the frontier: {t:.1} ns/pair");
         }
         for n in [1, 8] {
+            // Fill the 4 arenas with n-page runs, then free them all, timing each half.
             let mut pa = bench_heap();
-            let k = 4 * ARENA_PAGES / n - 2000;
-            let t = ns_per_op(k, || {
-                for _ in 0..k {
+            let runs: Vec<usize> = (2000..4 * ARENA_PAGES - n + 1).step_by(n).collect();
+            let (mut best_alloc, mut best_free) = (f64::INFINITY, f64::INFINITY);
+            for _ in 0..5 {
+                let t = std::time::Instant::now();
+                for _ in &runs {
                     black_box(pa.alloc(n).unwrap());
                 }
-                for p in (2000..4 * ARENA_PAGES).step_by(n) {
+                let t_alloc = t.elapsed().as_nanos() as f64 / runs.len() as f64;
+                let t = std::time::Instant::now();
+                for &p in &runs {
                     pa.free(pool() + p * PAGE_SIZE, n);
                 }
-            });
-            println!("alloc({n}) filling 4 arenas, then free each: {t:.1} ns/(alloc+free)");
+                let t_free = t.elapsed().as_nanos() as f64 / runs.len() as f64;
+                best_alloc = best_alloc.min(t_alloc);
+                best_free = best_free.min(t_free);
+            }
+            println!("alloc({n}) filling 4 arenas: {best_alloc:.1} ns/op");
+            println!("free({n}) emptying them: {best_free:.1} ns/op");
         }
         // Random frees and allocations of 1..=16 pages in a half-full heap.
         let mut pa = with(&[0, 1, 2, 3]);

@@ -330,6 +330,9 @@ impl Span {
     /// on no list (the current span), `nelems` (empty) for a partial span, and more than a
     /// quarter free for a full or parked one. One compare on the free fast path instead of
     /// a decision tree.
+    ///
+    /// # Safety
+    /// The caller owns the span.
     #[inline(always)]
     pub unsafe fn attention(&self) -> usize {
         self.attention.get() as usize

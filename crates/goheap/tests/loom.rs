@@ -18,40 +18,40 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-use goheap::sizeclass::{size_to_class, CLASSES, PAGE_SIZE};
+use goheap::sizeclass::{CLASSES, PAGE_SIZE};
 use goheap::span::{next_in_stack, Span, SpanStack};
 use loom::thread;
 
-/// A span of the class serving `size`-byte objects, over real memory, initialised and owned by
-/// the model's main thread (owner value 8, as any cache address).
+/// A span over real memory, initialised and owned by the model's main thread (owner value 8,
+/// as any cache address).
 struct TestSpan {
     span: Span,
     _mem: Vec<u8>,
 }
 
-// The class with `nelems` objects: 8 KiB (1), 4 KiB (2), 2688 B (3).
-fn class_with(nelems: usize) -> usize {
-    let size = match nelems {
-        1 => 8192,
-        2 => 4096,
-        3 => 2688,
-        _ => unreachable!(),
-    };
-    let class = size_to_class(size);
-    assert_eq!(CLASSES[class].nelems as usize, nelems);
-    class
+/// The class whose spans hold the fewest objects, but at least 3 (model (e) frees two of
+/// three): every object fits one bitmap word, and draining the span in the setup is cheap.
+fn small_class() -> usize {
+    (1..CLASSES.len())
+        .filter(|&c| CLASSES[c].nelems >= 3)
+        .min_by_key(|&c| CLASSES[c].nelems)
+        .unwrap()
 }
 
 impl TestSpan {
-    /// A span whose objects have all been allocated by its owner (the main thread).
-    fn drained(nelems: usize) -> TestSpan {
-        let class = class_with(nelems);
+    /// A span of [`small_class`] whose objects have all been allocated by its owner (the
+    /// main thread).
+    fn drained() -> TestSpan {
+        let class = small_class();
+        let nelems = CLASSES[class].nelems as usize;
+        assert!((3..=64).contains(&nelems));
         let mem = vec![0u8; CLASSES[class].npages as usize * PAGE_SIZE];
         let span = Span::new();
         // SAFETY: fresh span, exclusively ours; its remote bits are zero.
         unsafe { span.init_small(mem.as_ptr() as usize, class, true, 8) };
-        let got = drain(&span);
-        assert_eq!(got.len(), nelems);
+        let mut got = drain(&span);
+        got.sort();
+        assert_eq!(got, (0..nelems).collect::<Vec<_>>());
         TestSpan { span, _mem: mem }
     }
 
@@ -131,7 +131,7 @@ fn set<O: Eq + Hash>(v: impl IntoIterator<Item = O>) -> HashSet<O> {
 #[test]
 fn park_vs_one_remote_free() {
     let outcomes = model(|| {
-        let t = Arc::new(TestSpan::drained(1));
+        let t = Arc::new(TestSpan::drained());
         let home = Arc::new(SpanStack::new());
         let freer = {
             let t = t.clone();
@@ -169,7 +169,7 @@ fn park_vs_one_remote_free() {
 #[test]
 fn failed_park_implies_visible_remote_bit() {
     let outcomes = model(|| {
-        let t = Arc::new(TestSpan::drained(1));
+        let t = Arc::new(TestSpan::drained());
         let home = Arc::new(SpanStack::new());
         let freer = {
             let t = t.clone();
@@ -193,7 +193,7 @@ fn failed_park_implies_visible_remote_bit() {
 #[test]
 fn park_vs_two_remote_frees() {
     let outcomes = model(|| {
-        let t = Arc::new(TestSpan::drained(2));
+        let t = Arc::new(TestSpan::drained());
         let home = Arc::new(SpanStack::new());
         let freers: Vec<_> = (0..2)
             .map(|i| {
@@ -236,7 +236,7 @@ fn park_vs_two_remote_frees() {
 #[test]
 fn unpark_vs_remote_free() {
     let outcomes = model(|| {
-        let t = Arc::new(TestSpan::drained(1));
+        let t = Arc::new(TestSpan::drained());
         let home = Arc::new(SpanStack::new());
         // SAFETY: the main thread owns the span; `home` outlives the parking.
         assert!(unsafe { t.span.park(&*home) });
@@ -362,7 +362,7 @@ fn span_stack_take_all_races_pushes() {
 #[test]
 fn collect_vs_remote_frees() {
     let outcomes = model(|| {
-        let t = Arc::new(TestSpan::drained(3));
+        let t = Arc::new(TestSpan::drained());
         let freers: Vec<_> = [0usize, 2]
             .into_iter()
             .map(|i| {
