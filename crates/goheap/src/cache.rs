@@ -41,7 +41,9 @@
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::OnceLock;
+
+use crate::lock::{Mutex, MutexGuard};
 
 use crate::central::CENTRAL;
 use crate::heap::{self, SpanStash};
@@ -99,8 +101,8 @@ unsafe impl Sync for Cache {}
 
 /// Registry of every cache (for statistics), and the pool of free ones.
 static ALL_CACHES: AtomicPtr<Cache> = AtomicPtr::new(ptr::null_mut());
-static POOL: Mutex<PoolHead> = Mutex::new(PoolHead(ptr::null_mut()));
-struct PoolHead(*mut Cache);
+pub(crate) static POOL: Mutex<PoolHead> = Mutex::new(PoolHead(ptr::null_mut()));
+pub(crate) struct PoolHead(*mut Cache);
 // SAFETY: caches are plain OS memory, handed around under the pool lock.
 unsafe impl Send for PoolHead {}
 
@@ -137,7 +139,7 @@ fn init_sentinel() -> bool {
 }
 
 fn pool_lock() -> MutexGuard<'static, PoolHead> {
-    POOL.lock().unwrap_or_else(|e| e.into_inner())
+    POOL.lock()
 }
 
 impl Cache {
@@ -237,7 +239,7 @@ impl Cache {
     /// Slow path: the current span's window is empty.
     #[cold]
     #[inline(never)]
-    unsafe fn refill(&self, class: usize) -> *mut u8 {
+    unsafe extern "C" fn refill(&self, class: usize) -> *mut u8 {
         let cur = self.current[class].load(Ordering::Relaxed);
         // SAFETY (whole body): the cache owns `cur` and the spans on its lists; spans taken
         // from central or the heap become ours before we touch their owner fields.
@@ -402,7 +404,7 @@ impl Cache {
     }
 
     #[cold]
-    unsafe fn free_local_slow(&self, s: *mut Span, class: usize, list: ListTag, nfree: usize) {
+    unsafe extern "C" fn free_local_slow(&self, s: *mut Span, class: usize, list: ListTag, nfree: usize) {
         // SAFETY: the cache owns `s`.
         unsafe {
             let mut list = list;
@@ -666,7 +668,7 @@ pub fn init_thread() -> *mut Cache {
 }
 
 /// The shared cache of threads that have none, and its lock.
-static FALLBACK: Mutex<FallbackCache> = Mutex::new(FallbackCache(ptr::null_mut()));
+pub(crate) static FALLBACK: Mutex<FallbackCache> = Mutex::new(FallbackCache(ptr::null_mut()));
 pub struct FallbackCache(*mut Cache);
 // SAFETY: the fallback cache is used only under its mutex.
 unsafe impl Send for FallbackCache {}
@@ -683,7 +685,7 @@ impl FallbackCache {
 
 /// Locks the fallback cache.
 pub fn fallback() -> MutexGuard<'static, FallbackCache> {
-    FALLBACK.lock().unwrap_or_else(|e| e.into_inner())
+    FALLBACK.lock()
 }
 
 /// Retires the calling thread's cache now, as its exit would (tests use it to check that a

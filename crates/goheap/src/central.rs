@@ -16,7 +16,7 @@
 //! Lock order: a central lock may be taken while holding nothing, and the heap lock may be
 //! taken while holding a central lock (to free an empty span), never the reverse.
 
-use std::sync::{Mutex, MutexGuard};
+use crate::lock::{Mutex, MutexGuard};
 
 use crate::report;
 use crate::sizeclass::NUM_CLASSES;
@@ -41,8 +41,13 @@ pub static CENTRAL: [Central; NUM_CLASSES] = [const {
 }; NUM_CLASSES];
 
 impl Central {
+    /// The lock itself, for the fork handlers.
+    pub(crate) fn raw(&self) -> &Mutex<impl Send> {
+        &self.partial
+    }
+
     fn lock(&self) -> MutexGuard<'_, Partial> {
-        let g = self.partial.lock().unwrap_or_else(|e| e.into_inner());
+        let g = self.partial.lock();
         // Spans pushed home since the last look now have free objects: list them.
         let mut s = self.reclaim.take_all();
         while !s.is_null() {

@@ -12,6 +12,11 @@
 //!     otherwise ......................... one fetch_or on the span's remote bitmap
 //! ```
 //!
+//! No panic may unwind out of a global allocator (that is undefined behaviour), so every
+//! function here that is not a tiny inlined fast path is `extern "C"`: should an internal
+//! assertion ever fire inside one, the process aborts with the panic message instead of
+//! unwinding into the caller. The fast paths call nothing that can panic.
+//!
 //! Every small span starts at a page boundary, so an object of a class whose size is a
 //! multiple of `align` is `align`-aligned; all class sizes are multiples of 8, which covers
 //! every alignment up to 8 without a look-up. Bad pointers (not from goheap, not the start
@@ -42,7 +47,7 @@ pub fn alloc(size: usize, align: usize) -> *mut u8 {
 
 /// Allocates `size` zeroed bytes aligned to `align`. Memory that is known to be zero (fresh
 /// from the OS, never used) is not cleared again.
-pub fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
+pub extern "C" fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
     if size <= MAX_SMALL_SIZE && align <= MIN_ALIGN {
         return zero_small(alloc_class(size_to_class(size)));
     }
@@ -61,7 +66,7 @@ fn alloc_class(class: usize) -> *mut u8 {
 
 #[cold]
 #[inline(never)]
-fn alloc_class_nocache(class: usize) -> *mut u8 {
+extern "C" fn alloc_class_nocache(class: usize) -> *mut u8 {
     let c = cache::init_thread();
     if !c.is_null() {
         crate::scavenger::ensure_started();
@@ -78,7 +83,7 @@ fn alloc_class_nocache(class: usize) -> *mut u8 {
 }
 
 #[cold]
-fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
+extern "C" fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
     if !align.is_power_of_two() || size > isize::MAX as usize - (align - 1) {
         return ptr::null_mut();
     }
@@ -93,7 +98,7 @@ fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
 }
 
 /// Clears a freshly allocated small object unless its span's memory is known to be zero.
-fn zero_small(p: *mut u8) -> *mut u8 {
+extern "C" fn zero_small(p: *mut u8) -> *mut u8 {
     if p.is_null() {
         return p;
     }
@@ -150,7 +155,7 @@ pub unsafe fn free(p: *mut u8) {
 
 /// Free of an object in a span this thread does not own: a large object, or a remote free.
 #[inline(never)]
-fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
+extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
     // SAFETY: `s` is a live span from the map and `p` its object `idx`.
     let class = unsafe { (*s).class() };
     if class == 0 {
@@ -181,7 +186,7 @@ fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
 ///
 /// # Safety
 /// `p` is a live object from [`alloc`].
-pub unsafe fn usable_size(p: *mut u8) -> usize {
+pub unsafe extern "C" fn usable_size(p: *mut u8) -> usize {
     let (s, _) = object_of(p);
     // SAFETY: live span from the map.
     unsafe { (*s).elemsize() }
@@ -193,7 +198,12 @@ pub unsafe fn usable_size(p: *mut u8) -> usize {
 ///
 /// # Safety
 /// `p` is a live object from [`alloc`] with the given alignment.
-pub unsafe fn realloc(p: *mut u8, old_size: usize, align: usize, new_size: usize) -> *mut u8 {
+pub unsafe extern "C" fn realloc(
+    p: *mut u8,
+    old_size: usize,
+    align: usize,
+    new_size: usize,
+) -> *mut u8 {
     let (s, _) = object_of(p);
     // SAFETY: live span from the map.
     let (class, elemsize) = unsafe { ((*s).class(), (*s).elemsize()) };

@@ -30,7 +30,7 @@
 
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use crate::lock::{Mutex, MutexGuard};
 
 use crate::os;
 use crate::pagealloc::{PageAlloc, PageCache, ARENA_BYTES, ARENA_PAGES, ARENA_SHIFT};
@@ -93,7 +93,7 @@ pub struct HeapInner {
 // mutex serialises all access to them.
 unsafe impl Send for HeapInner {}
 
-static HEAP: Mutex<HeapInner> = Mutex::new(HeapInner {
+pub(crate) static HEAP: Mutex<HeapInner> = Mutex::new(HeapInner {
     pages: PageAlloc::new(),
     span_pool: ptr::null_mut(),
     chunk_cur: 0,
@@ -104,10 +104,9 @@ static HEAP: Mutex<HeapInner> = Mutex::new(HeapInner {
 /// Set once the background scavenger thread has been started (see [`crate::scavenger`]).
 static GREW: AtomicBool = AtomicBool::new(false);
 
-/// Takes the heap lock. A panic while holding it cannot leave the heap half-updated in a way
-/// that matters more than the panic, so poisoning is ignored.
+/// Takes the heap lock.
 pub fn lock() -> MutexGuard<'static, HeapInner> {
-    HEAP.lock().unwrap_or_else(|e| e.into_inner())
+    HEAP.lock()
 }
 
 /// The span holding `addr`, or null if `addr` is not in an in-use span of ours.

@@ -30,9 +30,13 @@ pub mod cache;
 #[cfg(not(loom))]
 pub mod central;
 #[cfg(not(loom))]
+pub mod fork;
+#[cfg(not(loom))]
 pub mod global;
 #[cfg(not(loom))]
 pub mod heap;
+#[cfg(not(loom))]
+pub mod lock;
 pub mod os;
 #[cfg(not(loom))]
 pub mod pagealloc;

@@ -46,6 +46,12 @@ pub fn pace(work: Duration) -> Duration {
     work * (100 / SCAVENGE_PERCENT - 1)
 }
 
+/// Forgets the background thread (in a forked child, where it does not exist), so that the
+/// next heap growth starts a new one.
+pub fn forget_thread() {
+    STARTED.store(false, Ordering::Relaxed);
+}
+
 /// Starts the background scavenger once the heap has grown. Cheap to call often.
 #[inline]
 pub fn ensure_started() {

@@ -532,6 +532,18 @@ pub fn obj_index(offset: usize, div_magic: u32) -> usize {
     ((offset as u64 * div_magic as u64) >> 32) as usize
 }
 
+/// [`obj_index`], plus whether `offset` is the first byte of that object, from the same
+/// multiply: writing `div_magic * size = 2^32 + e`, the low 32 bits of `offset * div_magic`
+/// are `q * e` (less than `div_magic`) when `offset = q * size`, and at least `div_magic` when
+/// it is not, for every offset inside a span (the table check at compile time bounds
+/// `span * e` below `2^32`). The free path uses it to reject interior pointers without a
+/// second multiply. With `div_magic = 1` (large objects) only offset 0 is exact.
+#[inline(always)]
+pub fn obj_index_exact(offset: usize, div_magic: u32) -> (usize, bool) {
+    let product = offset as u64 * div_magic as u64;
+    ((product >> 32) as usize, (product as u32) < div_magic)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,12 +728,20 @@ mod tests {
                 }
             }
             // The tail and the end of the span (Go checks up to and including the span length).
-            let span = span_bytes(c);
+            let span = k.npages as usize * PAGE_SIZE;
             for offset in k.nelems as usize * size..=span {
                 assert_eq!(
                     obj_index(offset, k.div_magic),
                     offset / size,
                     "class {c} tail"
+                );
+            }
+            // The exactness test agrees with division at every offset of the span.
+            for offset in 0..=span {
+                assert_eq!(
+                    obj_index_exact(offset, k.div_magic),
+                    (offset / size, offset % size == 0),
+                    "class {c}, offset {offset}"
                 );
             }
         }

@@ -29,8 +29,9 @@
 //!                           or remote[i/64] has it (freed by another thread, not yet collected)
 //! ```
 //!
-//! and the three sets are disjoint; `nfree` counts the first two. A free by the owner sets the
-//! bit in `free_bits` (never in the window: the window is a snapshot, the next pass over that
+//! and the three sets are disjoint; `nfree` counts the first (the window counts itself: its
+//! bits), so allocating writes nothing but `alloc_cache`. A free by the owner sets the bit in
+//! `free_bits` (never in the window: the window is a snapshot, the next pass over that
 //! word finds it). A bit that is already set in either place is a double free.
 //!
 //! # Frees from other threads
@@ -56,7 +57,7 @@
 use core::cell::Cell;
 use core::ptr;
 
-use crate::sizeclass::{obj_index, CLASSES, MAX_OBJS_PER_SPAN};
+use crate::sizeclass::{obj_index_exact, CLASSES, MAX_OBJS_PER_SPAN};
 use crate::sync::{
     loom_seqcst_fence, spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
 };
@@ -74,6 +75,7 @@ const PARKED: u32 = 1;
 
 /// Which of its owner's lists a span is on. Owner field.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[repr(u8)]
 pub enum ListTag {
     /// On no list: being set up, current in a cache, in transit, or a large span.
     None,
@@ -114,7 +116,9 @@ pub struct Span {
     /// Address of the owning cache, or `CENTRAL_OWNER`. Written only by the owner (when it
     /// hands the span over) or by the taker under the central lock.
     owner: AtomicUsize,
-    /// Owner. Free objects in `free_bits` plus the window.
+    /// Owner. Free objects in `free_bits` (not counting the window, so that allocating from
+    /// the window writes nothing but `alloc_cache`). A span that is not current has an empty
+    /// window, so for it this is the number of free objects it holds.
     nfree: Cell<u32>,
     /// Owner. Word index the window holds (`u32::MAX` when none).
     window_word: Cell<u32>,
@@ -250,7 +254,8 @@ impl Span {
         self.npages.set(npages);
         self.elemsize.set(npages << crate::sizeclass::PAGE_SHIFT);
         self.nelems.set(1);
-        self.div_magic.set(0);
+        // With a multiplier of 1, `obj_index_exact` accepts exactly offset 0.
+        self.div_magic.set(1);
         self.class.set(0);
         self.needzero.set(!zeroed);
         self.nfree.set(0);
@@ -296,10 +301,13 @@ impl Span {
 
     /// Index of the object containing `addr`, and whether `addr` is that object's first byte.
     #[inline(always)]
+    ///
+    /// `addr` must lie in a page the span map sends to this span (so `addr - base` is less
+    /// than the span's length, which is what makes the one-multiply test exact).
     pub fn object_index(&self, addr: usize) -> (usize, bool) {
         let off = addr.wrapping_sub(self.base.get());
-        let idx = obj_index(off, self.div_magic.get());
-        (idx, idx * self.elemsize.get() == off && idx < self.nelems())
+        let (idx, exact) = obj_index_exact(off, self.div_magic.get());
+        (idx, exact && idx < self.nelems())
     }
 
     /// Free objects in `free_bits` plus the window (remote frees not yet collected excluded).
@@ -358,7 +366,6 @@ impl Span {
             return ptr::null_mut();
         }
         self.alloc_cache.store(c & (c - 1), Ordering::Relaxed);
-        self.nfree.set(self.nfree.get() - 1);
         (self.window_addr.get() + c.trailing_zeros() as usize * self.elemsize.get()) as *mut u8
     }
 
@@ -382,6 +389,7 @@ impl Span {
             let bits = self.free_bits[w as usize].get();
             if bits != 0 {
                 self.free_bits[w as usize].set(0);
+                self.nfree.set(self.nfree.get() - bits.count_ones());
                 self.alloc_cache.store(bits, Ordering::Relaxed);
                 self.window_word.set(w);
                 self.window_addr
@@ -402,6 +410,7 @@ impl Span {
         if c != 0 {
             let w = self.window_word.get() as usize;
             self.free_bits[w].set(self.free_bits[w].get() | c);
+            self.nfree.set(self.nfree.get() + c.count_ones());
         }
         c.count_ones()
     }
@@ -782,7 +791,10 @@ mod tests {
             assert_eq!(p as usize, s.base());
             // Object 1 is free, sitting in the window.
             assert_eq!(s.free_local(1), Err(FreeError::DoubleFree));
-            assert_eq!(s.free_local(0), Ok(s.nelems()));
+            // `nfree` counts free objects outside the window: 512 - 64 loaded + 1 freed.
+            assert_eq!(s.free_local(0), Ok(s.nelems() - 63));
+            assert_eq!(s.return_window(), 63);
+            assert_eq!(s.nfree(), s.nelems());
         }
     }
 
