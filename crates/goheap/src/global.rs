@@ -163,7 +163,13 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
         unsafe { heap::free_large(s) };
         return;
     }
-    let c = cache::current();
+    let mut c = cache::current();
+    if c.is_null() && cache::raw().is_null() {
+        // A thread that frees before it ever allocated (a consumer thread) gets its cache
+        // now, so that it counts its frees in its own counters instead of contending on
+        // a global one.
+        c = cache::init_thread();
+    }
     // SAFETY: `s` is a live span from the map; any thread may free remotely.
     if unsafe { (*s).free_remote(idx) }.is_err() {
         report::double_free(p as usize);
