@@ -63,7 +63,8 @@ const EMPTY_BUDGET_PAGES: usize = 64;
 pub struct ClassCounters {
     /// Objects handed out: counted when a window of free objects is loaded.
     pub nmalloc: [AtomicU64; NUM_CLASSES],
-    /// Objects freed by this thread (locally or remotely).
+    /// Objects this thread freed into spans it does not own (its frees into its own spans
+    /// are counted in the spans).
     pub nfree: [AtomicU64; NUM_CLASSES],
 }
 
@@ -387,10 +388,9 @@ impl Cache {
                 Ok(n) => n,
                 Err(_) => report::double_free(ptr),
             };
+            // Not counted here: the span's `nfree` went up, which statistics see
+            // (`Span::unfolded_frees`).
             let class = (*s).class();
-            debug_assert!(class < NUM_CLASSES);
-            // A span's class is a valid class index (set from the class table).
-            bump(self.counters.nfree.get_unchecked(class), 1);
             // Only a full or parked span that has gathered enough free objects, or a listed
             // span that just became empty, needs list work (`Span::attention`); everything
             // else was a plain bit set. The full-span threshold (more than 1/4 of the span
@@ -404,7 +404,13 @@ impl Cache {
     }
 
     #[cold]
-    unsafe extern "C" fn free_local_slow(&self, s: *mut Span, class: usize, list: ListTag, nfree: usize) {
+    unsafe extern "C" fn free_local_slow(
+        &self,
+        s: *mut Span,
+        class: usize,
+        list: ListTag,
+        nfree: usize,
+    ) {
         // SAFETY: the cache owns `s`.
         unsafe {
             let mut list = list;

@@ -28,9 +28,9 @@
 //! span's pages, and for every large allocation. The map is read without locks: entries are
 //! atomics published with release stores after the span is fully initialised.
 
+use crate::lock::{Mutex, MutexGuard};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use crate::lock::{Mutex, MutexGuard};
 
 use crate::os;
 use crate::pagealloc::{PageAlloc, PageCache, ARENA_BYTES, ARENA_PAGES, ARENA_SHIFT};
@@ -75,6 +75,34 @@ pub static COUNTERS: HeapCounters = HeapCounters {
     large_total_bytes: AtomicUsize::new(0),
     released_total: AtomicUsize::new(0),
 };
+
+/// Span structs are carved from chunks of OS memory and never freed; the registry lets
+/// statistics visit every one of them ([`for_each_span_struct`]).
+const SPAN_CHUNK_BYTES: usize = 256 << 10;
+const SPAN_SLOT: usize = core::mem::size_of::<Span>().next_multiple_of(64);
+/// 65536 chunks of 256 KiB hold 44 million span structs: more spans than a 48-bit heap has
+/// 64 KiB runs.
+const MAX_SPAN_CHUNKS: usize = 1 << 16;
+static SPAN_CHUNKS: [AtomicPtr<Span>; MAX_SPAN_CHUNKS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_SPAN_CHUNKS];
+static SPAN_CHUNK_USED: [AtomicUsize; MAX_SPAN_CHUNKS] =
+    [const { AtomicUsize::new(0) }; MAX_SPAN_CHUNKS];
+static SPAN_CHUNK_COUNT: AtomicUsize = AtomicUsize::new(0);
+
+/// Calls `f` on every span struct ever made (in use or pooled). Only the atomic fields of a
+/// span may be read by `f`: owners may be writing the others.
+pub fn for_each_span_struct(mut f: impl FnMut(&Span)) {
+    let chunks = SPAN_CHUNK_COUNT.load(Ordering::Acquire);
+    for i in 0..chunks {
+        let base = SPAN_CHUNKS[i].load(Ordering::Relaxed);
+        let used = SPAN_CHUNK_USED[i].load(Ordering::Acquire);
+        for j in 0..used {
+            // SAFETY: slots below `used` hold Span values written before the release that
+            // published the count; span structs are never unmapped.
+            f(unsafe { &*base.cast::<u8>().add(j * SPAN_SLOT).cast::<Span>() });
+        }
+    }
+}
 
 /// What the heap lock guards.
 pub struct HeapInner {
@@ -219,21 +247,28 @@ impl HeapInner {
             self.span_pool = unsafe { (*s).link_next() };
             return s;
         }
-        let sz = core::mem::size_of::<Span>().next_multiple_of(64);
-        if self.chunk_cur + sz > self.chunk_end {
-            const CHUNK: usize = 256 << 10;
-            let c = os::reserve(CHUNK, os::OS_PAGE_SIZE);
+        if self.chunk_cur + SPAN_SLOT > self.chunk_end {
+            let n = SPAN_CHUNK_COUNT.load(Ordering::Relaxed);
+            if n == MAX_SPAN_CHUNKS {
+                return ptr::null_mut();
+            }
+            let c = os::reserve(SPAN_CHUNK_BYTES, os::OS_PAGE_SIZE);
             if c.is_null() {
                 return ptr::null_mut();
             }
+            SPAN_CHUNKS[n].store(c.cast(), Ordering::Relaxed);
+            SPAN_CHUNK_COUNT.store(n + 1, Ordering::Release);
             self.chunk_cur = c as usize;
-            self.chunk_end = c as usize + CHUNK;
+            self.chunk_end = c as usize + SPAN_CHUNK_BYTES;
         }
         let s = self.chunk_cur as *mut Span;
-        self.chunk_cur += sz;
-        // SAFETY: `s` is fresh, aligned (chunks are page aligned, `sz` a multiple of 64) and
-        // large enough for a Span; nobody else can see it.
+        self.chunk_cur += SPAN_SLOT;
+        // SAFETY: `s` is fresh, aligned (chunks are page aligned, `SPAN_SLOT` a multiple of
+        // 64) and large enough for a Span; nobody else can see it yet.
         unsafe { s.write(Span::new()) };
+        // Publish the slot to `for_each_span_struct` only once it holds a Span.
+        let n = SPAN_CHUNK_COUNT.load(Ordering::Relaxed) - 1;
+        SPAN_CHUNK_USED[n].fetch_add(1, Ordering::Release);
         s
     }
 
@@ -298,7 +333,13 @@ pub fn new_small_span(
 /// The caller owns `s`, every object in it is free, and no list holds it.
 pub unsafe fn free_small_span(s: *mut Span, stash: Option<&mut SpanStash>) {
     // SAFETY: caller's contract: the span is ours and empty.
-    let (base, npages) = unsafe { ((*s).base(), (*s).npages()) };
+    let (base, npages) = unsafe {
+        // Its local frees have not been counted anywhere yet: count them before the span
+        // stops being a live span that statistics look at.
+        crate::stats::count_freed((*s).class(), (*s).fold_frees() as u64);
+        (*s).retire();
+        ((*s).base(), (*s).npages())
+    };
     map_span(base, npages, ptr::null_mut(), false);
     COUNTERS
         .inuse

@@ -59,7 +59,7 @@ use core::ptr;
 
 use crate::sizeclass::{obj_index_exact, CLASSES, MAX_OBJS_PER_SPAN};
 use crate::sync::{
-    loom_seqcst_fence, spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering,
+    loom_seqcst_fence, spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
 
 /// Words in a span's bitmaps: one bit per object, at most 1024 objects (8-byte class, 1 page).
@@ -119,7 +119,7 @@ pub struct Span {
     /// Owner. Free objects in `free_bits` (not counting the window, so that allocating from
     /// the window writes nothing but `alloc_cache`). A span that is not current has an empty
     /// window, so for it this is the number of free objects it holds.
-    nfree: Cell<u32>,
+    nfree: AtomicU32,
     /// Owner. Word index the window holds (`u32::MAX` when none).
     window_word: Cell<u32>,
     /// Set at init. Number of objects.
@@ -133,6 +133,15 @@ pub struct Span {
     class: Cell<u8>,
 
     // ---- Colder owner fields. ----
+    /// Owner writes, anyone reads. `nfree - synced` is the number of local frees not yet
+    /// counted anywhere else: every other change of `nfree` moves `synced` with it, so the
+    /// free fast path increments `nfree` and nothing more. Statistics add the difference up
+    /// over all spans ([`Span::unfolded_frees`]); [`Span::fold_frees`] moves it into a
+    /// counter when the span is freed.
+    synced: AtomicU32,
+    /// The size class while this is an in-use small span, 0 otherwise: lets statistics walk
+    /// every span struct and find the live ones without touching owner fields.
+    state: AtomicU8,
     /// Owner. True once an object of this span may hold old data: the pages came dirty from
     /// the page heap, or the allocation cursor has wrapped around (so every object it hands
     /// out from now on may have been used before), so `alloc_zeroed` must clear it. Frees
@@ -184,7 +193,9 @@ impl Span {
             alloc_cache: AtomicU64::new(0),
             window_addr: Cell::new(0),
             elemsize: Cell::new(0),
-            nfree: Cell::new(0),
+            nfree: AtomicU32::new(0),
+            synced: AtomicU32::new(0),
+            state: AtomicU8::new(0),
             window_word: Cell::new(u32::MAX),
             scan: Cell::new(0),
             nelems: Cell::new(0),
@@ -225,7 +236,9 @@ impl Span {
         self.needzero.set(!zeroed);
         self.counted_empty.set(false);
         self.set_list(ListTag::None);
-        self.nfree.set(nelems as u32);
+        self.nfree.store(nelems as u32, Ordering::Relaxed);
+        self.synced.store(nelems as u32, Ordering::Relaxed);
+        self.state.store(class as u8, Ordering::Relaxed);
         self.scan.set(0);
         self.window_word.set(u32::MAX);
         self.alloc_cache.store(0, Ordering::Relaxed);
@@ -258,7 +271,9 @@ impl Span {
         self.div_magic.set(1);
         self.class.set(0);
         self.needzero.set(!zeroed);
-        self.nfree.set(0);
+        self.nfree.store(0, Ordering::Relaxed);
+        self.synced.store(0, Ordering::Relaxed);
+        self.state.store(0, Ordering::Relaxed);
         self.set_list(ListTag::None);
         self.alloc_cache.store(0, Ordering::Relaxed);
         self.window_word.set(u32::MAX);
@@ -316,7 +331,7 @@ impl Span {
     /// The caller owns the span.
     #[inline(always)]
     pub unsafe fn nfree(&self) -> usize {
-        self.nfree.get() as usize
+        self.nfree.load(Ordering::Relaxed) as usize
     }
     /// True if an object handed out may hold old data and must be cleared for `alloc_zeroed`.
     ///
@@ -355,6 +370,48 @@ impl Span {
         });
     }
 
+    /// Changes `nfree` by `delta` (wrapping) for a reason other than a local free, moving
+    /// `synced` along so that the count of unfolded local frees is unchanged.
+    #[inline]
+    fn add_nfree_synced(&self, delta: u32) {
+        let n = self.nfree.load(Ordering::Relaxed).wrapping_add(delta);
+        self.nfree.store(n, Ordering::Relaxed);
+        let y = self.synced.load(Ordering::Relaxed).wrapping_add(delta);
+        self.synced.store(y, Ordering::Relaxed);
+    }
+
+    /// Local frees not yet counted elsewhere. Any thread may ask (statistics); the answer is
+    /// exact when the owner is quiescent.
+    pub fn unfolded_frees(&self) -> u32 {
+        self.nfree
+            .load(Ordering::Relaxed)
+            .wrapping_sub(self.synced.load(Ordering::Relaxed))
+    }
+
+    /// Returns the local frees not yet counted and marks them counted.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn fold_frees(&self) -> u32 {
+        let n = self.nfree.load(Ordering::Relaxed);
+        let d = n.wrapping_sub(self.synced.load(Ordering::Relaxed));
+        self.synced.store(n, Ordering::Relaxed);
+        d
+    }
+
+    /// The class of an in-use small span, 0 for anything else (see `state`).
+    pub fn live_class(&self) -> usize {
+        self.state.load(Ordering::Acquire) as usize
+    }
+
+    /// Marks the span as no longer an in-use small span (it goes back to the pool).
+    ///
+    /// # Safety
+    /// The caller owns the span and has folded its frees.
+    pub unsafe fn retire(&self) {
+        self.state.store(0, Ordering::Release);
+    }
+
     /// Allocation fast path: the next free object of the window, if any.
     ///
     /// # Safety
@@ -376,7 +433,7 @@ impl Span {
     /// The caller owns the span and the window is empty.
     pub unsafe fn refill_window(&self) -> u32 {
         debug_assert_eq!(self.alloc_cache.load(Ordering::Relaxed), 0);
-        if self.nfree.get() == 0 {
+        if self.nfree.load(Ordering::Relaxed) == 0 {
             return 0;
         }
         let nwords = self.nelems().div_ceil(64) as u32;
@@ -389,7 +446,7 @@ impl Span {
             let bits = self.free_bits[w as usize].get();
             if bits != 0 {
                 self.free_bits[w as usize].set(0);
-                self.nfree.set(self.nfree.get() - bits.count_ones());
+                self.add_nfree_synced(bits.count_ones().wrapping_neg());
                 self.alloc_cache.store(bits, Ordering::Relaxed);
                 self.window_word.set(w);
                 self.window_addr
@@ -410,7 +467,7 @@ impl Span {
         if c != 0 {
             let w = self.window_word.get() as usize;
             self.free_bits[w].set(self.free_bits[w].get() | c);
-            self.nfree.set(self.nfree.get() + c.count_ones());
+            self.add_nfree_synced(c.count_ones());
         }
         c.count_ones()
     }
@@ -436,8 +493,8 @@ impl Span {
             return Err(FreeError::DoubleFree);
         }
         slot.set(word | bit);
-        let n = self.nfree.get() + 1;
-        self.nfree.set(n);
+        let n = self.nfree.load(Ordering::Relaxed) + 1;
+        self.nfree.store(n, Ordering::Relaxed);
         Ok(n as usize)
     }
 
@@ -492,14 +549,14 @@ impl Span {
                 let dup = bits & local;
                 self.free_bits[w].set(self.free_bits[w].get() | (bits & !local));
                 n += (bits & !local).count_ones();
-                self.nfree.set(self.nfree.get() + n);
+                self.add_nfree_synced(n);
                 return Err(w * 64 + dup.trailing_zeros() as usize);
             }
             self.free_bits[w].set(self.free_bits[w].get() | bits);
             n += bits.count_ones();
         }
         if n > 0 {
-            self.nfree.set(self.nfree.get() + n);
+            self.add_nfree_synced(n);
         }
         Ok(n)
     }

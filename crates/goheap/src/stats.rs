@@ -5,7 +5,10 @@
 //! - objects allocated are counted per thread cache when a *window* of free objects is
 //!   loaded (one add per up to 64 objects), and the objects still in a window are subtracted
 //!   when the statistics are read, so the figure is exact whenever threads are quiescent;
-//! - objects freed are counted per thread with a plain load and store (no lock prefix);
+//! - objects freed by their span's owner are not counted on the free path at all: the span's
+//!   free count goes up, and `nfree - synced` of every live span is added up here (see
+//!   `Span::fold_frees`); frees by other threads are counted per thread with a plain load
+//!   and store (no lock prefix);
 //! - page-level figures (reserved, in use, idle, released) come from the page heap.
 //!
 //! A thread's counters move to the `RETIRED_*` totals when it exits. Reading the statistics
@@ -36,7 +39,15 @@ pub(crate) fn retire_counters(c: &ClassCounters) {
 
 /// Counts a free made by a thread that has no cache.
 pub(crate) fn count_orphan_free(class: usize) {
-    RETIRED_FREE[class].fetch_add(1, Ordering::Relaxed);
+    count_freed(class, 1);
+}
+
+/// Counts `n` frees of class `class` in the global totals (a span's folded local frees, when
+/// the span goes back to the page heap).
+pub(crate) fn count_freed(class: usize, n: u64) {
+    if n > 0 {
+        RETIRED_FREE[class].fetch_add(n, Ordering::Relaxed);
+    }
 }
 
 /// Allocation counts of one size class.
@@ -94,6 +105,14 @@ pub fn read() -> MemStats {
             };
             row.mallocs += m.saturating_sub(held);
             row.frees += c.counters.nfree[class].load(Ordering::Relaxed);
+        }
+    });
+    // Local frees are counted in the span they were made in (the free fast path only
+    // increments the span's free count) until the span is freed.
+    crate::heap::for_each_span_struct(|s| {
+        let class = s.live_class();
+        if class != 0 {
+            by_size[class].frees += s.unfolded_frees() as u64;
         }
     });
     by_size[0].mallocs = COUNTERS.large_allocs.load(Ordering::Relaxed) as u64;

@@ -55,7 +55,12 @@ fn release(mut head: *mut u8, layout: Layout) -> usize {
 fn vm_size() -> u64 {
     let s = std::fs::read_to_string("/proc/self/status").unwrap();
     let line = s.lines().find(|l| l.starts_with("VmSize:")).unwrap();
-    line.split_whitespace().nth(1).unwrap().parse::<u64>().unwrap() * 1024
+    line.split_whitespace()
+        .nth(1)
+        .unwrap()
+        .parse::<u64>()
+        .unwrap()
+        * 1024
 }
 
 fn child() {
@@ -102,7 +107,12 @@ fn out_of_memory_returns_null_and_loses_nothing() {
     }
     let exe = std::env::current_exe().unwrap();
     let out = std::process::Command::new(exe)
-        .args(["--exact", "out_of_memory_returns_null_and_loses_nothing", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "out_of_memory_returns_null_and_loses_nothing",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, "1")
         .output()
         .unwrap();
@@ -113,5 +123,8 @@ fn out_of_memory_returns_null_and_loses_nothing() {
         "child failed: {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
         out.status
     );
-    eprintln!("{}", stdout.lines().find(|l| l.contains("oom-child-ok")).unwrap());
+    eprintln!(
+        "{}",
+        stdout.lines().find(|l| l.contains("oom-child-ok")).unwrap()
+    );
 }
