@@ -34,6 +34,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::os;
 use crate::pagealloc::{PageAlloc, PageCache, ARENA_BYTES, ARENA_PAGES, ARENA_SHIFT};
+use crate::scavenger;
 use crate::sizeclass::{CLASSES, PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
 
@@ -272,6 +273,16 @@ impl HeapInner {
         s
     }
 
+    /// In synchronous scavenging mode, how many bytes the caller should release after
+    /// dropping the lock (see [`crate::scavenger`]).
+    fn sync_scavenge_due(&self) -> usize {
+        scavenger::sync_excess(
+            COUNTERS.inuse.load(Ordering::Relaxed),
+            self.pages.free_pages(),
+            self.pages.scavenged_pages(),
+        )
+    }
+
     /// Returns a span struct to the pool.
     ///
     /// # Safety
@@ -354,6 +365,9 @@ pub unsafe fn free_small_span(s: *mut Span, stash: Option<&mut SpanStash>) {
         // SAFETY: unmapped and on no list.
         _ => unsafe { h.free_span_struct(s) },
     }
+    let release = h.sync_scavenge_due();
+    drop(h);
+    scavenger::sync_release(release);
 }
 
 /// A thread's private handful of span structs, so that making a span from its page cache
@@ -526,6 +540,9 @@ pub unsafe fn free_large(s: *mut Span) {
         h.pages.free(base, npages);
         // SAFETY: unmapped above, on no list.
         unsafe { h.free_span_struct(s) };
+        let release = h.sync_scavenge_due();
+        drop(h);
+        scavenger::sync_release(release);
     }
 }
 

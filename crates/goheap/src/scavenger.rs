@@ -15,6 +15,13 @@
 //!
 //! The thread starts on the first heap growth, from an allocation slow path with no lock
 //! held, and can be disabled with `GOHEAP_SCAVENGER=off`.
+//!
+//! - **Synchronous mode.** A library that must not start threads behind its host's back
+//!   (the malloc face: a C program does not expect `malloc` to spawn one) calls
+//!   [`set_background(false)`](set_background) before its first allocation. Then whoever
+//!   returns pages to the page heap checks the goal on the spot, and when more than
+//!   [`SYNC_SLACK`] is over it, releases up to one run (4 MiB) before returning, as glibc's
+//!   `free` trims its heap and as Go scavenges synchronously when the heap grows.
 
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -32,6 +39,42 @@ const IDLE_SLEEP: Duration = Duration::from_millis(100);
 const RETAIN_FLOOR: usize = 4 << 20;
 
 static STARTED: AtomicBool = AtomicBool::new(false);
+/// False once `set_background(false)` was called.
+static BACKGROUND: AtomicBool = AtomicBool::new(true);
+/// In synchronous mode, how far over the goal free memory may go before a free releases
+/// some: enough that a program cycling through a few MiB never pays for `madvise`.
+pub const SYNC_SLACK: usize = 16 << 20;
+
+/// Chooses between the background thread (the default) and synchronous scavenging.
+/// Call before the first allocation; the thread, once started, is not stopped.
+pub fn set_background(enabled: bool) {
+    BACKGROUND.store(enabled, Ordering::Relaxed);
+}
+
+/// True when frees must scavenge for themselves (no background thread).
+#[inline]
+pub fn synchronous() -> bool {
+    !BACKGROUND.load(Ordering::Relaxed)
+}
+
+/// Bytes a free in synchronous mode should release now (0 while within [`SYNC_SLACK`] of the
+/// goal), from the page counts it read under the heap lock.
+pub fn sync_excess(inuse: usize, free_pages: usize, scavenged_pages: usize) -> usize {
+    if !synchronous() {
+        return 0;
+    }
+    match excess_bytes(inuse, free_pages, scavenged_pages) {
+        e if e >= SYNC_SLACK => e.min(RUN_PAGES * PAGE_SIZE),
+        _ => 0,
+    }
+}
+
+/// Releases what [`sync_excess`] asked for (no lock held).
+pub fn sync_release(bytes: usize) {
+    if bytes > 0 {
+        heap::scavenge(bytes, RUN_PAGES);
+    }
+}
 
 /// Bytes of free, unscavenged memory the scavenger should release now to meet its goal.
 /// Exported for tests: the policy is a pure function of the page counts.
@@ -63,7 +106,7 @@ pub fn ensure_started() {
 
 #[cold]
 fn start() {
-    if STARTED.swap(true, Ordering::AcqRel) {
+    if STARTED.swap(true, Ordering::AcqRel) || synchronous() {
         return;
     }
     if std::env::var_os("GOHEAP_SCAVENGER").is_some_and(|v| v == "off" || v == "0") {
