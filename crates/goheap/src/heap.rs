@@ -303,28 +303,23 @@ pub fn new_small_span(
     stash: &mut SpanStash,
 ) -> *mut Span {
     let npages = CLASSES[class].npages as usize;
-    let mut pages = pc.alloc(npages).map(|(a, scav)| (a, scav == npages));
-    let s = if pages.is_some() && !stash.is_empty() {
-        stash.pop()
-    } else {
+    let from_cache = |pc: &mut PageCache| pc.alloc(npages).map(|(a, scav)| (a, scav == npages));
+    let mut pages = from_cache(pc);
+    if pages.is_none() || stash.is_empty() {
+        // Slow path: the page cache or the stash needs the heap lock anyway.
         let mut h = lock();
+        if pages.is_none() && h.refill_page_cache(pc) {
+            pages = from_cache(pc);
+        }
         if pages.is_none() {
-            if h.refill_page_cache(pc) {
-                pages = pc.alloc(npages).map(|(a, scav)| (a, scav == npages));
-            }
-            if pages.is_none() {
-                pages = h.alloc_pages(npages);
-            }
+            pages = h.alloc_pages(npages);
         }
         stash.refill(&mut h);
-        if pages.is_none() {
-            return ptr::null_mut();
-        }
-        stash.pop()
-    };
+    }
     let Some((base, zeroed)) = pages else {
-        unreachable!()
+        return ptr::null_mut();
     };
+    let s = stash.pop();
     if s.is_null() {
         lock().pages.free(base, npages);
         return ptr::null_mut();
