@@ -306,10 +306,11 @@ impl Cache {
     unsafe fn alloc_after_refill(&self, s: *mut Span, class: usize) -> Option<*mut u8> {
         // SAFETY: the cache owns `s`.
         unsafe {
-            let n = (*s).refill_window();
-            if n == 0 {
-                return None;
-            }
+            let n = match (*s).refill_window() {
+                Ok(0) => return None,
+                Ok(n) => n,
+                Err(idx) => report::double_free((*s).base() + idx * (*s).elemsize()),
+            };
             bump(&self.counters.nmalloc[class], n as u64);
             Some((*s).alloc_from_window())
         }

@@ -198,6 +198,25 @@ pub unsafe extern "C" fn usable_size(p: *mut u8) -> usize {
     unsafe { (*s).elemsize() }
 }
 
+/// [`usable_size`] for the malloc face: a pointer goheap did not hand out aborts with a
+/// message naming the C function `func` (`goheap: realloc(): invalid pointer 0x...`) rather
+/// than `free()`. The free path keeps its own check ([`free`]).
+///
+/// # Safety
+/// `p` is a live object from [`alloc`], or a pointer to report.
+pub unsafe fn usable_size_in(p: *mut u8, func: &str) -> usize {
+    let s = heap::span_of(p as usize);
+    if !s.is_null() {
+        // SAFETY: the map holds only live spans.
+        let (_, exact) = unsafe { (*s).object_index(p as usize) };
+        if exact {
+            // SAFETY: as above.
+            return unsafe { (*s).elemsize() };
+        }
+    }
+    report::invalid_pointer_in(func, p as usize)
+}
+
 /// Resizes the object at `p` (of `old_size` requested bytes, alignment `align`) to
 /// `new_size`, in place when the size class (or the large object's pages) allows, else by
 /// moving it. Null (and `p` untouched) if out of memory.

@@ -46,3 +46,19 @@ pub fn double_free(ptr: usize) -> ! {
 pub fn invalid_pointer(ptr: usize) -> ! {
     fatal("free(): invalid pointer", ptr)
 }
+
+/// Like [`invalid_pointer`], for a bad pointer handed to the C function `func` (the malloc
+/// face's `realloc`, `malloc_usable_size`): `goheap: realloc(): invalid pointer 0x...`.
+#[cold]
+pub fn invalid_pointer_in(func: &str, ptr: usize) -> ! {
+    let mut b = StackBuf {
+        buf: [0; 256],
+        len: 0,
+    };
+    let _ = write!(b, "{func}(): invalid pointer");
+    // Only a name long enough to be cut inside a UTF-8 sequence falls back to the plain text.
+    fatal(
+        core::str::from_utf8(&b.buf[..b.len]).unwrap_or("invalid pointer"),
+        ptr,
+    )
+}

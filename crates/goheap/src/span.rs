@@ -427,14 +427,15 @@ impl Span {
     }
 
     /// Loads the next non-empty word of `free_bits` into the window. Returns the number of
-    /// objects now in the window (0 when the span has no local free object).
+    /// objects now in the window (0 when the span has no local free object), or the index of
+    /// an object that was freed twice (once by the owner, once by another thread).
     ///
     /// # Safety
     /// The caller owns the span and the window is empty.
-    pub unsafe fn refill_window(&self) -> u32 {
+    pub unsafe fn refill_window(&self) -> Result<u32, usize> {
         debug_assert_eq!(self.alloc_cache.load(Ordering::Relaxed), 0);
         if self.nfree.load(Ordering::Relaxed) == 0 {
-            return 0;
+            return Ok(0);
         }
         let nwords = self.nelems().div_ceil(64) as u32;
         let mut w = self.scan.get();
@@ -445,6 +446,14 @@ impl Span {
             }
             let bits = self.free_bits[w as usize].get();
             if bits != 0 {
+                // An object freed both by the owner and by another thread (in either order)
+                // sits in `free_bits` and in `remote` at once. Catch it here, before the
+                // window hands it out: after that, collecting the remote bit would free an
+                // object that is in use again.
+                let dup = bits & self.remote.0[w as usize].load(Ordering::Relaxed);
+                if dup != 0 {
+                    return Err(w as usize * 64 + dup.trailing_zeros() as usize);
+                }
                 self.free_bits[w as usize].set(0);
                 self.add_nfree_synced(bits.count_ones().wrapping_neg());
                 self.alloc_cache.store(bits, Ordering::Relaxed);
@@ -452,7 +461,7 @@ impl Span {
                 self.window_addr
                     .set(self.base.get() + w as usize * 64 * self.elemsize.get());
                 self.scan.set(w + 1);
-                return bits.count_ones();
+                return Ok(bits.count_ones());
             }
             w += 1;
         }
@@ -798,7 +807,7 @@ mod tests {
                     out.push(p as usize);
                     continue;
                 }
-                if s.refill_window() == 0 {
+                if s.refill_window().unwrap() == 0 {
                     break;
                 }
             }
@@ -843,7 +852,7 @@ mod tests {
         let (s, _mem) = small_span(size_to_class(16));
         // SAFETY: the test owns the span.
         unsafe {
-            assert_eq!(s.refill_window(), 64);
+            assert_eq!(s.refill_window(), Ok(64));
             let p = s.alloc_from_window();
             assert_eq!(p as usize, s.base());
             // Object 1 is free, sitting in the window.
@@ -874,6 +883,26 @@ mod tests {
             assert_eq!(s.free_local(9), Ok(1));
             assert!(s.free_remote(9).is_ok());
             assert_eq!(s.collect_remote(), Err(9));
+        }
+    }
+
+    #[test]
+    fn owner_and_remote_free_of_one_object_is_caught_before_reuse() {
+        for remote_first in [true, false] {
+            let (s, _mem) = small_span(size_to_class(48));
+            drain(&s);
+            // SAFETY: the test owns the span; index 5 is in range.
+            unsafe {
+                if remote_first {
+                    s.free_remote(5).unwrap();
+                    assert_eq!(s.free_local(5), Ok(1));
+                } else {
+                    assert_eq!(s.free_local(5), Ok(1));
+                    s.free_remote(5).unwrap();
+                }
+                // The next window would hand object 5 out while its remote bit is pending.
+                assert_eq!(s.refill_window(), Err(5), "remote_first={remote_first}");
+            }
         }
     }
 

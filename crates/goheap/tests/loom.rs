@@ -73,7 +73,7 @@ fn drain(s: &Span) -> Vec<usize> {
                 out.push(idx);
                 continue;
             }
-            if s.refill_window() == 0 {
+            if s.refill_window().unwrap() == 0 {
                 break;
             }
         }
