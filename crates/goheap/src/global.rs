@@ -115,17 +115,17 @@ extern "C" fn zero_small(p: *mut u8) -> *mut u8 {
 }
 
 /// Looks up the span of `p` and checks that `p` is the start of a live-looking object.
-/// Aborts with a message if not. Returns the span and the object index.
+/// Aborts with a message naming the C function `func` if not. Returns the span and the object index.
 #[inline(always)]
-fn object_of(p: *mut u8) -> (*mut Span, usize) {
+fn object_of(p: *mut u8, func: &str) -> (*mut Span, usize) {
     let s = heap::span_of(p as usize);
     if s.is_null() {
-        report::invalid_pointer(p as usize);
+        report::invalid_pointer(func, p as usize);
     }
     // SAFETY: the map holds only live spans.
     let (idx, exact) = unsafe { (*s).object_index(p as usize) };
     if !exact {
-        report::invalid_pointer(p as usize);
+        report::invalid_pointer(func, p as usize);
     }
     (s, idx)
 }
@@ -140,7 +140,7 @@ pub unsafe fn free(p: *mut u8) {
     if p.is_null() {
         return;
     }
-    let (s, idx) = object_of(p);
+    let (s, idx) = object_of(p, "free");
     // SAFETY: `s` is live (map), and `p` is object `idx` of it. Large spans are owned by
     // `CENTRAL_OWNER`, never by a cache, so they always take the second branch.
     unsafe {
@@ -193,28 +193,20 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
 /// # Safety
 /// `p` is a live object from [`alloc`].
 pub unsafe extern "C" fn usable_size(p: *mut u8) -> usize {
-    let (s, _) = object_of(p);
-    // SAFETY: live span from the map.
-    unsafe { (*s).elemsize() }
+    // SAFETY: the caller's contract.
+    unsafe { usable_size_in(p, "usable_size") }
 }
 
 /// [`usable_size`] for the malloc face: a pointer goheap did not hand out aborts with a
 /// message naming the C function `func` (`goheap: realloc(): invalid pointer 0x...`) rather
-/// than `free()`. The free path keeps its own check ([`free`]).
+/// than `free()`.
 ///
 /// # Safety
 /// `p` is a live object from [`alloc`], or a pointer to report.
 pub unsafe fn usable_size_in(p: *mut u8, func: &str) -> usize {
-    let s = heap::span_of(p as usize);
-    if !s.is_null() {
-        // SAFETY: the map holds only live spans.
-        let (_, exact) = unsafe { (*s).object_index(p as usize) };
-        if exact {
-            // SAFETY: as above.
-            return unsafe { (*s).elemsize() };
-        }
-    }
-    report::invalid_pointer_in(func, p as usize)
+    let (s, _) = object_of(p, func);
+    // SAFETY: live span from the map.
+    unsafe { (*s).elemsize() }
 }
 
 /// Resizes the object at `p` (of `old_size` requested bytes, alignment `align`) to
@@ -229,7 +221,7 @@ pub unsafe extern "C" fn realloc(
     align: usize,
     new_size: usize,
 ) -> *mut u8 {
-    let (s, _) = object_of(p);
+    let (s, _) = object_of(p, "realloc");
     // SAFETY: live span from the map.
     let (class, elemsize) = unsafe { ((*s).class(), (*s).elemsize()) };
     if class != 0 {

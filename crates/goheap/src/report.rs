@@ -41,16 +41,10 @@ pub fn double_free(ptr: usize) -> ! {
     fatal("free(): double free detected for pointer", ptr)
 }
 
-/// A free of an address goheap never handed out (or not the start of an object).
+/// An address goheap never handed out (or not the start of an object), given to the C
+/// function `func` (`free`, `realloc`, ...): `goheap: free(): invalid pointer 0x...`.
 #[cold]
-pub fn invalid_pointer(ptr: usize) -> ! {
-    fatal("free(): invalid pointer", ptr)
-}
-
-/// Like [`invalid_pointer`], for a bad pointer handed to the C function `func` (the malloc
-/// face's `realloc`, `malloc_usable_size`): `goheap: realloc(): invalid pointer 0x...`.
-#[cold]
-pub fn invalid_pointer_in(func: &str, ptr: usize) -> ! {
+pub fn invalid_pointer(func: &str, ptr: usize) -> ! {
     let mut b = StackBuf {
         buf: [0; 256],
         len: 0,
