@@ -591,15 +591,22 @@ pub fn for_each_cache(mut f: impl FnMut(&Cache)) {
 
 // ---- Thread-local access ----------------------------------------------------------------
 
-/// `THREAD_CACHE` values below this are states, not caches.
+/// Slot values below this are states, not caches.
 const STATE_MAX: usize = 2;
 /// The thread's cache is being created: allocations meanwhile use the fallback.
 const INITIALIZING: usize = 1;
 /// The thread's cache has been retired (thread exit): the fallback serves it from now on.
 const DEAD: usize = 2;
 
-thread_local! {
-    static THREAD_CACHE: Cell<*mut Cache> = const { Cell::new(ptr::null_mut()) };
+/// The thread's cache slot ([`crate::tls`]): a cache address or a state value.
+#[inline(always)]
+fn slot() -> *mut Cache {
+    crate::tls::get().cast()
+}
+
+#[inline(always)]
+fn set_slot(c: *mut Cache) {
+    crate::tls::set(c.cast())
 }
 
 /// The calling thread's raw cache slot: a cache address, or a state value (null,
@@ -607,13 +614,13 @@ thread_local! {
 /// whole "do I own this span" test.
 #[inline(always)]
 pub fn raw() -> *mut Cache {
-    THREAD_CACHE.get()
+    slot()
 }
 
 /// The calling thread's cache if it has a live one (fast path), else null.
 #[inline(always)]
 pub fn current() -> *mut Cache {
-    let c = THREAD_CACHE.get();
+    let c = slot();
     if c as usize > STATE_MAX {
         c
     } else {
@@ -631,7 +638,7 @@ unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
     if c.is_null() {
         return;
     }
-    THREAD_CACHE.set(DEAD as *mut Cache);
+    set_slot(DEAD as *mut Cache);
     // SAFETY: the key's value is this thread's cache, which nothing else uses.
     unsafe {
         (*c).retire();
@@ -647,14 +654,14 @@ unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
 #[cold]
 #[inline(never)]
 pub fn init_thread() -> *mut Cache {
-    let state = THREAD_CACHE.get();
+    let state = slot();
     if state as usize == INITIALIZING || state as usize == DEAD {
         return ptr::null_mut();
     }
     if state as usize > STATE_MAX {
         return state;
     }
-    THREAD_CACHE.set(INITIALIZING as *mut Cache);
+    set_slot(INITIALIZING as *mut Cache);
     let key = *EXIT_KEY.get_or_init(|| {
         let mut k: libc::pthread_key_t = 0;
         // SAFETY: `k` is a valid out-pointer; the destructor has the required signature.
@@ -663,14 +670,14 @@ pub fn init_thread() -> *mut Cache {
     });
     let c = Cache::acquire();
     if c.is_null() {
-        THREAD_CACHE.set(ptr::null_mut());
+        set_slot(ptr::null_mut());
         return c;
     }
     if let Some(key) = key {
         // SAFETY: the key exists; the value is only read back by our destructor.
         unsafe { libc::pthread_setspecific(key, c as *const libc::c_void) };
     }
-    THREAD_CACHE.set(c);
+    set_slot(c);
     c
 }
 
@@ -702,7 +709,7 @@ pub fn retire_current_thread() {
     if c.is_null() {
         return;
     }
-    THREAD_CACHE.set(INITIALIZING as *mut Cache);
+    set_slot(INITIALIZING as *mut Cache);
     // SAFETY: `c` is this thread's cache and nothing else uses it; the exit key still names
     // it, so we clear the key before recycling.
     unsafe {
@@ -711,5 +718,5 @@ pub fn retire_current_thread() {
         }
         on_thread_exit(c.cast());
     }
-    THREAD_CACHE.set(ptr::null_mut());
+    set_slot(ptr::null_mut());
 }

@@ -46,6 +46,8 @@ pub mod report;
 pub mod scavenger;
 #[cfg(not(loom))]
 pub mod stats;
+#[cfg(not(loom))]
+pub mod tls;
 
 #[cfg(not(loom))]
 pub use global::GoAlloc;
