@@ -103,34 +103,40 @@ struct RemoteBits([AtomicU64; MAX_WORDS]);
 /// rules; fields marked "owner" may only be touched by the span's owner.
 #[repr(C)]
 pub struct Span {
-    // ---- The first cache line: everything the allocation and free fast paths read. ----
+    // ---- The first cache line: everything the allocation and free fast paths read,
+    // ---- including the first word of the free bitmap (a span of up to 64 objects, which
+    // ---- every class above 128 bytes is, never touches a second line on a free).
     /// Owner. Free bits of the window word `window_word`; relaxed atomic so that statistics
     /// may read it from another thread (a plain `mov` on x86-64).
     pub alloc_cache: AtomicU64,
     /// Owner. Address of object `window_word * 64`.
     window_addr: Cell<usize>,
-    /// Set at init, then immutable while the span is in use. Object size in bytes.
-    elemsize: Cell<usize>,
     /// Set at init. First byte of the span.
     base: Cell<usize>,
     /// Address of the owning cache, or `CENTRAL_OWNER`. Written only by the owner (when it
     /// hands the span over) or by the taker under the central lock.
     owner: AtomicUsize,
+    /// Set at init, then immutable while the span is in use. Object size in bytes of a small
+    /// span (at most 32 KiB); 0 for a large span, whose size comes from `npages`.
+    elemsize: Cell<u32>,
+    /// Set at init. `obj_index` multiplier for `elemsize`.
+    div_magic: Cell<u32>,
     /// Owner. Free objects in `free_bits` (not counting the window, so that allocating from
     /// the window writes nothing but `alloc_cache`). A span that is not current has an empty
     /// window, so for it this is the number of free objects it holds.
     nfree: AtomicU32,
-    /// Owner. Word index the window holds (`u32::MAX` when none).
-    window_word: Cell<u32>,
-    /// Set at init. Number of objects.
-    nelems: Cell<u32>,
-    /// Set at init. `obj_index` multiplier for `elemsize`.
-    div_magic: Cell<u32>,
+    /// Owner. Word index the window holds (`u16::MAX` when none).
+    window_word: Cell<u16>,
+    /// Set at init. Number of objects (at most 1024).
+    nelems: Cell<u16>,
     /// Owner. A local free that brings `nfree` to this value must do list work (see
     /// [`Span::attention`]); set from `list` whenever the span joins or leaves a list.
-    attention: Cell<u32>,
+    attention: Cell<u16>,
     /// Set at init. Size class; 0 for a large-object span.
     class: Cell<u8>,
+    /// Owner. One bit per object, 1 = free (outside the window). Word 0 ends the first
+    /// cache line (checked below).
+    free_bits: [Cell<u64>; MAX_WORDS],
 
     // ---- Colder owner fields. ----
     /// Owner writes, anyone reads. `nfree - synced` is the number of local frees not yet
@@ -159,8 +165,6 @@ pub struct Span {
     /// Owner. Links of the owner's doubly linked lists (and of the page heap's span pool).
     next: Cell<*mut Span>,
     prev: Cell<*mut Span>,
-    /// Owner. One bit per object, 1 = free (outside the window).
-    free_bits: [Cell<u64>; MAX_WORDS],
 
     // ---- Shared with other threads. ----
     /// `PARKED` while the span sits full in its owner's full list, else 0.
@@ -172,6 +176,9 @@ pub struct Span {
     /// Objects freed by threads that do not own the span, not yet collected. 1 = freed.
     remote: RemoteBits,
 }
+
+// The free fast path's fields and the first bitmap word share one cache line.
+const _: () = assert!(core::mem::offset_of!(Span, free_bits) + 8 <= 64);
 
 // SAFETY: the `Cell` fields are only accessed by the span's owner (module essay); ownership is
 // transferred with release/acquire synchronisation (the central lock, or the span stacks), so
@@ -196,7 +203,7 @@ impl Span {
             nfree: AtomicU32::new(0),
             synced: AtomicU32::new(0),
             state: AtomicU8::new(0),
-            window_word: Cell::new(u32::MAX),
+            window_word: Cell::new(u16::MAX),
             scan: Cell::new(0),
             nelems: Cell::new(0),
             base: Cell::new(0),
@@ -204,7 +211,7 @@ impl Span {
             div_magic: Cell::new(0),
             class: Cell::new(0),
             needzero: Cell::new(false),
-            attention: Cell::new(u32::MAX),
+            attention: Cell::new(u16::MAX),
             counted_empty: Cell::new(false),
             list: Cell::new(ListTag::None),
             next: Cell::new(ptr::null_mut()),
@@ -229,8 +236,8 @@ impl Span {
         let nelems = info.nelems as usize;
         self.base.set(base);
         self.npages.set(info.npages as usize);
-        self.elemsize.set(info.size as usize);
-        self.nelems.set(nelems as u32);
+        self.elemsize.set(info.size);
+        self.nelems.set(nelems as u16);
         self.div_magic.set(info.div_magic);
         self.class.set(class as u8);
         self.needzero.set(!zeroed);
@@ -240,7 +247,7 @@ impl Span {
         self.synced.store(nelems as u32, Ordering::Relaxed);
         self.state.store(class as u8, Ordering::Relaxed);
         self.scan.set(0);
-        self.window_word.set(u32::MAX);
+        self.window_word.set(u16::MAX);
         self.alloc_cache.store(0, Ordering::Relaxed);
         for (w, word) in self.free_bits.iter().enumerate() {
             let lo = w * 64;
@@ -265,7 +272,7 @@ impl Span {
     pub unsafe fn init_large(&self, base: usize, npages: usize, zeroed: bool) {
         self.base.set(base);
         self.npages.set(npages);
-        self.elemsize.set(npages << crate::sizeclass::PAGE_SHIFT);
+        self.elemsize.set(0);
         self.nelems.set(1);
         // With a multiplier of 1, `obj_index_exact` accepts exactly offset 0.
         self.div_magic.set(1);
@@ -276,7 +283,7 @@ impl Span {
         self.state.store(0, Ordering::Relaxed);
         self.set_list(ListTag::None);
         self.alloc_cache.store(0, Ordering::Relaxed);
-        self.window_word.set(u32::MAX);
+        self.window_word.set(u16::MAX);
         self.owner.store(CENTRAL_OWNER, Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
     }
@@ -291,7 +298,10 @@ impl Span {
     }
     #[inline(always)]
     pub fn elemsize(&self) -> usize {
-        self.elemsize.get()
+        match self.elemsize.get() {
+            0 => self.npages.get() << crate::sizeclass::PAGE_SHIFT,
+            size => size as usize,
+        }
     }
     #[inline(always)]
     pub fn nelems(&self) -> usize {
@@ -364,7 +374,7 @@ impl Span {
         self.list.set(tag);
         let n = self.nelems.get();
         self.attention.set(match tag {
-            ListTag::None => u32::MAX,
+            ListTag::None => u16::MAX,
             ListTag::Partial => n,
             ListTag::Full | ListTag::Parked => n / 4 + 1,
         });
@@ -423,7 +433,8 @@ impl Span {
             return ptr::null_mut();
         }
         self.alloc_cache.store(c & (c - 1), Ordering::Relaxed);
-        (self.window_addr.get() + c.trailing_zeros() as usize * self.elemsize.get()) as *mut u8
+        (self.window_addr.get() + c.trailing_zeros() as usize * self.elemsize.get() as usize)
+            as *mut u8
     }
 
     /// Loads the next non-empty word of `free_bits` into the window. Returns the number of
@@ -457,9 +468,9 @@ impl Span {
                 self.free_bits[w as usize].set(0);
                 self.add_nfree_synced(bits.count_ones().wrapping_neg());
                 self.alloc_cache.store(bits, Ordering::Relaxed);
-                self.window_word.set(w);
+                self.window_word.set(w as u16);
                 self.window_addr
-                    .set(self.base.get() + w as usize * 64 * self.elemsize.get());
+                    .set(self.base.get() + w as usize * 64 * self.elemsize.get() as usize);
                 self.scan.set(w + 1);
                 return Ok(bits.count_ones());
             }
@@ -489,7 +500,7 @@ impl Span {
     pub unsafe fn free_local(&self, idx: usize) -> Result<usize, FreeError> {
         let w = idx / 64;
         let bit = 1u64 << (idx % 64);
-        let window = if w as u32 == self.window_word.get() {
+        let window = if w == self.window_word.get() as usize {
             self.alloc_cache.load(Ordering::Relaxed)
         } else {
             0
@@ -550,7 +561,7 @@ impl Span {
             // happen before we hand the objects out again.
             let bits = self.remote.0[w].swap(0, Ordering::Acquire);
             let mut local = self.free_bits[w].get();
-            if w as u32 == self.window_word.get() {
+            if w == self.window_word.get() as usize {
                 local |= self.alloc_cache.load(Ordering::Relaxed);
             }
             if bits & local != 0 {
