@@ -144,7 +144,11 @@ fn run_child(
     let (tx, rx) = mpsc::channel();
     thread::spawn(move || {
         let mut status = 0;
+        // SAFETY: `rusage` is a plain C struct of integers and `timeval`s, for which all-zero
+        // bytes are a valid value; wait4 overwrites it anyway.
         let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: `status` and `usage` are live locals borrowed only here, valid out-pointers for
+        // wait4 for the whole call; `pid` is our spawned child, which nothing else reaps.
         let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
         let _ = tx.send((r, status, usage));
     });
@@ -153,7 +157,9 @@ fn run_child(
         Ok(reaped) => reaped,
         Err(_) => {
             timed_out = true;
-            // The child is still ours (not reaped yet), so its pid is valid.
+            // SAFETY: `kill` takes no pointers, so no memory-safety precondition. The waiter
+            // has not reported a reap, so `pid` is still our unreaped child (unless wait4
+            // returned just after the timeout; then the signal could hit a reused pid).
             unsafe { libc::kill(pid, libc::SIGKILL) };
             rx.recv().expect("waiter thread vanished")
         }

@@ -34,6 +34,8 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, nthreads: usize, p: &Params) -> Result<
     let start = Instant::now();
     let corrupt: u64 = thread::scope(|s| {
         let threads: Vec<_> = (0..nthreads)
+            // SAFETY: no caller precondition; each thread allocates and frees its blocks through
+            // `a` in its own `bins`, and the scope joins every thread before `run` goes on.
             .map(|_| s.spawn(move || unsafe { random_pos_random_size(a, iterations, max_items) }))
             .collect();
         threads.into_iter().map(|t| t.join().unwrap()).sum()
@@ -53,6 +55,11 @@ struct Bin {
 }
 
 /// One thread of the test; returns the number of corrupt blocks seen.
+///
+/// # Safety
+/// No caller precondition: every block lives in this call's own `bins` and is
+/// allocated and freed through `a` before it returns; `unsafe` only lets the
+/// body call the block helpers.
 unsafe fn random_pos_random_size<A: GlobalAlloc>(
     a: &A,
     iterations: usize,
@@ -106,6 +113,10 @@ unsafe fn random_pos_random_size<A: GlobalAlloc>(
 }
 
 /// Allocates a block and fills it with its size.
+///
+/// # Safety
+/// `size` must be at least 1 (and far below `isize::MAX`). The caller owns the
+/// returned block and may free it only once, with [`free_block`] and the same `a`.
 #[inline(always)]
 unsafe fn new_block<A: GlobalAlloc>(a: &A, size: usize) -> Bin {
     let ptr = alloc(a, bytes(size));
@@ -114,6 +125,10 @@ unsafe fn new_block<A: GlobalAlloc>(a: &A, size: usize) -> Bin {
 }
 
 /// Reads a block in full and frees it; returns 1 if it was corrupt.
+///
+/// # Safety
+/// `bin` must come from [`new_block`] with the same `a` and not be freed before;
+/// the caller must not use its pointer after this call.
 #[inline(always)]
 unsafe fn free_block<A: GlobalAlloc>(a: &A, bin: Bin) -> u64 {
     let Bin { ptr, size } = bin;

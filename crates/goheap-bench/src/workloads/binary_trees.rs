@@ -28,6 +28,8 @@ const MIN_DEPTH: u32 = 4;
 pub fn run<A: GlobalAlloc>(a: &A, p: &Params) -> Result<f64, String> {
     let n = if p.quick { 16 } else { 21 };
     let start = Instant::now();
+    // SAFETY: `binary_trees` has no caller precondition; every node it allocates through
+    // `a` is freed, through `a`, before it returns.
     let output = unsafe { binary_trees(a, n) };
     let elapsed = start.elapsed().as_secs_f64();
     let expected = expected_output(n);
@@ -37,6 +39,10 @@ pub fn run<A: GlobalAlloc>(a: &A, p: &Params) -> Result<f64, String> {
     Ok(elapsed)
 }
 
+/// # Safety
+/// No caller precondition: every node it allocates through `a` is freed through
+/// `a` before it returns; it is `unsafe` only so its body can call the raw-pointer
+/// tree helpers.
 unsafe fn binary_trees<A: GlobalAlloc>(a: &A, n: u32) -> String {
     let max_depth = n.max(MIN_DEPTH + 2);
     let stretch_depth = max_depth + 1;
@@ -72,6 +78,9 @@ unsafe fn binary_trees<A: GlobalAlloc>(a: &A, n: u32) -> String {
     out
 }
 
+/// # Safety
+/// No precondition on the arguments. The caller owns the returned tree and may
+/// free it only once, with [`free_tree`] and the same `a`.
 unsafe fn bottom_up_tree<A: GlobalAlloc>(a: &A, depth: u32) -> *mut Node {
     let node = alloc(a, NODE) as *mut Node;
     let (left, right) = if depth > 0 {
@@ -83,6 +92,9 @@ unsafe fn bottom_up_tree<A: GlobalAlloc>(a: &A, depth: u32) -> *mut Node {
     node
 }
 
+/// # Safety
+/// `node` must be the root of a live tree from [`bottom_up_tree`] (every node has
+/// two valid children or two null ones) that has not been freed.
 unsafe fn check(node: *const Node) -> u64 {
     let Node { left, right } = node.read();
     if left.is_null() {
@@ -92,6 +104,9 @@ unsafe fn check(node: *const Node) -> u64 {
     }
 }
 
+/// # Safety
+/// `node` must be the root of a tree built by [`bottom_up_tree`] with the same
+/// `a`, not freed before and not used after this call.
 unsafe fn free_tree<A: GlobalAlloc>(a: &A, node: *mut Node) {
     let Node { left, right } = node.read();
     if !left.is_null() {
@@ -169,6 +184,8 @@ long lived tree of depth 21\t check: 4194303
 
     #[test]
     fn small_run_matches() {
+        // SAFETY: no caller precondition; the trees are built and freed with `System` inside
+        // the call.
         let out = unsafe { binary_trees(&std::alloc::System, 10) };
         assert_eq!(out, OUTPUT_10);
     }

@@ -26,11 +26,15 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, nthreads: usize, p: &Params) -> Result<
     let repetitions = if p.quick { 200_000 } else { 2_000_000 } / nthreads;
     let start = Instant::now();
     let objects: Vec<SendPtr<u8>> = (0..nthreads)
+        // SAFETY: `bytes(OBJECT_SIZE)` has the non-zero size 1; each object goes to exactly
+        // one worker below, which frees it through the same `a` with the same layout.
         .map(|_| SendPtr(unsafe { alloc(a, bytes(OBJECT_SIZE)) }))
         .collect();
     let mismatches: u64 = thread::scope(|s| {
         let workers: Vec<_> = objects
             .iter()
+            // SAFETY: `given` was allocated just above through `a` with `bytes(OBJECT_SIZE)`, and
+            // each object goes to exactly one worker (one spawn per entry), which frees it.
             .map(|&given| s.spawn(move || unsafe { worker(a, given, repetitions) }))
             .collect();
         workers.into_iter().map(|w| w.join().unwrap()).sum()
@@ -45,6 +49,10 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, nthreads: usize, p: &Params) -> Result<
 }
 
 /// Returns the number of reads that saw something else than was written.
+///
+/// # Safety
+/// `given.0` must be a live block allocated through `a` with `bytes(OBJECT_SIZE)`
+/// that nothing else uses or frees; this call frees it.
 unsafe fn worker<A: GlobalAlloc>(a: &A, given: SendPtr<u8>, repetitions: usize) -> u64 {
     a.dealloc(given.0, bytes(OBJECT_SIZE));
     let mut mismatches = 0;

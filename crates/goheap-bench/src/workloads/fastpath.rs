@@ -73,6 +73,9 @@ const fn layout<const SIZE: usize>() -> Layout {
 }
 
 /// Writes the first and last byte of a fresh block.
+///
+/// # Safety
+/// `p` must be valid for writes of `SIZE` bytes, and `SIZE` must be at least 1.
 #[inline(always)]
 unsafe fn touch<const SIZE: usize>(p: *mut u8) {
     p.write(0xa5);
@@ -80,6 +83,10 @@ unsafe fn touch<const SIZE: usize>(p: *mut u8) {
 }
 
 /// Reads both bytes back; non-zero if either changed.
+///
+/// # Safety
+/// `p` must be valid for reads of `SIZE` bytes whose first and last bytes are
+/// initialized (as [`touch`] leaves them), and `SIZE` must be at least 1.
 #[inline(always)]
 unsafe fn check<const SIZE: usize>(p: *mut u8) -> u8 {
     (p.read() ^ 0xa5) | (p.add(SIZE - 1).read() ^ 0x5a)
@@ -90,6 +97,9 @@ fn single_pairs<A: GlobalAlloc, const SIZE: usize>(a: &A, n: u64) -> u8 {
     let layout = const { layout::<SIZE>() };
     let mut bad = 0;
     for _ in 0..n {
+        // SAFETY: `layout` has the non-zero size SIZE, as `alloc` requires; `p` is a fresh
+        // SIZE-byte block for touch/check (black_box returns it unchanged), and it is freed
+        // once, here, with the `a` and `layout` it was allocated with.
         unsafe {
             let p = alloc(a, layout);
             touch::<SIZE>(p);
@@ -107,6 +117,9 @@ fn batch_rounds<A: GlobalAlloc, const SIZE: usize>(a: &A, rounds: u64) -> u8 {
     let mut blocks = [std::ptr::null_mut::<u8>(); BATCH];
     let mut bad = 0;
     for _ in 0..rounds {
+        // SAFETY: `layout` has the non-zero size SIZE; the first loop fills every slot with a
+        // fresh touched block, and the second checks and frees each one once with the `a` and
+        // `layout` it came from, before the next round refills the slots.
         unsafe {
             for slot in blocks.iter_mut() {
                 let p = alloc(a, layout);

@@ -43,6 +43,9 @@ struct Slot {
 unsafe impl Send for Slot {}
 
 /// Writes the marker bytes of a fresh block.
+///
+/// # Safety
+/// `size` must be at least 1 and `p` valid for writes of `size` bytes.
 #[inline(always)]
 unsafe fn mark(p: *mut u8, size: usize) {
     p.write(size as u8);
@@ -50,6 +53,10 @@ unsafe fn mark(p: *mut u8, size: usize) {
 }
 
 /// True if the marker bytes are intact.
+///
+/// # Safety
+/// `size` must be at least 1 and `p` valid for reads of `size` bytes whose first
+/// and last bytes are initialized (as [`mark`] leaves them).
 #[inline(always)]
 unsafe fn marked(p: *mut u8, size: usize) -> bool {
     p.read() == size as u8 && p.add(size - 1).read() == !(size as u8)
@@ -65,6 +72,8 @@ pub fn run<A: GlobalAlloc + Sync + 'static>(a: &'static A, p: &Params) -> Result
     let nthreads = p.threads;
 
     let mut rng = Lran2::new(SEED);
+    // SAFETY: `warmup` has no caller precondition; the (block, size) pairs it returns stay
+    // paired in the slots, so each block is later freed with its own `bytes(size)`.
     let (blocks, sizes) = unsafe { warmup(a, &mut rng, nthreads * CHUNKS_PER_THREAD) };
     let slots: Vec<Slot> = blocks
         .chunks(CHUNKS_PER_THREAD)
@@ -93,6 +102,9 @@ pub fn run<A: GlobalAlloc + Sync + 'static>(a: &'static A, p: &Params) -> Result
     let mut corrupt: u64 = finished.iter().map(|s| s.corrupt).sum();
     for slot in &finished {
         for (&p, &size) in slot.blocks.iter().zip(&slot.sizes) {
+            // SAFETY: each (block, size) pair of a finished slot is a live marked block from `a`
+            // with `bytes(size)`; its last worker sent the slot here and stopped touching it, so
+            // main owns it alone and frees each block once.
             unsafe {
                 corrupt += u64::from(!marked(p, size));
                 a.dealloc(p, bytes(size));
@@ -111,6 +123,10 @@ pub fn run<A: GlobalAlloc + Sync + 'static>(a: &'static A, p: &Params) -> Result
 
 /// Allocates `n` blocks, shuffles them and replaces random ones 4n times, all
 /// on the main thread (larson's `warmup`).
+///
+/// # Safety
+/// No caller precondition. The caller owns the returned blocks: `blocks[i]` came
+/// from `a` with `bytes(sizes[i])`, is marked, and may be freed once with that layout.
 unsafe fn warmup<A: GlobalAlloc>(a: &A, rng: &mut Lran2, n: usize) -> (Vec<*mut u8>, Vec<usize>) {
     let mut blocks = Vec::with_capacity(n);
     let mut sizes = Vec::with_capacity(n);
@@ -161,6 +177,9 @@ fn exercise_heap<A: GlobalAlloc + Sync + 'static>(
         let asize = slot.blocks.len();
         for _ in 0..ROUNDS * CHUNKS_PER_THREAD {
             let victim = slot.rng.next() as usize % asize;
+            // SAFETY: this thread owns `slot` (moved in); `old` is a live marked block from `a`
+            // with `bytes(old_size)`, freed once here and replaced at once by a new marked block
+            // of non-zero size (8..1000).
             unsafe {
                 let old = slot.blocks[victim];
                 let old_size = slot.sizes[victim];

@@ -129,6 +129,10 @@ impl Workload {
 }
 
 /// `a.alloc(layout)`, aborting the process if the allocator returns null.
+///
+/// # Safety
+/// `layout.size()` must be non-zero (`GlobalAlloc::alloc`'s contract). The caller
+/// owns the block and may free it only once, through the same `a` with `layout`.
 #[inline(always)]
 unsafe fn alloc<A: GlobalAlloc>(a: &A, layout: Layout) -> *mut u8 {
     let p = a.alloc(layout);
@@ -140,10 +144,14 @@ unsafe fn alloc<A: GlobalAlloc>(a: &A, layout: Layout) -> *mut u8 {
 
 /// Layout of a `size`-byte buffer with byte alignment, like C's `malloc(size)`
 /// or `new char[size]` in the original programs (and Rust's `Vec<u8>`).
+/// Sizes here are at most a few KiB, so this never fails; checking keeps it a sound safe
+/// function at the cost of one predictable branch (the same for every allocator).
 #[inline(always)]
 fn bytes(size: usize) -> Layout {
-    // Alignment 1 is always valid and sizes here are far below isize::MAX.
-    unsafe { Layout::from_size_align_unchecked(size, 1) }
+    match Layout::from_size_align(size, 1) {
+        Ok(l) => l,
+        Err(_) => panic!("impossible layout of {size} bytes"),
+    }
 }
 
 /// A raw pointer that may be handed to another thread: the workloads move

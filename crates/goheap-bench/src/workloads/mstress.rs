@@ -48,14 +48,22 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
     for n in 0..iterations {
         corrupt += thread::scope(|s| {
             let others: Vec<_> = (1..p.threads)
+                // SAFETY: every thread of this scope (and the main one) gets the same `a`
+                // and `transfer`, which starts all-null and only receives `alloc_items`
+                // objects from `a`.
                 .map(|tid| s.spawn(move || unsafe { stress(a, tid, transfer) }))
                 .collect();
+            // SAFETY: the main thread runs as thread 0 with the same `a` and `transfer` as the
+            // spawned threads, so `transfer` holds only `alloc_items` objects from `a`, or null.
             let mine = unsafe { stress(a, 0, transfer) };
             mine + others.into_iter().map(|t| t.join().unwrap()).sum::<u64>()
         });
         for slot in transfer {
             // Free all on the last iteration, otherwise about half.
             if r.chance(50) || n + 1 == iterations {
+                // SAFETY: the swap takes the slot's object (or null) out of the array, so it
+                // is ours alone and freed once; by stress's invariant it came from
+                // `alloc_items` with `a`.
                 corrupt += unsafe { free_items(a, slot.swap(null_mut(), Ordering::Acquire)) };
             }
         }
@@ -68,6 +76,10 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
 }
 
 /// Allocates an object of about `items` words, filled with its pattern.
+///
+/// # Safety
+/// `items` must be at least 1. The object's first word encodes its size, so it must
+/// be freed only with [`free_items`] and the same `a`, with that word intact.
 unsafe fn alloc_items<A: GlobalAlloc>(a: &A, mut items: usize, r: &mut SplitMixHash) -> *mut u64 {
     if r.chance(1) {
         if r.chance(1) {
@@ -89,6 +101,10 @@ unsafe fn alloc_items<A: GlobalAlloc>(a: &A, mut items: usize, r: &mut SplitMixH
 }
 
 /// Checks and frees an object (null is ignored); returns 1 if it was corrupt.
+///
+/// # Safety
+/// `p` must be null, or an object made by [`alloc_items`] with the same `a` whose
+/// first (size) word is intact, not freed before and not used after this call.
 unsafe fn free_items<A: GlobalAlloc>(a: &A, p: *mut u64) -> u64 {
     if p.is_null() {
         return 0;
@@ -120,6 +136,8 @@ impl<'a, A: GlobalAlloc> PtrArray<'a, A> {
         let ptr = if cap == 0 {
             null_mut()
         } else {
+            // SAFETY: `cap > 0` here, so the layout has a non-zero size; the block belongs to
+            // this array and is freed once, by `drop`, with `layout(self.cap)`.
             unsafe { alloc(a, Self::layout(cap)) as _ }
         };
         PtrArray {
@@ -138,6 +156,9 @@ impl<'a, A: GlobalAlloc> PtrArray<'a, A> {
     fn push(&mut self, p: *mut u64, step: usize) {
         if self.len == self.cap {
             let new_cap = self.cap + step.max(1);
+            // SAFETY: a null `ptr` (only while `cap == 0`) gets a fresh non-zero block; else
+            // it came from `self.a` with `layout(self.cap)`, the new size is non-zero and valid
+            // (`layout(new_cap)` was built), and realloc's result replaces it (null aborts).
             self.ptr = unsafe {
                 if self.ptr.is_null() {
                     alloc(self.a, Self::layout(new_cap)) as _
@@ -155,6 +176,8 @@ impl<'a, A: GlobalAlloc> PtrArray<'a, A> {
             };
             self.cap = new_cap;
         }
+        // SAFETY: after the growth above `len < cap`, so `ptr` is non-null and slot `len` lies
+        // inside the `cap`-pointer block, which this array owns exclusively.
         unsafe { self.ptr.add(self.len).write(p) };
         self.len += 1;
     }
@@ -163,6 +186,8 @@ impl<'a, A: GlobalAlloc> PtrArray<'a, A> {
         if self.ptr.is_null() {
             &mut []
         } else {
+            // SAFETY: `ptr` is non-null, aligned for `*mut u64`, and its block holds `cap >= len`
+            // slots, the first `len` written by `push`; `&mut self` keeps the slice exclusive.
             unsafe { std::slice::from_raw_parts_mut(self.ptr, self.len) }
         }
     }
@@ -171,12 +196,19 @@ impl<'a, A: GlobalAlloc> PtrArray<'a, A> {
 impl<A: GlobalAlloc> Drop for PtrArray<'_, A> {
     fn drop(&mut self) {
         if !self.ptr.is_null() {
+            // SAFETY: a non-null `ptr` came from `self.a` with `layout(self.cap)` (push keeps
+            // `cap` in step with every realloc), and `drop` runs once, so it is freed once.
             unsafe { self.a.dealloc(self.ptr as *mut u8, Self::layout(self.cap)) };
         }
     }
 }
 
 /// One thread's work; returns the number of corrupt objects it freed.
+///
+/// # Safety
+/// Every non-null pointer in `transfer` must be an object made by [`alloc_items`]
+/// with this same `a`, owned by the array (whoever swaps it out owns it). `stress`
+/// keeps this: it only swaps in its own such objects.
 unsafe fn stress<A: GlobalAlloc>(a: &A, tid: usize, transfer: &Transfer) -> u64 {
     let mut r = SplitMixHash((tid as u64 + 1) * 43);
     let mut allocs = 100 * SCALE * (tid % 8 + 1); // some threads do more

@@ -52,11 +52,15 @@ impl Shared {
         self.done.load(Ordering::Acquire)
     }
 
-    fn push(&self, batch: *mut Batch) {
+    /// # Safety
+    /// `batch` is a live batch that the caller owns alone and hands over to the stack.
+    unsafe fn push(&self, batch: *mut Batch) {
         let mut stack = self.stack.lock().unwrap();
         while stack.count >= BATCH_LIMIT && !self.done() {
             stack = self.not_full.wait(stack).unwrap();
         }
+        // SAFETY: the caller owns the live batch alone (this function's contract); it stays
+        // live until a consumer pops it, and we hold the lock.
         unsafe { (*batch).next = stack.head };
         stack.head = batch;
         stack.count += 1;
@@ -72,6 +76,8 @@ impl Shared {
         if batch.is_null() {
             return None;
         }
+        // SAFETY: `batch` is the non-null stack head; batches on the stack are live (freed only
+        // after being popped) and their links are only touched under the lock we hold.
         stack.head = unsafe { (*batch).next };
         stack.count -= 1;
         self.not_full.notify_one();
@@ -102,9 +108,13 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
     let begin = Instant::now();
     let (frees, corrupt, elapsed) = thread::scope(|s| {
         let consumers: Vec<_> = (0..p.threads)
+            // SAFETY: only `produce` pushes onto `shared`, with full batches allocated through
+            // this same `a`, so every batch a consumer pops is one it may free through `a`.
             .map(|_| s.spawn(|| unsafe { consume(a, &shared) }))
             .collect();
         let producers: Vec<_> = (0..p.threads)
+            // SAFETY: the consumers and the cleanup below free every pushed batch through this
+            // same `a`, as `produce` requires.
             .map(|_| s.spawn(|| unsafe { produce(a, &shared) }))
             .collect();
         thread::sleep(run_time);
@@ -122,6 +132,8 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
     // Free what is left on the stack (not counted).
     let mut batch = shared.stack.into_inner().unwrap().head;
     while !batch.is_null() {
+        // SAFETY: the scope joined every thread, so this stack is ours alone; each batch on it
+        // is a full `produce` batch from `a`, and `next` is read before it is freed, once.
         unsafe {
             let next = (*batch).next;
             free_batch(a, batch);
@@ -139,6 +151,9 @@ pub fn run<A: GlobalAlloc + Sync>(a: &A, p: &Params) -> Result<f64, String> {
     Ok(100.0 / mfree_per_sec)
 }
 
+/// # Safety
+/// Whoever pops the batches this pushes onto `shared` must free them through this
+/// same `a` (`consume` and `run`'s cleanup do), with [`free_batch`].
 unsafe fn produce<A: GlobalAlloc>(a: &A, shared: &Shared) {
     while !shared.done() {
         let batch = alloc(a, BATCH) as *mut Batch;
@@ -148,11 +163,16 @@ unsafe fn produce<A: GlobalAlloc>(a: &A, shared: &Shared) {
             p.write_bytes(i as u8, OBJECT_SIZE.min(128));
             (*objects)[i] = p;
         }
-        shared.push(batch);
+        // SAFETY: the batch was just allocated and filled here, and nobody else has it.
+        unsafe { shared.push(batch) };
     }
 }
 
 /// Returns (objects freed, objects found corrupt).
+///
+/// # Safety
+/// Every batch pushed onto `shared` must be a full batch from [`produce`] with this
+/// same `a`, owned by the stack until popped.
 unsafe fn consume<A: GlobalAlloc>(a: &A, shared: &Shared) -> (u64, u64) {
     let (mut frees, mut corrupt) = (0, 0);
     while !shared.done() {
@@ -165,6 +185,10 @@ unsafe fn consume<A: GlobalAlloc>(a: &A, shared: &Shared) -> (u64, u64) {
 }
 
 /// Frees a batch and its objects; returns how many objects were corrupt.
+///
+/// # Safety
+/// `batch` must be a full batch from [`produce`] with the same `a` (every object
+/// allocated and filled), owned by the caller, not freed before and not used after.
 unsafe fn free_batch<A: GlobalAlloc>(a: &A, batch: *mut Batch) -> u64 {
     let mut corrupt = 0;
     for (i, &p) in (*batch).objects.iter().enumerate() {
