@@ -5,15 +5,17 @@
 //! is linked into an executable. Linked into a shared library (the malloc face
 //! `libgoheap_malloc.so`, or a Rust `cdylib` that uses `GoAlloc`), it uses the
 //! general-dynamic TLS model: a call to `__tls_get_addr` per access, which profiles showed at
-//! 10% of a malloc-heavy C program. Stable Rust cannot choose the TLS model, so on x86-64 Linux
-//! the slot is defined and read in assembly with the *initial-exec* model, as mimalloc and
-//! jemalloc do in C: the slot's offset from the thread pointer is fixed when the library is
+//! 10% of a malloc-heavy C program. Stable Rust cannot choose the TLS model, so with the
+//! `initial-exec-tls` feature (which goheap-malloc turns on), on x86-64 Linux, the slot is
+//! defined and read in assembly with the *initial-exec* model, as mimalloc and jemalloc do
+//! in C: the slot's offset from the thread pointer is fixed when the library is
 //! loaded and read from the GOT, so an access is two `mov`s and no call (and in an executable
 //! the linker relaxes it further to one). The cost of initial-exec is a few bytes of static
 //! TLS, which a library loaded at startup (or preloaded) always gets, and which glibc keeps in
 //! reserve for libraries loaded later with `dlopen`.
 //!
-//! Elsewhere (other targets, or under loom) a `thread_local!` holds the slot.
+//! Without the feature (goheap linked into an executable, where `thread_local!` is already a
+//! single `mov %fs:OFFSET`), or on other targets, a `thread_local!` holds the slot.
 
 /// Reads the calling thread's slot (null until [`set`] is called on this thread).
 #[inline(always)]
@@ -27,7 +29,11 @@ pub fn set(v: *mut u8) {
     imp::set(v)
 }
 
-#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+#[cfg(all(
+    target_arch = "x86_64",
+    target_os = "linux",
+    feature = "initial-exec-tls"
+))]
 mod imp {
     // One 8-byte, zero-initialised TLS object (.tbss), hidden so that it binds inside the
     // module that defines it.
@@ -76,7 +82,11 @@ mod imp {
     }
 }
 
-#[cfg(not(all(target_arch = "x86_64", target_os = "linux")))]
+#[cfg(not(all(
+    target_arch = "x86_64",
+    target_os = "linux",
+    feature = "initial-exec-tls"
+)))]
 mod imp {
     use core::cell::Cell;
 
