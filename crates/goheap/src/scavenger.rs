@@ -9,6 +9,9 @@
 //! - **Pacing.** A background thread works in runs of at most 4 MiB and after each run
 //!   sleeps 99 times as long as the run took, so it uses about 1% of one CPU (Go's
 //!   `scavengePercent`). With nothing to do it sleeps for [`IDLE_SLEEP`].
+//! - **Central sweep.** Once a second the thread also frees the empty spans in the central
+//!   lists (spans that exited threads handed over and that other threads then emptied), so
+//!   their pages become reusable and, if unused, released.
 //! - **On demand.** [`crate::release_memory`] (Go's `debug.FreeOSMemory`) returns every free
 //!   page at once, after handing back empty spans from the caller's cache and the central
 //!   lists.
@@ -35,6 +38,8 @@ pub const SCAVENGE_PERCENT: u32 = 1;
 const RUN_PAGES: usize = 512;
 /// Sleep when the goal is met.
 const IDLE_SLEEP: Duration = Duration::from_millis(100);
+/// How often the background thread returns the central lists' empty spans to the page heap.
+const CENTRAL_SWEEP_PERIOD: Duration = Duration::from_secs(1);
 /// Free unscavenged memory always allowed.
 const RETAIN_FLOOR: usize = 4 << 20;
 
@@ -118,7 +123,18 @@ fn start() {
 }
 
 fn run() {
+    let mut last_sweep = Instant::now();
     loop {
+        if last_sweep.elapsed() >= CENTRAL_SWEEP_PERIOD {
+            // Spans that exited threads handed to the central lists become empty when other
+            // threads free their objects, and nobody else would notice: give them back to the
+            // page heap so that their pages can be reused or released (Go's sweeper frees
+            // empty spans the same way).
+            for central in &crate::central::CENTRAL {
+                central.free_empty_spans();
+            }
+            last_sweep = Instant::now();
+        }
         let (_, free, scav) = heap::page_counts();
         let want = excess_bytes(COUNTERS.inuse.load(Ordering::Relaxed), free, scav);
         if want == 0 {

@@ -86,4 +86,29 @@ fn rss_falls_after_free_on_demand_and_in_background() {
         now < before + 60 * MIB,
         "background scavenger left RSS at {now}"
     );
+
+    // Objects of threads that have exited, freed by this thread: their spans sit in the
+    // central lists; the background thread returns them to the page heap (and then the OS).
+    let inuse_before = goheap::stats().heap_inuse;
+    let handles: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(|| (0..400_000u32).map(Box::new).collect::<Vec<_>>()))
+        .collect();
+    let boxes: Vec<Vec<Box<u32>>> = handles.into_iter().map(|h| h.join().unwrap()).collect();
+    drop(boxes);
+    let t = std::time::Instant::now();
+    let mut inuse = goheap::stats().heap_inuse;
+    while t.elapsed() < std::time::Duration::from_secs(30) && inuse > inuse_before + 4 * MIB {
+        std::thread::sleep(std::time::Duration::from_millis(200));
+        inuse = goheap::stats().heap_inuse;
+    }
+    eprintln!(
+        "central sweep: heap in use {} KiB -> {} KiB in {:.1} s",
+        inuse_before >> 10,
+        inuse >> 10,
+        t.elapsed().as_secs_f64()
+    );
+    assert!(
+        inuse <= inuse_before + 4 * MIB,
+        "empty spans of exited threads stayed in use: {inuse} bytes"
+    );
 }
