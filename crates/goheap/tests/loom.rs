@@ -141,17 +141,7 @@ fn park_vs_one_remote_free() {
         let parked = unsafe { t.span.park(&*home) };
         freer.join().unwrap();
 
-        let pushed = took_home(&home);
-        if parked {
-            assert_eq!(
-                pushed,
-                vec![t.ptr()],
-                "parked, but not pushed home exactly once"
-            );
-        } else {
-            assert!(pushed.is_empty(), "park failed and the span was pushed too");
-        }
-        assert!(!t.span.is_parked());
+        went_home_iff_parked(&t, &home, parked);
         // Either way the owner now holds the span and must find the free.
         // SAFETY: the owner got the span back (park failed, or it came home).
         unsafe {
@@ -162,6 +152,22 @@ fn park_vs_one_remote_free() {
         parked
     });
     assert_eq!(outcomes, set([true, false]));
+}
+
+/// After every freer has run: a successful park means the span went home exactly once, a
+/// failed one that it never did; either way it is no longer parked.
+fn went_home_iff_parked(t: &TestSpan, home: &SpanStack, parked: bool) {
+    let pushed = took_home(home);
+    if parked {
+        assert_eq!(
+            pushed,
+            vec![t.ptr()],
+            "parked, but not pushed home exactly once"
+        );
+    } else {
+        assert!(pushed.is_empty(), "park failed and the span was pushed too");
+    }
+    assert!(!t.span.is_parked());
 }
 
 /// (a, owner's view) When park fails, the owner's very next collection, made before joining
@@ -207,17 +213,7 @@ fn park_vs_two_remote_frees() {
             f.join().unwrap();
         }
 
-        let pushed = took_home(&home);
-        if parked {
-            assert_eq!(
-                pushed,
-                vec![t.ptr()],
-                "parked, but not pushed home exactly once"
-            );
-        } else {
-            assert!(pushed.is_empty(), "park failed and the span was pushed too");
-        }
-        assert!(!t.span.is_parked());
+        went_home_iff_parked(&t, &home, parked);
         // SAFETY: the owner holds the span again.
         unsafe {
             assert_eq!(t.span.collect_remote(), Ok(2));
