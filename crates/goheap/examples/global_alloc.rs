@@ -4,13 +4,20 @@
 //! cargo run --release -p goheap --example global_alloc
 //! ```
 
+#[cfg(not(loom))]
 #[global_allocator]
 static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
 
+/// goheap's allocator is not built for loom model checking (`--cfg loom`).
+#[cfg(loom)]
+fn main() {}
+
+#[cfg(not(loom))]
 fn mib(bytes: usize) -> f64 {
     bytes as f64 / (1 << 20) as f64
 }
 
+#[cfg(not(loom))]
 fn report(when: &str) {
     let s = goheap::stats();
     println!(
@@ -24,6 +31,7 @@ fn report(when: &str) {
     );
 }
 
+#[cfg(not(loom))]
 fn main() {
     report("start");
     // A few million small objects from several threads, freed by other threads.
