@@ -21,6 +21,9 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+// Lets `#[derive(Trace)]`'s `::goheap::...` paths resolve inside this crate too.
+extern crate self as goheap;
+
 pub mod sizeclass;
 pub mod span;
 pub mod sync;
@@ -31,6 +34,8 @@ pub mod cache;
 pub mod central;
 #[cfg(not(loom))]
 pub mod fork;
+#[cfg(not(loom))]
+pub mod gc;
 #[cfg(not(loom))]
 pub mod global;
 #[cfg(not(loom))]

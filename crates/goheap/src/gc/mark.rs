@@ -1,0 +1,221 @@
+//! Marking: the tracer each mark worker runs, the shared queue of grey objects, and the
+//! `gccheckmark` verification pass.
+//!
+//! # Work distribution
+//!
+//! Each worker marks depth-first from its own stack of grey objects (address plus type
+//! descriptor, so popping needs no span lookup). When its stack is deep and another worker is
+//! idle, it moves the older half of its stack to a shared list of buffers (Go's full work
+//! buffers); an idle worker takes a whole buffer. Marking ends when every worker is idle and
+//! no buffer is left: a worker only shares while it is not idle and always looks at the
+//! shared list before going idle, so "all idle" can only be seen once the list is empty for
+//! good. A 10-million-node list is marked with a stack one entry deep: there is no recursion.
+//!
+//! # Setting a mark
+//!
+//! A mark bit is set with one `fetch_or`, after a plain load has shown it clear (most edges
+//! of a graph lead to an object already marked, and the load avoids a locked instruction for
+//! them). The `fetch_or` decides which worker greys the object: exactly one sees the bit go
+//! from 0 to 1.
+
+use core::sync::atomic::{AtomicUsize, Ordering};
+use std::collections::HashSet;
+
+use super::ptr::GcType;
+use super::span::span_of;
+use crate::lock::Mutex;
+
+/// A grey object: marked, its fields not yet traced.
+#[derive(Clone, Copy)]
+pub(crate) struct Grey {
+    addr: usize,
+    ty: &'static GcType,
+}
+
+/// Objects a worker keeps before it offers half to idle workers.
+const SHARE_DEPTH: usize = 256;
+
+/// The grey objects shared between workers, and the termination count.
+pub(crate) struct MarkQueue {
+    bufs: Mutex<Vec<Vec<Grey>>>,
+    nbufs: AtomicUsize,
+    idle: AtomicUsize,
+    workers: AtomicUsize,
+}
+
+impl MarkQueue {
+    pub const fn new() -> MarkQueue {
+        MarkQueue {
+            bufs: Mutex::new(Vec::new()),
+            nbufs: AtomicUsize::new(0),
+            idle: AtomicUsize::new(0),
+            workers: AtomicUsize::new(1),
+        }
+    }
+
+    /// Prepares a mark with `n` workers.
+    pub fn reset(&self, n: usize) {
+        self.idle.store(0, Ordering::SeqCst);
+        self.workers.store(n, Ordering::SeqCst);
+    }
+
+    fn push(&self, b: Vec<Grey>) {
+        self.bufs.lock().push(b);
+        self.nbufs.fetch_add(1, Ordering::SeqCst);
+    }
+
+    fn pop(&self) -> Option<Vec<Grey>> {
+        if self.nbufs.load(Ordering::SeqCst) == 0 {
+            return None;
+        }
+        let b = self.bufs.lock().pop()?;
+        self.nbufs.fetch_sub(1, Ordering::SeqCst);
+        Some(b)
+    }
+}
+
+/// What the checkmark pass carries.
+struct Check {
+    seen: HashSet<usize>,
+}
+
+/// The marker's handle, passed to [`Trace::trace`](super::Trace::trace).
+pub struct Tracer {
+    stack: Vec<Grey>,
+    queue: *const MarkQueue,
+    pub(crate) marked_bytes: usize,
+    pub(crate) marked_objects: usize,
+    check: Option<Check>,
+}
+
+impl Tracer {
+    pub(crate) fn new(queue: &MarkQueue) -> Tracer {
+        Tracer {
+            stack: Vec::with_capacity(1024),
+            queue,
+            marked_bytes: 0,
+            marked_objects: 0,
+            check: None,
+        }
+    }
+
+    /// A tracer for the `gccheckmark` pass: it marks nothing, but visits everything
+    /// reachable and verifies that the real mark found it.
+    pub(crate) fn checker(queue: &MarkQueue) -> Tracer {
+        Tracer {
+            check: Some(Check {
+                seen: HashSet::new(),
+            }),
+            ..Tracer::new(queue)
+        }
+    }
+
+    /// Marks the object at (or holding, for tiny blocks) `addr`; greys it if it was white.
+    #[inline]
+    pub(crate) fn mark(&mut self, addr: usize) {
+        let s = span_of(addr);
+        let i = s.index_of(addr);
+        if self.check.is_some() {
+            return self.check_mark(addr, i);
+        }
+        let bit = 1u64 << (i % 64);
+        let m = &s.mark[i / 64];
+        if m.load(Ordering::Relaxed) & bit != 0 || m.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+            return;
+        }
+        self.marked_bytes += s.elemsize;
+        self.marked_objects += 1;
+        if !s.ty.is_null() {
+            // SAFETY: descriptors are 'static.
+            let ty: &'static GcType = unsafe { &*s.ty };
+            if ty.trace.is_some() {
+                self.stack.push(Grey {
+                    addr: s.addr_of(i),
+                    ty,
+                });
+            }
+        }
+    }
+
+    #[cold]
+    fn check_mark(&mut self, addr: usize, i: usize) {
+        let s = span_of(addr);
+        let obj = s.addr_of(i);
+        let c = self.check.as_mut().expect("checkmark tracer");
+        if !c.seen.insert(obj) {
+            return;
+        }
+        if !s.is_marked(obj) {
+            let name = if s.ty.is_null() {
+                "goheap tiny block"
+            } else {
+                // SAFETY: descriptors are 'static.
+                unsafe { ((*s.ty).name)() }
+            };
+            panic!(
+                "goheap gccheckmark: object {obj:#x} of type {name} (span {:#x}, object {i} of {}, {} bytes) is reachable but was not marked",
+                s.base, s.nelems, s.elemsize
+            );
+        }
+        if !s.ty.is_null() {
+            // SAFETY: descriptors are 'static.
+            let ty: &'static GcType = unsafe { &*s.ty };
+            if ty.trace.is_some() {
+                self.stack.push(Grey { addr: obj, ty });
+            }
+        }
+    }
+
+    /// Traces grey objects until this worker's stack is empty.
+    fn drain(&mut self) {
+        // SAFETY: the queue outlives every tracer of its mark.
+        let q = unsafe { &*self.queue };
+        while let Some(g) = self.stack.pop() {
+            if self.stack.len() > SHARE_DEPTH && q.idle.load(Ordering::Relaxed) > 0 {
+                let half = self.stack.len() / 2;
+                let rest = self.stack.split_off(half);
+                let older = core::mem::replace(&mut self.stack, rest);
+                q.push(older);
+            }
+            // SAFETY: `g.addr` holds a live object of type `g.ty` (it was reached from a
+            // root through live objects, and the world is stopped); only scan types are
+            // pushed.
+            unsafe { (g.ty.trace.unwrap_unchecked())(g.addr, self) };
+        }
+    }
+
+    /// Runs this worker until the whole mark is done (see the module essay).
+    pub(crate) fn run(&mut self) {
+        // SAFETY: as in `drain`.
+        let q = unsafe { &*self.queue };
+        loop {
+            self.drain();
+            if let Some(b) = q.pop() {
+                self.stack = b;
+                continue;
+            }
+            q.idle.fetch_add(1, Ordering::SeqCst);
+            let mut spins = 0u32;
+            loop {
+                if q.nbufs.load(Ordering::SeqCst) > 0 {
+                    q.idle.fetch_sub(1, Ordering::SeqCst);
+                    break;
+                }
+                if q.idle.load(Ordering::SeqCst) == q.workers.load(Ordering::SeqCst) {
+                    return;
+                }
+                spins += 1;
+                if spins < 64 {
+                    core::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+        }
+    }
+
+    /// Runs a single-threaded pass to the end (checkmark).
+    pub(crate) fn run_alone(&mut self) {
+        self.drain();
+    }
+}

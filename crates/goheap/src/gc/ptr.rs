@@ -1,0 +1,305 @@
+//! `Gc<'gc, T>`: the pointer to a collected object, and the per-type descriptor
+//! ([`GcType`]) the collector reads to trace and drop an object it knows only by address.
+//!
+//! # Representation
+//!
+//! A `Gc` is one machine word, the address of the object's first byte, for every pointee:
+//! a sized `T` is stored as itself (no header: the span says what type its objects are, see
+//! [`super::span`]); a slice `[T]` or a `str` is stored as a length word followed by the
+//! elements, so that `Gc<[T]>` stays one word too.
+//!
+//! # The brand
+//!
+//! `'gc` is the lifetime of the session the pointer was made in (see [`super::mutator`]).
+//! It is invariant, so a pointer cannot be passed off as belonging to another session, and a
+//! session's closure is generic over it, so no `Gc` can leave the closure. While any session
+//! is open no collection runs; outside sessions no `Gc` exists. That is why dereferencing a
+//! `Gc` is safe.
+
+use core::fmt;
+use core::marker::PhantomData;
+use core::ptr::NonNull;
+
+use super::trace::{Rebrand, Trace, Tracer};
+
+/// Marks `'gc` invariant.
+pub(crate) type Brand<'gc> = PhantomData<fn(&'gc ()) -> &'gc ()>;
+
+/// What the collector knows about the objects of one type: one `'static` descriptor per type,
+/// referenced from every span holding such objects.
+pub struct GcType {
+    /// Bytes of one value (of one element for a slice type).
+    pub(crate) size: usize,
+    /// Alignment of one value (of one element for a slice type).
+    pub(crate) align: usize,
+    /// Objects are `[len][elements]` (slices and `str`).
+    pub(crate) slice: bool,
+    /// Reports the object's pointers; `None` for noscan types.
+    pub(crate) trace: Option<unsafe fn(usize, &mut Tracer)>,
+    /// Runs the object's destructor; `None` when it has none.
+    pub(crate) drop: Option<unsafe fn(usize)>,
+    /// The type's name, for reports (`gccheckmark`, leaks).
+    pub(crate) name: fn() -> &'static str,
+}
+
+impl fmt::Debug for GcType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GcType")
+            .field("name", &(self.name)())
+            .field("size", &self.size)
+            .field("align", &self.align)
+            .field("slice", &self.slice)
+            .field("scan", &self.trace.is_some())
+            .field("drop", &self.drop.is_some())
+            .finish()
+    }
+}
+
+/// Byte offset of the elements in a slice object: after the length word, aligned for `T`.
+pub(crate) const fn slice_data_offset(align: usize) -> usize {
+    let w = core::mem::size_of::<usize>();
+    if align > w {
+        align
+    } else {
+        w
+    }
+}
+
+/// Trace a sized `T` at `addr`.
+///
+/// # Safety
+/// `addr` holds an initialised `T` that stays alive for the call.
+unsafe fn trace_sized<T: Trace>(addr: usize, t: &mut Tracer) {
+    // SAFETY: caller's contract.
+    unsafe { (*(addr as *const T)).trace(t) }
+}
+
+/// Drop the sized `T` at `addr`.
+///
+/// # Safety
+/// `addr` holds an initialised `T` nobody will use again.
+unsafe fn drop_sized<T>(addr: usize) {
+    // SAFETY: caller's contract.
+    unsafe { core::ptr::drop_in_place(addr as *mut T) }
+}
+
+/// Trace the slice of `T` at `addr`.
+///
+/// # Safety
+/// `addr` holds an initialised slice object of `T` (length word, then elements).
+unsafe fn trace_slice<T: Trace>(addr: usize, t: &mut Tracer) {
+    // SAFETY: caller's contract; the layout is the one `Session::alloc_slice*` writes.
+    unsafe { <[T] as GcPointee>::deref(addr as *const u8).trace(t) }
+}
+
+/// Drop the elements of the slice of `T` at `addr`.
+///
+/// # Safety
+/// `addr` holds an initialised slice object of `T` nobody will use again.
+unsafe fn drop_slice<T>(addr: usize) {
+    // SAFETY: caller's contract; the layout is the one `Session::alloc_slice*` writes.
+    unsafe {
+        let len = *(addr as *const usize);
+        let data = (addr + slice_data_offset(core::mem::align_of::<T>())) as *mut T;
+        core::ptr::drop_in_place(core::ptr::slice_from_raw_parts_mut(data, len));
+    }
+}
+
+/// Holder of the per-type descriptors as associated constants, so that `&Desc::<T>::X` is
+/// promoted to a `'static` (one per monomorphised type).
+pub(crate) struct Desc<T>(PhantomData<T>);
+
+impl<T: Trace> Desc<T> {
+    pub(crate) const SIZED: GcType = GcType {
+        size: core::mem::size_of::<T>(),
+        align: core::mem::align_of::<T>(),
+        slice: false,
+        trace: if T::NEEDS_TRACE {
+            Some(trace_sized::<T>)
+        } else {
+            None
+        },
+        drop: if core::mem::needs_drop::<T>() {
+            Some(drop_sized::<T>)
+        } else {
+            None
+        },
+        name: core::any::type_name::<T>,
+    };
+    pub(crate) const SLICE: GcType = GcType {
+        size: core::mem::size_of::<T>(),
+        align: core::mem::align_of::<T>(),
+        slice: true,
+        trace: if T::NEEDS_TRACE {
+            Some(trace_slice::<T>)
+        } else {
+            None
+        },
+        drop: if core::mem::needs_drop::<T>() {
+            Some(drop_slice::<T>)
+        } else {
+            None
+        },
+        name: core::any::type_name::<[T]>,
+    };
+}
+
+/// The descriptor of sized `T`.
+#[inline(always)]
+pub(crate) fn sized_type<T: Trace>() -> &'static GcType {
+    &Desc::<T>::SIZED
+}
+
+/// The descriptor of `[T]`.
+#[inline(always)]
+pub(crate) fn slice_type<T: Trace>() -> &'static GcType {
+    &Desc::<T>::SLICE
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl<T> Sealed for T {}
+    impl<T> Sealed for [T] {}
+    impl Sealed for str {}
+}
+
+/// Types a [`Gc`] can point to: any sized type, slices and `str`. Sealed.
+///
+/// # Safety
+/// `deref` must read the object exactly as the allocation functions laid it out.
+pub unsafe trait GcPointee: sealed::Sealed {
+    /// The object at `p` as a reference.
+    ///
+    /// # Safety
+    /// `p` is the address of a live, initialised object of this type, alive for `'a`.
+    unsafe fn deref<'a>(p: *const u8) -> &'a Self;
+}
+
+// SAFETY: a sized object is stored as itself.
+unsafe impl<T> GcPointee for T {
+    #[inline(always)]
+    unsafe fn deref<'a>(p: *const u8) -> &'a T {
+        // SAFETY: caller's contract.
+        unsafe { &*(p as *const T) }
+    }
+}
+
+// SAFETY: slice objects are a length word followed by the elements at
+// `slice_data_offset(align_of::<T>())` (see `Session::alloc_slice_from_iter`).
+unsafe impl<T> GcPointee for [T] {
+    #[inline(always)]
+    unsafe fn deref<'a>(p: *const u8) -> &'a [T] {
+        // SAFETY: caller's contract plus the layout above.
+        unsafe {
+            let len = *(p as *const usize);
+            let data = p.add(slice_data_offset(core::mem::align_of::<T>())) as *const T;
+            core::slice::from_raw_parts(data, len)
+        }
+    }
+}
+
+// SAFETY: `str` objects are `[u8]` objects holding UTF-8 (written from a `&str`).
+unsafe impl GcPointee for str {
+    #[inline(always)]
+    unsafe fn deref<'a>(p: *const u8) -> &'a str {
+        // SAFETY: caller's contract; the bytes were copied from a `str`.
+        unsafe { core::str::from_utf8_unchecked(<[u8] as GcPointee>::deref(p)) }
+    }
+}
+
+/// A pointer to a garbage-collected object, valid for the session `'gc` it was made in.
+/// `Copy`, one word, dereferences to `&T`. To keep an object beyond its session, make a
+/// [`Root`](super::Root); to store one in a mutable field, use [`GcCell`](super::GcCell) or
+/// [`GcRefCell`](super::GcRefCell).
+#[repr(transparent)]
+pub struct Gc<'gc, T: ?Sized + GcPointee + 'gc> {
+    ptr: NonNull<u8>,
+    _m: PhantomData<(&'gc T, Brand<'gc>)>,
+}
+
+// SAFETY: a `Gc` gives out `&T` only, so sharing or sending it is sharing `&T`: sound exactly
+// when `T: Sync`. (The object's memory is managed by the heap, which is thread-safe.)
+unsafe impl<'gc, T: ?Sized + GcPointee + Sync + 'gc> Send for Gc<'gc, T> {}
+// SAFETY: as for `Send`.
+unsafe impl<'gc, T: ?Sized + GcPointee + Sync + 'gc> Sync for Gc<'gc, T> {}
+
+impl<'gc, T: ?Sized + GcPointee + 'gc> Clone for Gc<'gc, T> {
+    #[inline(always)]
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<'gc, T: ?Sized + GcPointee + 'gc> Copy for Gc<'gc, T> {}
+
+impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
+    /// Wraps an object address.
+    ///
+    /// # Safety
+    /// `p` is a live object of type `T` in a heap whose session `'gc` is open.
+    #[inline(always)]
+    pub(crate) unsafe fn from_addr(p: usize) -> Self {
+        Gc {
+            // SAFETY: objects are never at address 0 (caller's contract).
+            ptr: unsafe { NonNull::new_unchecked(p as *mut u8) },
+            _m: PhantomData,
+        }
+    }
+
+    /// The object's address.
+    #[inline(always)]
+    pub fn addr(this: Self) -> usize {
+        this.ptr.as_ptr() as usize
+    }
+
+    /// The object as a reference valid for the whole session.
+    #[inline(always)]
+    pub fn as_ref(this: Self) -> &'gc T {
+        // SAFETY: `this` points to a live object of type `T` (constructor's contract), and no
+        // collection can run before the session `'gc` ends, so it stays alive for `'gc`.
+        unsafe { T::deref(this.ptr.as_ptr()) }
+    }
+
+    /// Whether two pointers point to the same object.
+    #[inline(always)]
+    pub fn ptr_eq(a: Self, b: Self) -> bool {
+        a.ptr == b.ptr
+    }
+}
+
+impl<'gc, T: ?Sized + GcPointee + 'gc> core::ops::Deref for Gc<'gc, T> {
+    type Target = T;
+    #[inline(always)]
+    fn deref(&self) -> &T {
+        Gc::as_ref(*self)
+    }
+}
+
+impl<'gc, T: ?Sized + GcPointee + fmt::Debug + 'gc> fmt::Debug for Gc<'gc, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<'gc, T: ?Sized + GcPointee + fmt::Display + 'gc> fmt::Display for Gc<'gc, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&**self, f)
+    }
+}
+
+// SAFETY: the only pointer a `Gc` holds is itself; it reports it.
+unsafe impl<'gc, T: ?Sized + GcPointee + 'gc> Trace for Gc<'gc, T> {
+    const NEEDS_TRACE: bool = true;
+    #[inline(always)]
+    fn trace(&self, t: &mut Tracer) {
+        t.mark(self.ptr.as_ptr() as usize)
+    }
+}
+
+// SAFETY: replaces the brand (and the pointee's lifetime) only.
+unsafe impl<'gc, 'b, T> Rebrand<'b> for Gc<'gc, T>
+where
+    T: ?Sized + GcPointee + Rebrand<'b> + 'gc,
+    T::Branded: GcPointee,
+{
+    type Branded = Gc<'b, T::Branded>;
+}

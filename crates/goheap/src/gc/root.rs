@@ -1,0 +1,129 @@
+//! Roots: handles that keep objects alive between sessions.
+//!
+//! A [`Root`] is a slot in its heap's root table plus the object's address. The collector
+//! marks from every occupied slot (a slot is the only kind of root this collector has, since
+//! no `Gc` exists outside a session). Creating, cloning and dropping a root lock the table;
+//! the collector reads the whole table under the same lock, so it sees a consistent set: a
+//! clone is made while its original still holds the object, so at every instant one of them
+//! is in the table.
+
+use core::marker::PhantomData;
+
+use super::heap::{Heap, HeapInner};
+use super::ptr::GcPointee;
+
+/// The slots of a heap's roots.
+pub(crate) struct RootTable {
+    slots: Vec<usize>,
+    free: Vec<u32>,
+}
+
+impl RootTable {
+    pub fn new() -> RootTable {
+        RootTable {
+            slots: Vec::new(),
+            free: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, addr: usize) -> u32 {
+        if let Some(i) = self.free.pop() {
+            self.slots[i as usize] = addr;
+            i
+        } else {
+            self.slots.push(addr);
+            (self.slots.len() - 1) as u32
+        }
+    }
+
+    fn remove(&mut self, i: u32) {
+        self.slots[i as usize] = 0;
+        self.free.push(i);
+    }
+
+    /// Calls `f` on every rooted address.
+    pub fn for_each(&self, mut f: impl FnMut(usize)) {
+        for &a in &self.slots {
+            if a != 0 {
+                f(a)
+            }
+        }
+    }
+
+    /// Number of live roots.
+    pub fn len(&self) -> usize {
+        self.slots.len() - self.free.len()
+    }
+}
+
+/// Keeps an object alive outside sessions; turn it back into a `Gc` with
+/// [`Session::get`](super::Session::get). `T` is the object's type at `'static`, e.g.
+/// `Root<Node<'static>>` for a `Gc<'gc, Node<'gc>>`.
+///
+/// `Send` and `Sync` when `T: Sync`: another thread that gets the root can read the object.
+pub struct Root<T: ?Sized + GcPointee> {
+    heap: Heap,
+    slot: u32,
+    addr: usize,
+    _m: PhantomData<fn() -> *const T>,
+}
+
+// SAFETY: a root gives other threads `&T` access (through their sessions), which is sound
+// when `T: Sync`; its own fields are a heap handle (Send + Sync) and plain integers.
+unsafe impl<T: ?Sized + GcPointee + Sync> Send for Root<T> {}
+// SAFETY: as above.
+unsafe impl<T: ?Sized + GcPointee + Sync> Sync for Root<T> {}
+
+impl<T: ?Sized + GcPointee> Root<T> {
+    pub(crate) fn new(h: &Heap, addr: usize) -> Root<T> {
+        let slot = h.inner.roots.lock().add(addr);
+        Root {
+            heap: h.clone(),
+            slot,
+            addr,
+            _m: PhantomData,
+        }
+    }
+
+    pub(crate) fn heap_inner(&self) -> &HeapInner {
+        &self.heap.inner
+    }
+
+    pub(crate) fn addr(&self) -> usize {
+        self.addr
+    }
+
+    /// The heap this root belongs to.
+    pub fn heap(&self) -> &Heap {
+        &self.heap
+    }
+
+    /// Whether two roots keep the same object.
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        a.addr == b.addr
+    }
+}
+
+impl<T: ?Sized + GcPointee> Clone for Root<T> {
+    fn clone(&self) -> Self {
+        let slot = self.heap.inner.roots.lock().add(self.addr);
+        Root {
+            heap: self.heap.clone(),
+            slot,
+            addr: self.addr,
+            _m: PhantomData,
+        }
+    }
+}
+
+impl<T: ?Sized + GcPointee> Drop for Root<T> {
+    fn drop(&mut self) {
+        self.heap.inner.roots.lock().remove(self.slot);
+    }
+}
+
+impl<T: ?Sized + GcPointee> core::fmt::Debug for Root<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "Root({:#x})", self.addr)
+    }
+}

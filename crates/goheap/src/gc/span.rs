@@ -1,0 +1,396 @@
+//! Spans of the collected heap: typed runs of pages, their mark and alloc bitmaps, the map
+//! from an address to its span, and the sweep of one span.
+//!
+//! # Typed spans
+//!
+//! A GC span holds objects of one size class *and one type* (one [`GcType`]), so an object
+//! needs no header: marking finds the span of an address and from it the type's trace
+//! function. A two-pointer node costs its 16 bytes and two bits (one alloc, one mark), as in
+//! Go. Tiny objects (pointer-free, under 16 bytes, no destructor) share 16-byte blocks in
+//! spans of the "tiny" type, as Go's tiny allocator does. Large objects (over 32 KiB) get a
+//! span each.
+//!
+//! # Bits and sweep generations
+//!
+//! ```text
+//!   alloc[i]   object i was live at the last sweep (the mark bits of the cycle before)
+//!   freeindex  every object below it has been handed out since the last sweep
+//!   mark[i]    object i was reached by the current (or last) mark
+//!   allocated  =  i < freeindex  ||  alloc[i]            (Go's isFree, negated)
+//! ```
+//!
+//! Allocation writes no bitmap: the allocating mutator takes free slots (`!alloc`) in
+//! increasing order and records how far it got in `freeindex` when it lets the span go.
+//! Sweeping turns the mark bits into the alloc bits and clears the marks, so a span whose
+//! objects died costs a few word operations, not a visit per object; only types with a
+//! destructor have their dead objects (`allocated & !mark`) visited, to drop them.
+//!
+//! `sweepgen` follows Go: with `sg` the heap's generation (incremented by 2 at each mark
+//! termination), a span with `sweepgen == sg - 2` needs sweeping, `sg - 1` is being swept,
+//! `sg` is swept. Here the lists a span sits on already say which is which; the field is
+//! kept for the self-checks.
+//!
+//! # Ownership
+//!
+//! The non-atomic fields (`owned`) belong to whoever holds the span: the pool list it is on
+//! (under that pool's lock), the mutator cache that took it, the sweeper that took it, or
+//! the collector while the world is stopped. Hand-overs go through a mutex or the stop of
+//! the world, which order the accesses. Mark bits are atomics: markers on several threads
+//! set them while the world is stopped.
+
+use core::cell::UnsafeCell;
+use core::ptr;
+use core::sync::atomic::{AtomicPtr, AtomicU32, AtomicU64, Ordering};
+
+use super::ptr::GcType;
+use crate::lock::Mutex;
+use crate::os;
+use crate::pagealloc::{ARENA_PAGES, ARENA_SHIFT};
+use crate::sizeclass::{obj_index, PAGE_SHIFT, PAGE_SIZE};
+
+/// Most objects in one span: 8-byte objects in one page.
+pub(crate) const MAX_OBJECTS: usize = PAGE_SIZE / 8;
+/// Words of a bitmap.
+pub(crate) const BITMAP_WORDS: usize = MAX_OBJECTS / 64;
+
+/// The parts of a span that its current holder owns (module essay).
+pub(crate) struct Owned {
+    /// Live objects at the last sweep, 1 = allocated.
+    pub alloc: [u64; BITMAP_WORDS],
+    /// Objects below this index were handed out since the last sweep.
+    pub freeindex: usize,
+    /// Objects live after the last sweep (`popcount(alloc)`).
+    pub nlive: usize,
+}
+
+/// A span of the collected heap.
+pub(crate) struct GcSpan {
+    /// First byte.
+    pub base: usize,
+    /// Pages.
+    pub npages: usize,
+    /// Bytes per object (for a large span: the whole object, rounded up to pages).
+    pub elemsize: usize,
+    /// Objects (1 for a large span).
+    pub nelems: usize,
+    /// `obj_index` multiplier (unused for large spans).
+    pub div_magic: u32,
+    /// The type of every object here; null for tiny blocks (noscan, no destructor).
+    pub ty: *const GcType,
+    /// One object per span, mapped at its first page only.
+    pub large: bool,
+    /// Go's sweep generation (module essay).
+    pub sweepgen: AtomicU32,
+    /// Mark bits, 1 = reached.
+    pub mark: [AtomicU64; BITMAP_WORDS],
+    owned: UnsafeCell<Owned>,
+    /// Link in the metadata free list.
+    next_free: *mut GcSpan,
+}
+
+// SAFETY: `owned` is only accessed by the span's current holder (module essay); everything
+// else is immutable after initialisation or atomic.
+unsafe impl Sync for GcSpan {}
+// SAFETY: as above.
+unsafe impl Send for GcSpan {}
+
+impl GcSpan {
+    /// The holder's fields.
+    ///
+    /// # Safety
+    /// The caller holds the span (module essay) and makes no other reference to `owned` live.
+    #[allow(clippy::mut_from_ref)]
+    #[inline(always)]
+    pub unsafe fn owned(&self) -> &mut Owned {
+        // SAFETY: caller's contract.
+        unsafe { &mut *self.owned.get() }
+    }
+
+    /// Index of the object holding `addr` (floor: interior pointers into tiny blocks count).
+    #[inline(always)]
+    pub fn index_of(&self, addr: usize) -> usize {
+        if self.large {
+            0
+        } else {
+            obj_index(addr - self.base, self.div_magic)
+        }
+    }
+
+    /// Address of object `i`.
+    #[inline(always)]
+    pub fn addr_of(&self, i: usize) -> usize {
+        self.base + i * self.elemsize
+    }
+
+    /// Words of the bitmaps in use.
+    #[inline(always)]
+    pub fn nwords(&self) -> usize {
+        self.nelems.div_ceil(64)
+    }
+
+    /// Bits of word `w` that are real objects.
+    #[inline(always)]
+    pub fn valid_bits(&self, w: usize) -> u64 {
+        let rest = self.nelems - w * 64;
+        if rest >= 64 {
+            !0
+        } else {
+            (1u64 << rest) - 1
+        }
+    }
+
+    /// Whether the object holding `addr` is marked.
+    #[inline]
+    pub fn is_marked(&self, addr: usize) -> bool {
+        let i = self.index_of(addr);
+        self.mark[i / 64].load(Ordering::Relaxed) & (1 << (i % 64)) != 0
+    }
+
+    /// Which objects were allocated at the end of the cycle, word `w` (module essay).
+    ///
+    /// # Safety
+    /// The caller holds the span.
+    pub unsafe fn allocated_word(&self, w: usize) -> u64 {
+        // SAFETY: caller's contract.
+        let o = unsafe { self.owned() };
+        let below = if o.freeindex >= (w + 1) * 64 {
+            !0
+        } else if o.freeindex <= w * 64 {
+            0
+        } else {
+            (1u64 << (o.freeindex - w * 64)) - 1
+        };
+        (below | o.alloc[w]) & self.valid_bits(w)
+    }
+}
+
+/// What sweeping found in a span.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Swept {
+    /// No live object: its pages can go back to the page heap.
+    Empty,
+    /// Some free slots.
+    Partial,
+    /// No free slot.
+    Full,
+}
+
+/// Result counters of sweeping one span.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct SweepCount {
+    /// Objects freed (allocated and unmarked).
+    pub freed: usize,
+    /// Bytes freed.
+    pub freed_bytes: usize,
+}
+
+/// Sweeps `s` for generation `sg`: runs the destructors of its dead objects, makes the mark
+/// bits the alloc bits and clears the marks.
+///
+/// # Safety
+/// The caller holds the span, the mark phase that set its bits is over, and no `Gc` to a
+/// dead object of it can be dereferenced any more (none was reachable).
+pub(crate) unsafe fn sweep_span(s: &GcSpan, sg: u32, count: &mut SweepCount) -> Swept {
+    // SAFETY: the caller holds the span.
+    let o = unsafe { s.owned() };
+    let drop = if s.ty.is_null() {
+        None
+    } else {
+        // SAFETY: descriptors are 'static.
+        unsafe { (*s.ty).drop }
+    };
+    let mut live = 0;
+    let mut freed = 0;
+    for w in 0..s.nwords() {
+        let marks = s.mark[w].load(Ordering::Relaxed);
+        // SAFETY: the caller holds the span.
+        let allocated = unsafe { s.allocated_word(w) };
+        let mut dead = allocated & !marks;
+        freed += dead.count_ones() as usize;
+        if let Some(d) = drop {
+            while dead != 0 {
+                let i = w * 64 + dead.trailing_zeros() as usize;
+                dead &= dead - 1;
+                // SAFETY: object `i` was allocated (so initialised) and is unreachable
+                // (caller's contract): this is its one and only drop, since its alloc bit is
+                // cleared below and its slot is reused only after that.
+                unsafe { d(s.addr_of(i)) };
+            }
+        }
+        o.alloc[w] = marks & s.valid_bits(w);
+        live += o.alloc[w].count_ones() as usize;
+        s.mark[w].store(0, Ordering::Relaxed);
+    }
+    count.freed += freed;
+    count.freed_bytes += freed * s.elemsize;
+    o.freeindex = 0;
+    o.nlive = live;
+    s.sweepgen.store(sg, Ordering::Relaxed);
+    if live == 0 {
+        Swept::Empty
+    } else if live == s.nelems {
+        Swept::Full
+    } else {
+        Swept::Partial
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Span map: address -> GC span, for addresses of GC objects only.
+
+/// Per-arena table: the span of every page.
+struct ArenaSpans {
+    spans: [AtomicPtr<GcSpan>; ARENA_PAGES],
+}
+
+/// Entries: one per possible 64 MiB arena of a 48-bit address space (32 MiB of zero BSS,
+/// backed by the kernel only where touched).
+const MAP_LEN: usize = 1 << (48 - ARENA_SHIFT);
+static MAP: [AtomicPtr<ArenaSpans>; MAP_LEN] = [const { AtomicPtr::new(ptr::null_mut()) }; MAP_LEN];
+/// Serialises creation of arena tables.
+static MAP_LOCK: Mutex<()> = Mutex::new(());
+
+/// The span of `addr`, which must be the address of (or inside) a GC object: marking only
+/// ever looks up pointers that `Gc` values hold.
+#[inline(always)]
+pub(crate) fn span_of(addr: usize) -> &'static GcSpan {
+    let t = MAP[addr >> ARENA_SHIFT].load(Ordering::Relaxed);
+    debug_assert!(
+        !t.is_null(),
+        "goheap: {addr:#x} is not in the collected heap"
+    );
+    // SAFETY: `addr` is in a live GC span (caller's contract), so its arena table was
+    // published (before the span, by `map_span`, and the span before any `Gc` to its
+    // objects: ordered by the allocating thread's program order or the stop of the world),
+    // and arena tables and span structs are never freed while spans are live.
+    unsafe {
+        let s = (*t).spans[(addr >> PAGE_SHIFT) & (ARENA_PAGES - 1)].load(Ordering::Relaxed);
+        debug_assert!(!s.is_null(), "goheap: {addr:#x} has no span");
+        &*s
+    }
+}
+
+/// Enters `s` (or null) in the map for `n` pages from `base`.
+fn map_pages(base: usize, n: usize, s: *mut GcSpan) -> bool {
+    for i in 0..n {
+        let a = base + i * PAGE_SIZE;
+        let ai = a >> ARENA_SHIFT;
+        let mut t = MAP[ai].load(Ordering::Acquire);
+        if t.is_null() {
+            let _g = MAP_LOCK.lock();
+            t = MAP[ai].load(Ordering::Acquire);
+            if t.is_null() {
+                let m = os::reserve(core::mem::size_of::<ArenaSpans>(), os::OS_PAGE_SIZE);
+                if m.is_null() {
+                    return false;
+                }
+                // Zeroed memory is a valid table (all null).
+                MAP[ai].store(m.cast(), Ordering::Release);
+                t = m.cast();
+            }
+        }
+        // SAFETY: `t` is a published arena table, never freed.
+        unsafe { (*t).spans[(a >> PAGE_SHIFT) & (ARENA_PAGES - 1)].store(s, Ordering::Release) };
+    }
+    true
+}
+
+// ---------------------------------------------------------------------------------------
+// Span structs: carved from OS memory, recycled through a free list, never unmapped.
+
+struct SpanPool {
+    free: *mut GcSpan,
+    cur: usize,
+    end: usize,
+}
+// SAFETY: the pointers refer to OS memory owned by the pool; the mutex serialises access.
+unsafe impl Send for SpanPool {}
+
+static SPAN_POOL: Mutex<SpanPool> = Mutex::new(SpanPool {
+    free: ptr::null_mut(),
+    cur: 0,
+    end: 0,
+});
+const SPAN_CHUNK: usize = 256 << 10;
+
+/// A span struct for `npages` pages at `base`, mapped. Null if out of memory.
+pub(crate) fn new_span(
+    base: usize,
+    npages: usize,
+    elemsize: usize,
+    nelems: usize,
+    div_magic: u32,
+    ty: *const GcType,
+    large: bool,
+    sg: u32,
+) -> *mut GcSpan {
+    let s = {
+        let mut p = SPAN_POOL.lock();
+        if !p.free.is_null() {
+            let s = p.free;
+            // SAFETY: free-list entries are unused span structs; the lock makes them ours.
+            p.free = unsafe { (*s).next_free };
+            s
+        } else {
+            let sz = core::mem::size_of::<GcSpan>().next_multiple_of(64);
+            if p.cur + sz > p.end {
+                let c = os::reserve(SPAN_CHUNK, os::OS_PAGE_SIZE);
+                if c.is_null() {
+                    return ptr::null_mut();
+                }
+                p.cur = c as usize;
+                p.end = c as usize + SPAN_CHUNK;
+            }
+            let s = p.cur as *mut GcSpan;
+            p.cur += sz;
+            s
+        }
+    };
+    // SAFETY: `s` is an unused, aligned slot that only we can see.
+    unsafe {
+        s.write(GcSpan {
+            base,
+            npages,
+            elemsize,
+            nelems,
+            div_magic,
+            ty,
+            large,
+            sweepgen: AtomicU32::new(sg),
+            mark: [const { AtomicU64::new(0) }; BITMAP_WORDS],
+            owned: UnsafeCell::new(Owned {
+                alloc: [0; BITMAP_WORDS],
+                freeindex: 0,
+                nlive: 0,
+            }),
+            next_free: ptr::null_mut(),
+        })
+    };
+    if !map_pages(base, if large { 1 } else { npages }, s) {
+        // SAFETY: not mapped, nobody saw it.
+        unsafe { free_span_struct(s) };
+        return ptr::null_mut();
+    }
+    s
+}
+
+/// Unmaps `s` and recycles its struct (the caller returns the pages).
+///
+/// # Safety
+/// The caller holds `s`, and no `Gc` into it exists or will be traced.
+pub(crate) unsafe fn retire_span(s: *mut GcSpan) {
+    // SAFETY: caller's contract.
+    let (base, n) = unsafe { ((*s).base, if (*s).large { 1 } else { (*s).npages }) };
+    map_pages(base, n, ptr::null_mut());
+    // SAFETY: unmapped and held by us.
+    unsafe { free_span_struct(s) };
+}
+
+/// # Safety
+/// `s` is unmapped and unreferenced.
+unsafe fn free_span_struct(s: *mut GcSpan) {
+    let mut p = SPAN_POOL.lock();
+    // SAFETY: caller's contract: we own the struct now.
+    unsafe { (*s).next_free = p.free };
+    p.free = s;
+}

@@ -1,0 +1,261 @@
+//! Statistics of a collected heap (Go's `runtime.MemStats`, for the GC side) and the
+//! `gctrace` line.
+
+use core::sync::atomic::Ordering;
+use std::io::Write;
+
+use super::heap::{last_cycle, CycleRecord, GcState, HeapInner};
+
+/// Recent pauses (Go's `PauseNs`/`PauseEnd`: a circular buffer of 256).
+#[derive(Clone)]
+pub(crate) struct PauseRing {
+    ns: [u64; 256],
+    end: [u64; 256],
+    n: usize,
+}
+
+impl Default for PauseRing {
+    fn default() -> Self {
+        PauseRing {
+            ns: [0; 256],
+            end: [0; 256],
+            n: 0,
+        }
+    }
+}
+
+impl PauseRing {
+    pub fn push(&mut self, ns: u64, end: u64) {
+        self.ns[self.n % 256] = ns;
+        self.end[self.n % 256] = end;
+        self.n += 1;
+    }
+
+    /// The recorded pauses, oldest first (at most 256).
+    pub fn recent(&self) -> Vec<u64> {
+        let k = self.n.min(256);
+        (self.n - k..self.n).map(|i| self.ns[i % 256]).collect()
+    }
+}
+
+/// A snapshot of a heap's statistics. Names follow Go's `MemStats`.
+#[derive(Clone, Debug, Default)]
+pub struct GcStats {
+    /// Bytes of allocated heap objects, including unreachable ones not yet swept.
+    pub heap_alloc: usize,
+    /// Bytes of address space goheap's page heap has reserved (shared with the malloc face).
+    pub heap_sys: usize,
+    /// Bytes in spans with no object (free pages of the page heap).
+    pub heap_idle: usize,
+    /// Bytes in this heap's in-use spans.
+    pub heap_inuse: usize,
+    /// Idle bytes returned to the OS.
+    pub heap_released: usize,
+    /// Allocated objects (`mallocs - frees`).
+    pub heap_objects: usize,
+    /// Bytes allocated over the heap's life.
+    pub total_alloc: usize,
+    /// Objects allocated over the heap's life.
+    pub mallocs: usize,
+    /// Objects freed over the heap's life.
+    pub frees: usize,
+    /// The heap goal: the next cycle starts when the live heap reaches it.
+    pub next_gc: usize,
+    /// Bytes marked live by the last cycle.
+    pub last_marked: usize,
+    /// Completed cycles.
+    pub num_gc: u32,
+    /// Cycles run by `Heap::collect`.
+    pub num_forced_gc: u32,
+    /// Total stop-the-world time, nanoseconds.
+    pub pause_total_ns: u64,
+    /// Recent pauses, oldest first (at most 256), nanoseconds.
+    pub pause_ns: Vec<u64>,
+    /// Longest of `pause_ns`.
+    pub max_pause_ns: u64,
+    /// End of the last cycle, nanoseconds since the Unix epoch (0 if none).
+    pub last_gc: u64,
+    /// Fraction of the program's available CPU time used by the collector since the heap
+    /// was made (Go's `GCCPUFraction`).
+    pub gc_cpu_fraction: f64,
+    /// GOGC in effect.
+    pub gc_percent: i32,
+    /// Memory limit in effect (`i64::MAX` for none).
+    pub memory_limit: i64,
+    /// Live roots.
+    pub roots: usize,
+}
+
+pub(crate) fn read(h: &HeapInner) -> GcStats {
+    let (num_gc, num_forced, pause_total, cpu, last_gc, _last, pauses) = last_cycle(h);
+    let c = &h.counters;
+    let total_alloc = c.total_alloc.load(Ordering::Relaxed);
+    let freed = c.freed_bytes.load(Ordering::Relaxed);
+    let mallocs = c.mallocs.load(Ordering::Relaxed);
+    let frees = c.frees.load(Ordering::Relaxed);
+    let (total, free, scav) = crate::heap::page_counts();
+    let page = crate::sizeclass::PAGE_SIZE;
+    let elapsed = h.start.elapsed().as_nanos() as f64 * h.procs as f64;
+    GcStats {
+        heap_alloc: total_alloc.saturating_sub(freed),
+        heap_sys: crate::heap::COUNTERS.sys.load(Ordering::Relaxed),
+        heap_idle: free * page,
+        heap_inuse: c.span_bytes.load(Ordering::Relaxed),
+        heap_released: scav * page,
+        heap_objects: mallocs.saturating_sub(frees),
+        total_alloc,
+        mallocs,
+        frees,
+        next_gc: h.goal.load(Ordering::Relaxed),
+        last_marked: _last.marked,
+        num_gc,
+        num_forced_gc: num_forced,
+        pause_total_ns: pause_total,
+        max_pause_ns: pauses.iter().copied().max().unwrap_or(0),
+        pause_ns: pauses,
+        last_gc,
+        gc_cpu_fraction: if elapsed > 0.0 {
+            cpu as f64 / elapsed
+        } else {
+            0.0
+        },
+        gc_percent: h.gc_percent.load(Ordering::Relaxed),
+        memory_limit: h.mem_limit.load(Ordering::Relaxed),
+        roots: h.roots.lock().len(),
+    }
+    .with_total(total)
+}
+
+impl GcStats {
+    fn with_total(self, _total_pages: usize) -> Self {
+        self
+    }
+}
+
+/// Go's `fmtNSAsMS`: whole milliseconds from 10 ms up, else two significant digits with
+/// at most three decimals.
+pub fn fmt_ns_as_ms(ns: u64) -> String {
+    if ns >= 10_000_000 {
+        return (ns / 1_000_000).to_string();
+    }
+    let mut x = ns / 1000;
+    if x == 0 {
+        return "0".into();
+    }
+    let mut dec = 3;
+    while x >= 100 {
+        x /= 10;
+        dec -= 1;
+    }
+    itoa_div(x, dec)
+}
+
+/// Go's `itoaDiv`: `val / 10^dec` with `dec` decimals.
+fn itoa_div(mut val: u64, dec: usize) -> String {
+    let mut buf = [0u8; 24];
+    let mut i = buf.len() - 1;
+    let idec = i as isize - dec as isize;
+    while val >= 10 || i as isize >= idec {
+        buf[i] = b'0' + (val % 10) as u8;
+        i -= 1;
+        if i as isize == idec {
+            buf[i] = b'.';
+            i -= 1;
+        }
+        val /= 10;
+    }
+    buf[i] = b'0' + val as u8;
+    String::from_utf8_lossy(&buf[i..]).into_owned()
+}
+
+/// The gctrace line of a cycle, in the format of Go's `GODEBUG=gctrace=1`.
+pub(crate) fn gctrace_line(g: &GcState, r: &CycleRecord, elapsed_ns: u64) -> String {
+    let p = r.procs as u64;
+    let util = if elapsed_ns > 0 {
+        (g.gc_cpu_ns as f64 / (elapsed_ns as f64 * p as f64) * 100.0) as u64
+    } else {
+        0
+    };
+    let mut s = format!(
+        "gc {} @{}s {}%: {}+{}+{} ms clock, {}+{}/{}/{}+{} ms cpu, {}->{}->{} MB, {} MB goal, 0 MB stacks, 0 MB globals, {} P",
+        g.num_gc,
+        itoa_div(r.start_ns / 1_000_000, 3),
+        util,
+        fmt_ns_as_ms(r.stw1_ns),
+        fmt_ns_as_ms(r.mark_ns),
+        fmt_ns_as_ms(r.stw2_ns),
+        fmt_ns_as_ms(r.stw1_ns * p),
+        fmt_ns_as_ms(0),
+        fmt_ns_as_ms(r.mark_ns * p),
+        fmt_ns_as_ms(0),
+        fmt_ns_as_ms(r.stw2_ns * p),
+        r.heap0 >> 20,
+        r.heap1 >> 20,
+        r.marked >> 20,
+        r.goal >> 20,
+        r.procs
+    );
+    if r.forced {
+        s.push_str(" (forced)");
+    }
+    s
+}
+
+pub(crate) fn print_gctrace(g: &GcState, r: &CycleRecord, elapsed_ns: u64) {
+    let line = gctrace_line(g, r, elapsed_ns);
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_number_format() {
+        // Values checked against Go 1.19's fmtNSAsMS.
+        assert_eq!(fmt_ns_as_ms(0), "0");
+        assert_eq!(fmt_ns_as_ms(999), "0");
+        assert_eq!(fmt_ns_as_ms(12_000), "0.012");
+        assert_eq!(fmt_ns_as_ms(39_000), "0.039");
+        assert_eq!(fmt_ns_as_ms(850_000), "0.85");
+        assert_eq!(fmt_ns_as_ms(4_000_000), "4.0");
+        assert_eq!(fmt_ns_as_ms(9_999_999), "9.9");
+        assert_eq!(fmt_ns_as_ms(16_000_000), "16");
+        assert_eq!(fmt_ns_as_ms(1_234_000_000), "1234");
+        assert_eq!(itoa_div(51, 3), "0.051");
+        assert_eq!(itoa_div(12345, 3), "12.345");
+        assert_eq!(itoa_div(7, 0), "7");
+    }
+
+    #[test]
+    fn gctrace_matches_go_format() {
+        let g = GcState {
+            num_gc: 6,
+            num_forced: 0,
+            pause_total_ns: 0,
+            gc_cpu_ns: 12_000_000,
+            pauses: PauseRing::default(),
+            last: CycleRecord::default(),
+            last_gc_unix_ns: 0,
+        };
+        let r = CycleRecord {
+            start_ns: 51_000_000,
+            stw1_ns: 12_000,
+            mark_ns: 16_000_000,
+            stw2_ns: 39_000,
+            heap0: 23 << 20,
+            heap1: 29 << 20,
+            marked: 19 << 20,
+            goal: 27 << 20,
+            procs: 2,
+            forced: false,
+        };
+        let line = gctrace_line(&g, &r, 51_000_000);
+        assert_eq!(
+            line,
+            "gc 6 @0.051s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"
+        );
+        let r = CycleRecord { forced: true, ..r };
+        assert!(gctrace_line(&g, &r, 51_000_000).ends_with(" 2 P (forced)"));
+    }
+}
