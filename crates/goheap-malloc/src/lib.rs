@@ -63,6 +63,7 @@ use core::ffi::c_void;
 use core::ptr;
 
 use goheap::global;
+use goheap::sizeclass::MAX_SMALL_SIZE;
 use libc::{c_int, size_t};
 
 /// Alignment goheap's fast path gives every class (all class sizes are multiples of 8).
@@ -76,7 +77,7 @@ const PAGE: usize = goheap::os::OS_PAGE_SIZE;
 /// request above 8 bytes is 16-aligned (see the module essay). One compare and a
 /// conditional move.
 #[inline(always)]
-fn c_size(size: usize) -> usize {
+const fn c_size(size: usize) -> usize {
     if size.wrapping_sub(17) < 8 {
         32
     } else {
@@ -95,6 +96,30 @@ const _: () = {
         i += 1;
     }
 };
+
+/// Size class of every C request up to `MAX_SMALL_SIZE`, by 8-byte granule (index
+/// `(size + 7) / 8`): the class of `c_size(size)`, so the 17..=24 rule costs nothing on
+/// `malloc`'s fast path. One table and one load, 4 KiB.
+static C_CLASS: [u8; MAX_SMALL_SIZE / 8 + 1] = c_class_table();
+
+const fn c_class_table() -> [u8; MAX_SMALL_SIZE / 8 + 1] {
+    let classes = &goheap::sizeclass::CLASSES;
+    let mut table = [0u8; MAX_SMALL_SIZE / 8 + 1];
+    let mut class = 1;
+    let mut i = 0;
+    while i < table.len() {
+        // The largest request of granule i (0 is served as 1 byte).
+        let want = c_size(if i == 0 { 1 } else { i * 8 });
+        // Terminates: the last class is MAX_SMALL_SIZE, and c_size is monotone.
+        while (classes[class].size as usize) < want {
+            class += 1;
+        }
+        assert!(class < 256);
+        table[i] = class as u8;
+        i += 1;
+    }
+    table
+}
 
 /// Sets `errno` to `ENOMEM` (every allocation failure does, as in glibc).
 #[cold]
@@ -136,6 +161,45 @@ fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
 /// Callable from any thread, as C's `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
+    // The fast path: a small request on a thread that has its cache. No `init::ensure()`
+    // here: a thread's first allocation always comes through `malloc_slow` (no cache yet),
+    // and so did the very first allocation of the process, so the scavenger mode is set
+    // before any heap growth. (A thread that gets its cache by freeing first frees a
+    // pointer some earlier allocation made.)
+    if size <= MAX_SMALL_SIZE {
+        let c = goheap::cache::current();
+        if !c.is_null() {
+            // SAFETY: `size <= MAX_SMALL_SIZE` keeps the index in the table; `c` is this
+            // thread's live cache and the table holds classes of the size-class table.
+            unsafe {
+                let class = *C_CLASS.get_unchecked((size + 7) >> 3) as usize;
+                let p = (*c).alloc_from_window(class);
+                if !p.is_null() {
+                    return p.cast();
+                }
+                // A jump: the fast path keeps no stack frame.
+                return malloc_refill(c, class);
+            }
+        }
+    }
+    malloc_slow(size)
+}
+
+/// `malloc` when the current span's window of `class` is empty.
+///
+/// # Safety
+/// `c` is the calling thread's live cache and `class` a size class.
+#[cold]
+#[inline(never)]
+unsafe extern "C" fn malloc_refill(c: *mut goheap::cache::Cache, class: usize) -> *mut c_void {
+    // SAFETY: caller's contract.
+    checked(unsafe { (*c).alloc(class) })
+}
+
+/// `malloc` of a large request, or on a thread without a cache (its first allocation).
+#[cold]
+#[inline(never)]
+extern "C" fn malloc_slow(size: size_t) -> *mut c_void {
     init::ensure();
     checked(global::alloc(c_size(size), CLASS_ALIGN))
 }

@@ -237,6 +237,22 @@ impl Cache {
         unsafe { self.refill(class) }
     }
 
+    /// [`Cache::alloc`] without its slow path: an object from the current span's window of
+    /// `class`, or null when the window is empty (then [`Cache::alloc`] refills it). For
+    /// callers that keep their slow path out of line themselves (the malloc face).
+    ///
+    /// # Safety
+    /// As for [`Cache::alloc`].
+    #[inline(always)]
+    pub unsafe fn alloc_from_window(&self, class: usize) -> *mut u8 {
+        debug_assert!(class < NUM_CLASSES);
+        // SAFETY: as in `alloc`.
+        unsafe {
+            let s = self.current.get_unchecked(class).load(Ordering::Relaxed);
+            (*s).alloc_from_window()
+        }
+    }
+
     /// Slow path: the current span's window is empty.
     #[cold]
     #[inline(never)]
@@ -387,7 +403,8 @@ impl Cache {
         unsafe {
             let nfree = match (*s).free_local(idx) {
                 Ok(n) => n,
-                Err(_) => report::double_free(ptr),
+                // A jump, not a call: the inlined free path keeps no stack frame.
+                Err(_) => return report::free_failed(ptr, true),
             };
             // Not counted here: the span's `nfree` went up, which statistics see
             // (`Span::unfolded_frees`).

@@ -137,10 +137,17 @@ fn object_of(p: *mut u8, func: &str) -> (*mut Span, usize) {
 /// `p` is not used after this call.
 #[inline(always)]
 pub unsafe fn free(p: *mut u8) {
-    if p.is_null() {
-        return;
+    // Null finds no span (arena 0 never has one) and `free_failed` ignores it, so the common
+    // case pays for no null test. Every way out is a jump: no stack frame.
+    let s = heap::span_of(p as usize);
+    if s.is_null() {
+        return report::free_failed(p as usize, false);
     }
-    let (s, idx) = object_of(p, "free");
+    // SAFETY: the map holds only live spans.
+    let (idx, exact) = unsafe { (*s).object_index(p as usize) };
+    if !exact {
+        return report::free_failed(p as usize, false);
+    }
     // SAFETY: `s` is live (map), and `p` is object `idx` of it. Large spans are owned by
     // `CENTRAL_OWNER`, never by a cache, so they always take the second branch.
     unsafe {

@@ -138,7 +138,8 @@ pub fn lock() -> MutexGuard<'static, HeapInner> {
     HEAP.lock()
 }
 
-/// The span holding `addr`, or null if `addr` is not in an in-use span of ours.
+/// The span holding `addr`, or null if `addr` is not in an in-use span of ours (null for
+/// `addr` 0 too: arena 0 never has metadata).
 #[inline(always)]
 pub fn span_of(addr: usize) -> *mut Span {
     let ai = addr >> ARENA_SHIFT;
@@ -170,7 +171,9 @@ fn map_span(base: usize, npages: usize, s: *mut Span, first_only: bool) {
 /// Makes sure the arena containing `addr` has metadata. Heap lock held.
 fn ensure_meta(addr: usize) -> bool {
     let ai = addr >> ARENA_SHIFT;
-    if ai >= ARENA_MAP_LEN {
+    // Arena 0 (the first 64 MiB of the address space, below every mmap base) never gets
+    // metadata, so `span_of(0)` is null and the free path needs no separate null test.
+    if ai == 0 || ai >= ARENA_MAP_LEN {
         return false;
     }
     if !ARENA_MAP[ai].load(Ordering::Acquire).is_null() {

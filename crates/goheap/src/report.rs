@@ -56,3 +56,19 @@ pub fn invalid_pointer(func: &str, ptr: usize) -> ! {
         ptr,
     )
 }
+
+/// The end of a `free` that went wrong, reached by a tail jump from the inlined fast path:
+/// `ptr` is a double free if `double`, else it is null (a no-op: the free path finds no span
+/// for address 0 and lands here instead of testing for null first) or a pointer goheap never
+/// handed out. Not `-> !` on purpose: a function that may return is reached with `jmp`, so
+/// the fast path needs no stack frame for it.
+#[cold]
+#[inline(never)]
+pub extern "C" fn free_failed(ptr: usize, double: bool) {
+    if double {
+        double_free(ptr);
+    }
+    if ptr != 0 {
+        invalid_pointer("free", ptr);
+    }
+}

@@ -544,6 +544,45 @@ pub fn obj_index_exact(offset: usize, div_magic: u32) -> (usize, bool) {
     ((product >> 32) as usize, (product as u32) < div_magic)
 }
 
+/// The bound that turns [`obj_index_exact`]'s low half into the whole "is this the first
+/// byte of one of the span's objects" test: for a class with magic `div_magic`, `nelems`
+/// objects of `size` bytes, and every offset inside the span,
+/// `(offset * div_magic) as u32 < limit` exactly when `offset = q * size` with `q < nelems`.
+///
+/// Why: writing `div_magic * size = 2^32 + e`, the low half is `q * e` at an object's first
+/// byte and at least `div_magic` anywhere else (see [`obj_index_exact`]). With `e > 0` it
+/// grows with `q`, so `min(div_magic, nelems * e)` also rejects the first bytes of the
+/// would-be objects in the span's tail (`q >= nelems`). With `e = 0` (power-of-two sizes)
+/// every first byte gives 0, but those classes have no tail (checked for every class
+/// below), so `div_magic` is enough. One compare on the free path instead of two.
+pub const fn first_byte_limit(size: usize, nelems: usize, div_magic: u32) -> u32 {
+    let e = div_magic as u64 * size as u64 - (1 << 32);
+    if e == 0 {
+        return div_magic;
+    }
+    let tail = nelems as u64 * e;
+    if tail < div_magic as u64 {
+        tail as u32
+    } else {
+        div_magic
+    }
+}
+
+const fn check_first_byte_limits() {
+    let mut c = 1;
+    while c < NUM_CLASSES {
+        let k = CLASS_TABLE[c];
+        let (size, span) = (k.size as u64, k.npages as u64 * PAGE_SIZE as u64);
+        if k.div_magic as u64 * size == 1 << 32 {
+            assert!(span % size == 0, "a power-of-two class with a tail");
+        }
+        // nelems * e <= span * e < 2^32 (check_table), so the limit fits its u32.
+        assert!(first_byte_limit(k.size as usize, k.nelems as usize, k.div_magic) > 0);
+        c += 1;
+    }
+}
+const _: () = check_first_byte_limits();
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -736,13 +775,23 @@ mod tests {
                     "class {c} tail"
                 );
             }
-            // The exactness test agrees with division at every offset of the span.
+            // The exactness test agrees with division at every offset of the span, and the
+            // first-byte limit accepts exactly the first bytes of the span's objects.
+            let limit = first_byte_limit(size, k.nelems as usize, k.div_magic);
             for offset in 0..=span {
                 assert_eq!(
                     obj_index_exact(offset, k.div_magic),
                     (offset / size, offset % size == 0),
                     "class {c}, offset {offset}"
                 );
+                // (Offsets inside the span only: `span` itself is the next span's page.)
+                if offset < span {
+                    assert_eq!(
+                        ((offset as u64 * k.div_magic as u64) as u32) < limit,
+                        offset % size == 0 && offset / size < k.nelems as usize,
+                        "class {c}, offset {offset}: first-byte limit"
+                    );
+                }
             }
         }
     }

@@ -57,7 +57,7 @@
 use core::cell::Cell;
 use core::ptr;
 
-use crate::sizeclass::{obj_index_exact, CLASSES, MAX_OBJS_PER_SPAN};
+use crate::sizeclass::{first_byte_limit, CLASSES, MAX_OBJS_PER_SPAN};
 use crate::sync::{
     loom_seqcst_fence, spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
 };
@@ -134,6 +134,10 @@ pub struct Span {
     attention: Cell<u16>,
     /// Set at init. Size class; 0 for a large-object span.
     class: Cell<u8>,
+    /// Set at init. An offset from `base` is the first byte of one of the span's objects
+    /// exactly when the low half of `offset * div_magic` is below this
+    /// ([`crate::sizeclass::first_byte_limit`]; 1 for a large span: offset 0 only).
+    first_limit: Cell<u32>,
     /// Owner. One bit per object, 1 = free (outside the window). Word 0 ends the first
     /// cache line (checked below).
     free_bits: [Cell<u64>; MAX_WORDS],
@@ -210,6 +214,7 @@ impl Span {
             npages: Cell::new(0),
             div_magic: Cell::new(0),
             class: Cell::new(0),
+            first_limit: Cell::new(0),
             needzero: Cell::new(false),
             attention: Cell::new(u16::MAX),
             counted_empty: Cell::new(false),
@@ -239,6 +244,8 @@ impl Span {
         self.elemsize.set(info.size);
         self.nelems.set(nelems as u16);
         self.div_magic.set(info.div_magic);
+        self.first_limit
+            .set(first_byte_limit(info.size as usize, nelems, info.div_magic));
         self.class.set(class as u8);
         self.needzero.set(!zeroed);
         self.counted_empty.set(false);
@@ -274,8 +281,9 @@ impl Span {
         self.npages.set(npages);
         self.elemsize.set(0);
         self.nelems.set(1);
-        // With a multiplier of 1, `obj_index_exact` accepts exactly offset 0.
+        // With a multiplier of 1 and a limit of 1, `object_index` accepts exactly offset 0.
         self.div_magic.set(1);
+        self.first_limit.set(1);
         self.class.set(0);
         self.needzero.set(!zeroed);
         self.nfree.store(0, Ordering::Relaxed);
@@ -331,8 +339,13 @@ impl Span {
     /// than the span's length, which is what makes the one-multiply test exact).
     pub fn object_index(&self, addr: usize) -> (usize, bool) {
         let off = addr.wrapping_sub(self.base.get());
-        let (idx, exact) = obj_index_exact(off, self.div_magic.get());
-        (idx, exact && idx < self.nelems())
+        // One multiply and one compare: `first_limit` folds "first byte of an object" and
+        // "index below nelems" into one bound on the low half (`first_byte_limit`).
+        let product = off as u64 * self.div_magic.get() as u64;
+        (
+            (product >> 32) as usize,
+            (product as u32) < self.first_limit.get(),
+        )
     }
 
     /// Free objects in `free_bits` plus the window (remote frees not yet collected excluded).
@@ -433,8 +446,11 @@ impl Span {
             return ptr::null_mut();
         }
         self.alloc_cache.store(c & (c - 1), Ordering::Relaxed);
-        (self.window_addr.get() + c.trailing_zeros() as usize * self.elemsize.get() as usize)
-            as *mut u8
+        let p = self.window_addr.get() + c.trailing_zeros() as usize * self.elemsize.get() as usize;
+        // SAFETY: `p` is an address inside an arena or a mapping of ours, never 0. Telling
+        // the compiler lets callers that test the result for null drop the test on this path.
+        unsafe { core::hint::assert_unchecked(p != 0) };
+        p as *mut u8
     }
 
     /// Loads the next non-empty word of `free_bits` into the window. Returns the number of
@@ -842,6 +858,36 @@ mod tests {
             // SAFETY: the test owns the span.
             unsafe { assert_eq!(s.nfree(), 0) };
         }
+    }
+
+    #[test]
+    fn only_first_bytes_of_objects_are_objects() {
+        for class in 1..CLASSES.len() {
+            let (s, _mem) = small_span(class);
+            let (size, n) = (s.elemsize(), s.nelems());
+            let span = s.npages() * PAGE_SIZE;
+            for i in [0, 1, n / 2, n - 1] {
+                assert_eq!(s.object_index(s.base() + i * size), (i, true));
+                assert!(
+                    !s.object_index(s.base() + i * size + size / 2).1,
+                    "class {class}"
+                );
+            }
+            // The would-be objects in the tail waste are not objects.
+            let mut off = n * size;
+            while off < span {
+                assert!(
+                    !s.object_index(s.base() + off).1,
+                    "class {class} tail {off}"
+                );
+                off += size;
+            }
+        }
+        let l = Span::new();
+        // SAFETY: fresh span, exclusively ours.
+        unsafe { l.init_large(1 << 30, 3, true) };
+        assert_eq!(l.object_index(1 << 30), (0, true));
+        assert!(!l.object_index((1 << 30) + 16).1);
     }
 
     #[test]
