@@ -192,8 +192,8 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 #[cold]
 #[inline(never)]
 unsafe extern "C" fn malloc_refill(c: *mut goheap::cache::Cache, class: usize) -> *mut c_void {
-    // SAFETY: caller's contract.
-    checked(unsafe { (*c).alloc(class) })
+    // SAFETY: caller's contract; the window of `class` was just found empty.
+    checked(unsafe { (*c).refill(class) })
 }
 
 /// `malloc` of a large request, or on a thread without a cache (its first allocation).

@@ -146,6 +146,7 @@ fn pool_lock() -> MutexGuard<'static, PoolHead> {
 impl Cache {
     /// Takes a cache from the pool, or makes one from OS memory. Null if out of memory.
     fn acquire() -> *mut Cache {
+        crate::span::detect_cpu();
         if !init_sentinel() {
             return ptr::null_mut();
         }
@@ -253,18 +254,41 @@ impl Cache {
         }
     }
 
-    /// Slow path: the current span's window is empty.
+    /// Slow path of [`Cache::alloc`]: the current span's window of `class` is empty. Loads
+    /// the current span's next word of free objects into the window (the common case, kept
+    /// short: no stack frame to speak of), else goes to [`Cache::refill_span`]. Null only
+    /// when out of memory.
+    ///
+    /// # Safety
+    /// As for [`Cache::alloc`], and the current window of `class` is empty.
     #[cold]
     #[inline(never)]
-    unsafe extern "C" fn refill(&self, class: usize) -> *mut u8 {
-        let cur = self.current[class].load(Ordering::Relaxed);
+    pub unsafe extern "C" fn refill(&self, class: usize) -> *mut u8 {
+        // SAFETY: `class < NUM_CLASSES` (caller). The cache owns `cur`, or `cur` is the
+        // sentinel, whose `nfree` is 0, so `refill_window` returns at once, writing nothing.
+        unsafe {
+            let cur = self.current.get_unchecked(class).load(Ordering::Relaxed);
+            match (*cur).refill_window() {
+                Ok(n) if n > 0 => {
+                    bump(self.counters.nmalloc.get_unchecked(class), n as u64);
+                    (*cur).alloc_from_window()
+                }
+                // No local free object left, or a double free found (`refill_span` finds it
+                // again, collecting `cur`'s remote frees, and reports it): a jump, so this
+                // path keeps no stack frame.
+                _ => self.refill_span(class, cur),
+            }
+        }
+    }
+
+    /// The current span `cur` of `class` has no local free object left: collect remote
+    /// frees into it, or make another span current.
+    #[inline(never)]
+    unsafe extern "C" fn refill_span(&self, class: usize, cur: *mut Span) -> *mut u8 {
         // SAFETY (whole body): the cache owns `cur` and the spans on its lists; spans taken
         // from central or the heap become ours before we touch their owner fields.
         unsafe {
             if cur != sentinel() {
-                if let Some(p) = self.alloc_after_refill(cur, class) {
-                    return p;
-                }
                 // Out of local frees: collect what other threads freed.
                 self.collect(cur);
                 if let Some(p) = self.alloc_after_refill(cur, class) {
@@ -319,6 +343,7 @@ impl Cache {
     }
 
     /// Loads `s`'s next window and allocates from it, counting the window as allocated.
+    #[inline(always)]
     unsafe fn alloc_after_refill(&self, s: *mut Span, class: usize) -> Option<*mut u8> {
         // SAFETY: the cache owns `s`.
         unsafe {
