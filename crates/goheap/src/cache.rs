@@ -426,22 +426,21 @@ impl Cache {
     pub unsafe fn free_local(&self, s: *mut Span, idx: usize, ptr: usize) {
         // SAFETY: caller's contract.
         unsafe {
-            let nfree = match (*s).free_local(idx) {
-                Ok(n) => n,
+            let attention = match (*s).free_local(idx) {
+                Ok(a) => a,
                 // A jump, not a call: the inlined free path keeps no stack frame.
                 Err(_) => return report::free_failed(ptr, true),
             };
             // Not counted here: the span's `nfree` went up, which statistics see
             // (`Span::unfolded_frees`).
-            let class = (*s).class();
             // Only a full or parked span that has gathered enough free objects, or a listed
             // span that just became empty, needs list work (`Span::attention`); everything
             // else was a plain bit set. The full-span threshold (more than 1/4 of the span
             // free) is hysteresis: moving a span back to the partial list on its first free
             // would make it current for one object, then full again, over and over, in
             // programs that free at random.
-            if nfree >= (*s).attention() {
-                self.free_local_slow(s, class, (*s).list(), nfree);
+            if attention {
+                self.free_local_slow(s, (*s).class(), (*s).list(), (*s).nfree());
             }
         }
     }

@@ -159,10 +159,14 @@ pub struct Span {
     elemsize: Cell<u32>,
     /// Set at init. `obj_index` multiplier for `elemsize`.
     div_magic: Cell<u32>,
-    /// Owner. Free objects in `free_bits` (not counting the window, so that allocating from
-    /// the window writes nothing but `alloc_cache`). A span that is not current has an empty
-    /// window, so for it this is the number of free objects it holds.
-    nfree: AtomicU32,
+    /// Owner writes, anyone reads. `attention - nfree` (wrapping), where `nfree` is the
+    /// number of free objects in `free_bits` (not counting the window, so that allocating
+    /// from the window writes nothing but `alloc_cache`; a span that is not current has an
+    /// empty window, so for it `nfree` is the number of free objects it holds). Kept as a
+    /// countdown so that the free fast path's "count it, and does the span need list work?"
+    /// is one decrement and one sign test: list work is due when it reaches 0
+    /// ([`Span::attention`]). [`Span::nfree`] gives `nfree` back.
+    credit: AtomicU32,
     /// Owner. Word index the window holds (`u16::MAX` when none).
     window_word: Cell<u16>,
     /// Set at init. Number of objects (at most 1024).
@@ -181,12 +185,14 @@ pub struct Span {
     free_bits: [Cell<u64>; MAX_WORDS],
 
     // ---- Colder owner fields. ----
-    /// Owner writes, anyone reads. `nfree - synced` is the number of local frees not yet
-    /// counted anywhere else: every other change of `nfree` moves `synced` with it, so the
-    /// free fast path increments `nfree` and nothing more. Statistics add the difference up
-    /// over all spans ([`Span::unfolded_frees`]); [`Span::fold_frees`] moves it into a
-    /// counter when the span is freed.
-    synced: AtomicU32,
+    /// Owner writes, anyone reads. `attention - synced` (wrapping), where `nfree - synced`
+    /// is the number of local frees not yet counted anywhere else: every other change of
+    /// `nfree` moves `synced` with it, and every change of `attention` moves `credit` and
+    /// `mark` alike, so the free fast path decrements `credit` and nothing more, and
+    /// `mark - credit` is the count. Statistics add it up over all spans
+    /// ([`Span::unfolded_frees`]); [`Span::fold_frees`] moves it into a counter when the span
+    /// is freed.
+    mark: AtomicU32,
     /// The size class while this is an in-use small span, 0 otherwise: lets statistics walk
     /// every span struct and find the live ones without touching owner fields.
     state: AtomicU8,
@@ -242,8 +248,9 @@ impl Span {
             alloc_cache: AtomicU64::new(0),
             window_addr: Cell::new(0),
             elemsize: Cell::new(0),
-            nfree: AtomicU32::new(0),
-            synced: AtomicU32::new(0),
+            // attention u16::MAX, nfree 0, synced 0.
+            credit: AtomicU32::new(u16::MAX as u32),
+            mark: AtomicU32::new(u16::MAX as u32),
             state: AtomicU8::new(0),
             window_word: Cell::new(u16::MAX),
             scan: Cell::new(0),
@@ -288,8 +295,7 @@ impl Span {
         self.needzero.set(!zeroed);
         self.counted_empty.set(false);
         self.set_list(ListTag::None);
-        self.nfree.store(nelems as u32, Ordering::Relaxed);
-        self.synced.store(nelems as u32, Ordering::Relaxed);
+        self.set_counts(nelems as u32, nelems as u32);
         self.state.store(class as u8, Ordering::Relaxed);
         self.scan.set(0);
         self.window_word.set(u16::MAX);
@@ -324,10 +330,9 @@ impl Span {
         self.first_limit.set(1);
         self.class.set(0);
         self.needzero.set(!zeroed);
-        self.nfree.store(0, Ordering::Relaxed);
-        self.synced.store(0, Ordering::Relaxed);
         self.state.store(0, Ordering::Relaxed);
         self.set_list(ListTag::None);
+        self.set_counts(0, 0);
         self.alloc_cache.store(0, Ordering::Relaxed);
         self.window_word.set(u16::MAX);
         self.owner.store(CENTRAL_OWNER, Ordering::Relaxed);
@@ -392,7 +397,14 @@ impl Span {
     /// The caller owns the span.
     #[inline(always)]
     pub unsafe fn nfree(&self) -> usize {
-        self.nfree.load(Ordering::Relaxed) as usize
+        (self.attention.get() as u32).wrapping_sub(self.credit.load(Ordering::Relaxed)) as usize
+    }
+
+    /// Sets `nfree` and `synced` (see `credit` and `mark`) for the current `attention`.
+    fn set_counts(&self, nfree: u32, synced: u32) {
+        let a = self.attention.get() as u32;
+        self.credit.store(a.wrapping_sub(nfree), Ordering::Relaxed);
+        self.mark.store(a.wrapping_sub(synced), Ordering::Relaxed);
     }
     /// True if an object handed out may hold old data and must be cleared for `alloc_zeroed`.
     ///
@@ -424,29 +436,38 @@ impl Span {
     fn set_list(&self, tag: ListTag) {
         self.list.set(tag);
         let n = self.nelems.get();
-        self.attention.set(match tag {
+        let old = self.attention.get();
+        let new = match tag {
             ListTag::None => u16::MAX,
             ListTag::Partial => n,
             ListTag::Full | ListTag::Parked => n / 4 + 1,
-        });
+        };
+        self.attention.set(new);
+        // `credit` and `mark` are both relative to `attention`: move them along, which keeps
+        // `nfree` and the unfolded count as they were.
+        let d = (new as u32).wrapping_sub(old as u32);
+        let c = self.credit.load(Ordering::Relaxed).wrapping_add(d);
+        self.credit.store(c, Ordering::Relaxed);
+        let m = self.mark.load(Ordering::Relaxed).wrapping_add(d);
+        self.mark.store(m, Ordering::Relaxed);
     }
 
     /// Changes `nfree` by `delta` (wrapping) for a reason other than a local free, moving
     /// `synced` along so that the count of unfolded local frees is unchanged.
     #[inline]
     fn add_nfree_synced(&self, delta: u32) {
-        let n = self.nfree.load(Ordering::Relaxed).wrapping_add(delta);
-        self.nfree.store(n, Ordering::Relaxed);
-        let y = self.synced.load(Ordering::Relaxed).wrapping_add(delta);
-        self.synced.store(y, Ordering::Relaxed);
+        let c = self.credit.load(Ordering::Relaxed).wrapping_sub(delta);
+        self.credit.store(c, Ordering::Relaxed);
+        let m = self.mark.load(Ordering::Relaxed).wrapping_sub(delta);
+        self.mark.store(m, Ordering::Relaxed);
     }
 
     /// Local frees not yet counted elsewhere. Any thread may ask (statistics); the answer is
     /// exact when the owner is quiescent.
     pub fn unfolded_frees(&self) -> u32 {
-        self.nfree
+        self.mark
             .load(Ordering::Relaxed)
-            .wrapping_sub(self.synced.load(Ordering::Relaxed))
+            .wrapping_sub(self.credit.load(Ordering::Relaxed))
     }
 
     /// Returns the local frees not yet counted and marks them counted.
@@ -454,9 +475,9 @@ impl Span {
     /// # Safety
     /// The caller owns the span.
     pub unsafe fn fold_frees(&self) -> u32 {
-        let n = self.nfree.load(Ordering::Relaxed);
-        let d = n.wrapping_sub(self.synced.load(Ordering::Relaxed));
-        self.synced.store(n, Ordering::Relaxed);
+        let c = self.credit.load(Ordering::Relaxed);
+        let d = self.mark.load(Ordering::Relaxed).wrapping_sub(c);
+        self.mark.store(c, Ordering::Relaxed);
         d
     }
 
@@ -499,7 +520,8 @@ impl Span {
     /// The caller owns the span and the window is empty.
     pub unsafe fn refill_window(&self) -> Result<u32, usize> {
         debug_assert_eq!(self.alloc_cache.load(Ordering::Relaxed), 0);
-        if self.nfree.load(Ordering::Relaxed) == 0 {
+        // SAFETY: the caller owns the span.
+        if unsafe { self.nfree() } == 0 {
             return Ok(0);
         }
         let nwords = self.nelems().div_ceil(64) as u32;
@@ -551,30 +573,34 @@ impl Span {
         popcount(c)
     }
 
-    /// Frees object `idx` on behalf of the owner. Returns the new count of free objects.
+    /// Frees object `idx` on behalf of the owner. Returns whether the span now needs list
+    /// work: whether its free count has reached [`Span::attention`].
     ///
     /// # Safety
     /// The caller owns the span and `idx < nelems`.
     #[inline(always)]
-    pub unsafe fn free_local(&self, idx: usize) -> Result<usize, FreeError> {
+    pub unsafe fn free_local(&self, idx: usize) -> Result<bool, FreeError> {
         let w = idx / 64;
         let bit = 1u64 << (idx % 64);
-        let window = if w == self.window_word.get() as usize {
-            self.alloc_cache.load(Ordering::Relaxed)
-        } else {
-            0
-        };
         debug_assert!(idx < self.nelems());
+        if w == self.window_word.get() as usize
+            && self.alloc_cache.load(Ordering::Relaxed) & bit != 0
+        {
+            return Err(FreeError::DoubleFree);
+        }
         // SAFETY: idx < nelems <= MAX_OBJS_PER_SPAN (caller), so w < MAX_WORDS.
         let slot = unsafe { self.free_bits.get_unchecked(w) };
         let word = slot.get();
-        if (word | window) & bit != 0 {
+        if word & bit != 0 {
             return Err(FreeError::DoubleFree);
         }
         slot.set(word | bit);
-        let n = self.nfree.load(Ordering::Relaxed) + 1;
-        self.nfree.store(n, Ordering::Relaxed);
-        Ok(n as usize)
+        let c = self.credit.load(Ordering::Relaxed).wrapping_sub(1);
+        self.credit.store(c, Ordering::Relaxed);
+        // `credit` counts down to `attention`; it never exceeds u16::MAX, so the sign test
+        // also covers a span whose count went past its mark while the list work was deferred
+        // (a parked span that a remote freer is pushing home).
+        Ok(c as i32 <= 0)
     }
 
     /// Frees object `idx` from a thread that does not own the span. Any thread may call it.
@@ -939,9 +965,11 @@ mod tests {
         let all = drain(&s);
         // SAFETY: the test owns the span; indices are in range.
         unsafe {
-            assert_eq!(s.free_local(3), Ok(1));
+            assert_eq!(s.free_local(3), Ok(false));
+            assert_eq!(s.nfree(), 1);
             assert_eq!(s.free_local(3), Err(FreeError::DoubleFree));
-            assert_eq!(s.free_local(500), Ok(2));
+            assert_eq!(s.free_local(500), Ok(false));
+            assert_eq!(s.nfree(), 2);
         }
         let again = drain(&s);
         assert_eq!(again, vec![all[3], all[500]]);
@@ -958,7 +986,8 @@ mod tests {
             // Object 1 is free, sitting in the window.
             assert_eq!(s.free_local(1), Err(FreeError::DoubleFree));
             // `nfree` counts free objects outside the window: 512 - 64 loaded + 1 freed.
-            assert_eq!(s.free_local(0), Ok(s.nelems() - 63));
+            assert_eq!(s.free_local(0), Ok(false));
+            assert_eq!(s.nfree(), s.nelems() - 63);
             assert_eq!(s.return_window(), 63);
             assert_eq!(s.nfree(), s.nelems());
         }
@@ -980,7 +1009,7 @@ mod tests {
         // A remote free of an object that is free locally is reported at collection.
         // SAFETY: the test owns the span.
         unsafe {
-            assert_eq!(s.free_local(9), Ok(1));
+            assert_eq!(s.free_local(9), Ok(false));
             assert!(s.free_remote(9).is_ok());
             assert_eq!(s.collect_remote(), Err(9));
         }
@@ -995,9 +1024,9 @@ mod tests {
             unsafe {
                 if remote_first {
                     s.free_remote(5).unwrap();
-                    assert_eq!(s.free_local(5), Ok(1));
+                    assert_eq!(s.free_local(5), Ok(false));
                 } else {
-                    assert_eq!(s.free_local(5), Ok(1));
+                    assert_eq!(s.free_local(5), Ok(false));
                     s.free_remote(5).unwrap();
                 }
                 // The next window would hand object 5 out while its remote bit is pending.
