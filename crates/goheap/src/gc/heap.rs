@@ -317,6 +317,10 @@ impl Heap {
     /// that session to end: a deadlock).
     pub fn collect(&self) {
         assert!(
+            !super::mutator::in_finalizer(),
+            "goheap: Heap::collect() called from a destructor or cleanup; they must not use the heap"
+        );
+        assert!(
             !super::mutator::in_session_of(&self.inner),
             "goheap: Heap::collect() called inside a session of the same heap; call it outside `enter`"
         );
@@ -659,6 +663,10 @@ impl HeapInner {
     /// Sweeps every unswept span (of every pool, and large ones), and frees the spans queued
     /// for freeing. Safe to run from several threads at once.
     pub(crate) fn sweep_all(&self) {
+        super::mutator::as_finalizer("a destructor run by the sweeper", || self.sweep_all_inner())
+    }
+
+    fn sweep_all_inner(&self) {
         self.sweeping.fetch_add(1, Ordering::SeqCst);
         let sg = self.sweepgen.load(Ordering::Relaxed);
         let mut count = SweepCount::default();
@@ -726,6 +734,12 @@ impl Drop for HeapInner {
     /// The last handle is gone, so no object is reachable: every destructor and every
     /// pending cleanup runs, and all memory goes back to the page heap.
     fn drop(&mut self) {
+        super::mutator::as_finalizer("a destructor run at heap teardown", || self.teardown())
+    }
+}
+
+impl HeapInner {
+    fn teardown(&self) {
         self.finish_sweep();
         for m in self.mutators.lock().iter() {
             // SAFETY: no mutator exists any more (each holds a handle).
@@ -750,9 +764,7 @@ impl Drop for HeapInner {
                 // SAFETY: we hold every span; nothing is reachable, so clearing the marks
                 // makes the sweep drop every allocated object exactly once.
                 unsafe {
-                    for m in &(*s).mark {
-                        m.store(0, Ordering::Relaxed);
-                    }
+                    (*s).clear_marks();
                     sweep_span(&*s, sg, &mut count);
                     self.free_span(s);
                 }
@@ -766,7 +778,7 @@ impl Drop for HeapInner {
         for s in large {
             // SAFETY: as above.
             unsafe {
-                (*s).mark[0].store(0, Ordering::Relaxed);
+                (*s).clear_marks();
                 sweep_span(&*s, sg, &mut count);
                 self.free_span(s);
             }

@@ -13,10 +13,10 @@
 //!
 //! # Setting a mark
 //!
-//! A mark bit is set with one `fetch_or`, after a plain load has shown it clear (most edges
-//! of a graph lead to an object already marked, and the load avoids a locked instruction for
-//! them). The `fetch_or` decides which worker greys the object: exactly one sees the bit go
-//! from 0 to 1.
+//! Marks are bytes (see [`super::span`]): a load, and a store if it was clear. No locked
+//! instruction; two workers racing on one object may both grey it, and tracing an object
+//! twice only finds its children marked. The marked-bytes count can then over-count by such
+//! objects (the sweep's counts are exact).
 
 use core::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashSet;
@@ -33,7 +33,7 @@ pub(crate) struct Grey {
 }
 
 /// Objects a worker keeps before it offers half to idle workers.
-const SHARE_DEPTH: usize = 256;
+const SHARE_DEPTH: usize = 8;
 
 /// The grey objects shared between workers, and the termination count.
 pub(crate) struct MarkQueue {
@@ -118,11 +118,11 @@ impl Tracer {
         if self.check.is_some() {
             return self.check_mark(addr, i);
         }
-        let bit = 1u64 << (i % 64);
-        let m = &s.mark[i / 64];
-        if m.load(Ordering::Relaxed) & bit != 0 || m.fetch_or(bit, Ordering::Relaxed) & bit != 0 {
+        let m = s.mark_byte(i);
+        if m.load(Ordering::Relaxed) != 0 {
             return;
         }
+        m.store(1, Ordering::Relaxed);
         self.marked_bytes += s.elemsize;
         self.marked_objects += 1;
         if !s.ty.is_null() {

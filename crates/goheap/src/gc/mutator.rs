@@ -69,12 +69,27 @@ fn close_session(h: &HeapInner) -> bool {
     })
 }
 
-/// Runs `f` marked as finalizer code (destructor or cleanup run by the collector).
-pub(crate) fn as_finalizer<R>(f: impl FnOnce() -> R) -> R {
-    IN_FINALIZER.with(|c| c.set(true));
-    let r = f();
-    IN_FINALIZER.with(|c| c.set(false));
-    r
+/// Runs `f` marked as finalizer code (destructors and cleanups run by the collector), which
+/// must not use the heap: entering a session or collecting from there could wait for the
+/// very cycle or sweep that runs it. A panic in `f` aborts the process with `what` in the
+/// message: unwinding out of a sweep would leave spans and the world in an unknown state
+/// (Go crashes on a panicking cleanup too).
+pub(crate) fn as_finalizer<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    let was = IN_FINALIZER.with(|c| c.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    IN_FINALIZER.with(|c| c.set(was));
+    match r {
+        Ok(r) => r,
+        Err(_) => {
+            eprintln!("goheap: {what} panicked; aborting");
+            std::process::abort();
+        }
+    }
+}
+
+/// Whether the calling thread is running collector-invoked code (destructor, cleanup).
+pub(crate) fn in_finalizer() -> bool {
+    IN_FINALIZER.with(|c| c.get())
 }
 
 /// One thread's handle on a heap. See the module documentation.
@@ -103,7 +118,6 @@ impl Heap {
 /// Ends a session even when its closure panics.
 struct SessionGuard<'a> {
     m: &'a Mutator,
-    nested: bool,
 }
 
 impl Drop for SessionGuard<'_> {
@@ -112,9 +126,8 @@ impl Drop for SessionGuard<'_> {
         // SAFETY: inside our session, the local state is ours.
         unsafe { h.publish(&mut (*self.m.shared.local.get()).pending) };
         let last = close_session(h);
-        if !self.nested {
-            h.exit_world(&self.m.shared);
-        }
+        // Nested or not, this mutator's own flag was set by its `enter`.
+        h.exit_world(&self.m.shared);
         if last && !std::thread::panicking() {
             h.collect_if_pending();
         }
@@ -142,7 +155,7 @@ impl Mutator {
         let h = &self.heap.inner;
         let nested = open_session(h);
         h.enter_world(&self.shared, nested);
-        let guard = SessionGuard { m: self, nested };
+        let guard = SessionGuard { m: self };
         let cx = Session {
             heap: &self.heap,
             local: self.shared.local.get(),
@@ -168,9 +181,7 @@ impl Drop for Mutator {
         }
         h.unregister(&self.shared);
         close_session(h);
-        if !nested {
-            h.exit_world(&self.shared);
-        }
+        h.exit_world(&self.shared);
     }
 }
 

@@ -256,8 +256,8 @@ macro_rules! seq {
 }
 seq!(Vec, VecDeque, LinkedList, BTreeSet, BinaryHeap);
 
-// SAFETY: every element is visited.
-unsafe impl<T: Trace, S> Trace for HashSet<T, S> {
+// SAFETY: every element is visited; the hasher is `'static`, so it holds no Gc.
+unsafe impl<T: Trace, S: 'static> Trace for HashSet<T, S> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     fn trace(&self, t: &mut Tracer) {
         if T::NEEDS_TRACE {
@@ -275,8 +275,8 @@ where
     type Branded = HashSet<T::Branded, S>;
 }
 
-// SAFETY: every key and value is visited.
-unsafe impl<K: Trace, V: Trace, S> Trace for HashMap<K, V, S> {
+// SAFETY: every key and value is visited; the hasher is `'static`, so it holds no Gc.
+unsafe impl<K: Trace, V: Trace, S: 'static> Trace for HashMap<K, V, S> {
     const NEEDS_TRACE: bool = K::NEEDS_TRACE || V::NEEDS_TRACE;
     fn trace(&self, t: &mut Tracer) {
         if Self::NEEDS_TRACE {

@@ -167,13 +167,7 @@ pub(crate) fn process_specials(h: &HeapInner) {
 
 /// Runs a cleanup; a panic aborts with a message.
 pub(crate) fn run_cleanup(f: Cleanup) {
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        super::mutator::as_finalizer(f)
-    }));
-    if r.is_err() {
-        eprintln!("goheap: a cleanup panicked; aborting");
-        std::process::abort();
-    }
+    super::mutator::as_finalizer("a cleanup", f)
 }
 
 /// Cleanups waiting to run, and the thread that runs them.
