@@ -34,7 +34,6 @@ pub mod cache;
 pub mod central;
 #[cfg(not(loom))]
 pub mod fork;
-#[cfg(not(loom))]
 pub mod gc;
 #[cfg(not(loom))]
 pub mod global;

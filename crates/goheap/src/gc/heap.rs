@@ -40,6 +40,7 @@ use super::root::RootTable;
 use super::span::{sweep_span, SweepCount, Swept};
 use super::stats::{self, GcStats, PauseRing};
 use super::weak::{CleanupQueue, Special};
+use super::world;
 use crate::lock::Mutex;
 
 /// Settings of a heap. `Config::from_env()` reads Go's knobs under goheap's names.
@@ -425,11 +426,9 @@ impl HeapInner {
     /// Opens a session for `m` (blocks while the world is stopped).
     pub(crate) fn enter_world(&self, m: &MutatorShared, nested: bool) {
         loop {
-            m.in_session.store(true, Ordering::SeqCst);
-            if nested || !self.stop.load(Ordering::SeqCst) {
+            if world::try_enter(&m.in_session, &self.stop, nested) {
                 return;
             }
-            m.in_session.store(false, Ordering::SeqCst);
             let mut g = self.world.lock().unwrap();
             self.world_cv.notify_all();
             while self.stop.load(Ordering::SeqCst) {
@@ -440,23 +439,17 @@ impl HeapInner {
 
     /// Closes a session of `m`.
     pub(crate) fn exit_world(&self, m: &MutatorShared) {
-        m.in_session.store(false, Ordering::SeqCst);
-        if self.stop.load(Ordering::SeqCst) {
+        if world::exit(&m.in_session, &self.stop) {
             let _g = self.world.lock().unwrap();
             self.world_cv.notify_all();
         }
     }
 
     fn stop_the_world(&self) {
-        self.stop.store(true, Ordering::SeqCst);
+        world::request_stop(&self.stop);
         let mut g = self.world.lock().unwrap();
         loop {
-            let busy = self
-                .mutators
-                .lock()
-                .iter()
-                .any(|m| m.in_session.load(Ordering::SeqCst));
-            if !busy {
+            if world::all_outside(self.mutators.lock().iter().map(|m| &m.in_session)) {
                 return;
             }
             g = self

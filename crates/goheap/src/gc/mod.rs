@@ -49,30 +49,53 @@
 //! assert_eq!(sum, 3);
 //! ```
 
+#[cfg(not(loom))]
 pub mod alloc;
+#[cfg(not(loom))]
 pub mod cell;
+#[cfg(not(loom))]
 pub mod heap;
+#[cfg(not(loom))]
 pub mod mark;
+#[cfg(not(loom))]
 pub mod mutator;
+#[cfg(not(loom))]
 pub mod pacer;
+#[cfg(not(loom))]
 pub mod ptr;
+#[cfg(not(loom))]
 pub mod root;
+#[cfg(not(loom))]
 pub mod span;
+#[cfg(not(loom))]
 pub mod stats;
+#[cfg(not(loom))]
 pub mod trace;
+#[cfg(not(loom))]
 pub mod weak;
+pub mod world;
 
+#[cfg(not(loom))]
 pub use cell::{GcCell, GcRef, GcRefCell, GcRefMut};
+#[cfg(not(loom))]
 pub use heap::{Config, Heap};
+#[cfg(not(loom))]
 pub use mutator::{Mutator, Session};
+#[cfg(not(loom))]
 pub use pacer::DebugFlags;
+#[cfg(not(loom))]
 pub use ptr::{Gc, GcPointee};
+#[cfg(not(loom))]
 pub use root::Root;
+#[cfg(not(loom))]
 pub use stats::GcStats;
+#[cfg(not(loom))]
 pub use trace::{Rebrand, Trace, Tracer};
+#[cfg(not(loom))]
 pub use weak::{Weak, WeakSlot};
 
-#[cfg(feature = "derive")]
+#[cfg(all(feature = "derive", not(loom)))]
+#[cfg(not(loom))]
 pub use goheap_derive::Trace;
 
 #[doc(hidden)]
