@@ -147,6 +147,25 @@ impl<T: CellValue> GcCell<T> {
         }
     }
 
+    /// Stores `new` if the cell holds `current` (compared by address), returning the
+    /// previous value either way: `Ok` when it was `current`. Lets several threads update a
+    /// shared pointer field without a lock (a stack push, for instance).
+    pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
+        let (c, n) = (current.to_word(), new.to_word());
+        match self
+            .word
+            .compare_exchange(c, n, Ordering::AcqRel, Ordering::Acquire)
+        {
+            Ok(old) => {
+                write_barrier(old, n);
+                // SAFETY: as in `get`.
+                Ok(unsafe { T::from_word(old) })
+            }
+            // SAFETY: as in `get`.
+            Err(old) => Err(unsafe { T::from_word(old) }),
+        }
+    }
+
     /// Stores `v`, returning the old value.
     pub fn replace(&self, v: T) -> T {
         let new = v.to_word();

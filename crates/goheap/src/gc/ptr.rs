@@ -251,7 +251,9 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
         this.ptr.as_ptr() as usize
     }
 
-    /// The object as a reference valid for the whole session.
+    /// The object as a reference valid for the whole session (longer than `Deref` gives).
+    /// An associated function, not a method, so that it never shadows a method of `T`.
+    #[allow(clippy::should_implement_trait)]
     #[inline(always)]
     pub fn as_ref(this: Self) -> &'gc T {
         // SAFETY: `this` points to a live object of type `T` (constructor's contract), and no

@@ -376,6 +376,7 @@ static SPAN_POOL: Mutex<SpanPool> = Mutex::new(SpanPool {
 const SPAN_CHUNK: usize = 256 << 10;
 
 /// A span struct for `npages` pages at `base`, mapped. Null if out of memory.
+#[allow(clippy::too_many_arguments)] // one call per span kind; a builder would only rename them
 pub(crate) fn new_span(
     base: usize,
     npages: usize,
