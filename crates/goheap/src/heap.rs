@@ -49,8 +49,34 @@ pub struct ArenaMeta {
     spans: [AtomicPtr<Span>; ARENA_PAGES],
 }
 
-static ARENA_MAP: [AtomicPtr<ArenaMeta>; ARENA_MAP_LEN] =
+/// `ARENA_MAP[ai]` is null, or the arena's `ArenaMeta::spans` moved back by the index of the
+/// arena's first page in the whole address space (`ai << (ARENA_SHIFT - PAGE_SHIFT)`
+/// entries), so that the entry of the page of `addr` is `ARENA_MAP[ai] + (addr >> PAGE_SHIFT)`:
+/// one shift and one load, no masking ([`page_entry`]). Never null for a mapped arena
+/// (`ensure_meta`).
+static ARENA_MAP: [AtomicPtr<AtomicPtr<Span>>; ARENA_MAP_LEN] =
     [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_MAP_LEN];
+
+/// First-page index (in the whole address space) of arena `ai`.
+const fn arena_first_page(ai: usize) -> usize {
+    ai << (ARENA_SHIFT - PAGE_SHIFT)
+}
+
+/// The span-map entry of the page holding `addr`, or null if its arena has no metadata.
+#[inline(always)]
+fn page_entry(addr: usize) -> *const AtomicPtr<Span> {
+    let ai = addr >> ARENA_SHIFT;
+    if ai >= ARENA_MAP_LEN {
+        return ptr::null();
+    }
+    let biased = ARENA_MAP[ai].load(Ordering::Acquire);
+    if biased.is_null() {
+        return ptr::null();
+    }
+    // In bounds of the arena's `spans`: the page index within the arena is
+    // `(addr >> PAGE_SHIFT) - arena_first_page(ai)`, below ARENA_PAGES.
+    biased.wrapping_add(addr >> PAGE_SHIFT)
+}
 
 /// Heap-wide byte counters, readable without the lock. See [`crate::stats`].
 pub struct HeapCounters {
@@ -146,25 +172,24 @@ pub fn span_of(addr: usize) -> *mut Span {
     if ai >= ARENA_MAP_LEN {
         return ptr::null_mut();
     }
-    let meta = ARENA_MAP[ai].load(Ordering::Acquire);
-    if meta.is_null() {
+    let biased = ARENA_MAP[ai].load(Ordering::Acquire);
+    if biased.is_null() {
         return ptr::null_mut();
     }
-    let page = (addr >> PAGE_SHIFT) & (ARENA_PAGES - 1);
-    // SAFETY: arena metadata is never freed once published.
-    unsafe { (*meta).spans[page].load(Ordering::Acquire) }
+    // SAFETY: the entry of `addr`'s page in a published arena's metadata (see `page_entry`),
+    // which is never freed.
+    unsafe { (*biased.wrapping_add(addr >> PAGE_SHIFT)).load(Ordering::Acquire) }
 }
 
 /// Enters `s` (or null) for pages `[base, base+npages)`, or only the first when `first_only`.
 fn map_span(base: usize, npages: usize, s: *mut Span, first_only: bool) {
     let n = if first_only { 1 } else { npages };
     for i in 0..n {
-        let a = base + i * PAGE_SIZE;
-        let meta = ARENA_MAP[a >> ARENA_SHIFT].load(Ordering::Acquire);
-        debug_assert!(!meta.is_null());
+        let e = page_entry(base + i * PAGE_SIZE);
+        debug_assert!(!e.is_null());
         // SAFETY: every page we hand out lies in an arena whose metadata was published when
         // the arena (or huge mapping) was added, and metadata is never freed.
-        unsafe { (*meta).spans[(a >> PAGE_SHIFT) & (ARENA_PAGES - 1)].store(s, Ordering::Release) };
+        unsafe { (*e).store(s, Ordering::Release) };
     }
 }
 
@@ -179,13 +204,20 @@ fn ensure_meta(addr: usize) -> bool {
     if !ARENA_MAP[ai].load(Ordering::Acquire).is_null() {
         return true;
     }
+    // One spare OS page: should the biased pointer of the mapping come out null (the mapping
+    // at exactly `arena_first_page(ai)` entries of 8 bytes), the metadata starts a page later.
     let size = core::mem::size_of::<ArenaMeta>();
-    let m = os::reserve(size, os::OS_PAGE_SIZE);
+    let m = os::reserve(size + os::OS_PAGE_SIZE, os::OS_PAGE_SIZE);
     if m.is_null() {
         return false;
     }
+    let first = arena_first_page(ai);
+    let mut spans = m.cast::<AtomicPtr<Span>>();
+    if spans.wrapping_sub(first).is_null() {
+        spans = spans.wrapping_byte_add(os::OS_PAGE_SIZE);
+    }
     // Zeroed memory is a valid ArenaMeta (all null pointers).
-    ARENA_MAP[ai].store(m.cast(), Ordering::Release);
+    ARENA_MAP[ai].store(spans.wrapping_sub(first), Ordering::Release);
     true
 }
 
