@@ -1,0 +1,167 @@
+//! The `goheap` tool: `goheap binary-trees 10` prints exactly the Benchmarks Game's expected
+//! output (`binarytrees-output.txt`), with one thread and with `--threads 2`, and with
+//! `GOHEAP_DEBUG=gctrace=1` every collection prints one line on stderr in Go's
+//! `GODEBUG=gctrace=1` format.
+
+use std::process::{Command, Output};
+
+const EXPECTED_10: &str = "stretch tree of depth 11\t check: 4095
+1024\t trees of depth 4\t check: 31744
+256\t trees of depth 6\t check: 32512
+64\t trees of depth 8\t check: 32704
+16\t trees of depth 10\t check: 32752
+long lived tree of depth 10\t check: 2047
+";
+
+fn goheap(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_goheap"));
+    cmd.args(args)
+        .env_remove("GOHEAP_GOGC")
+        .env_remove("GOHEAP_MEMLIMIT")
+        .env_remove("GOHEAP_DEBUG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("cannot run the goheap binary");
+    assert!(
+        out.status.success(),
+        "goheap {args:?} failed: {:?}\nstderr:\n{}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn stdout(o: &Output) -> &str {
+    std::str::from_utf8(&o.stdout).expect("stdout is not UTF-8")
+}
+
+#[test]
+fn binary_trees_10_prints_the_expected_output() {
+    let one = goheap(&["binary-trees", "10", "--quiet"], &[]);
+    assert_eq!(stdout(&one), EXPECTED_10);
+    let two = goheap(&["binary-trees", "10", "--threads", "2", "--quiet"], &[]);
+    assert_eq!(stdout(&two), EXPECTED_10, "--threads 2 changed the output");
+    // The statistics go to stderr, never to stdout (even without --quiet).
+    let loud = goheap(&["binary-trees", "10"], &[]);
+    assert_eq!(stdout(&loud), EXPECTED_10);
+}
+
+#[test]
+fn binary_trees_rejects_bad_arguments() {
+    for args in [
+        &["binary-trees", "ten"][..],
+        &["binary-trees", "10", "--threads", "0"],
+        &["binary-trees", "10", "--threads"],
+        &["binary-trees", "10", "11"],
+        &["no-such-command"],
+        &[],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_goheap"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "goheap {args:?}");
+        assert!(out.stdout.is_empty(), "goheap {args:?}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
+    }
+}
+
+/// Go's gctrace line, as a small pattern: `D` is `\d+`, `N` is `[\d.]+`, `T` is
+/// `\d+\.\d{3}`; everything else is literal. The regex:
+/// `^gc \d+ @\d+\.\d{3}s \d+%: [\d.]+\+[\d.]+\+[\d.]+ ms clock, [\d.]+\+[\d.]+/[\d.]+/[\d.]+\+[\d.]+ ms cpu, \d+->\d+->\d+ MB, \d+ MB goal, 0 MB stacks, 0 MB globals, \d+ P( \(forced\))?$`
+const GCTRACE: &str = "gc D @Ts D%: N+N+N ms clock, N+N/N/N+N ms cpu, D->D->D MB, D MB goal, 0 MB stacks, 0 MB globals, D P";
+
+fn is_gctrace(line: &str) -> bool {
+    let line = line.strip_suffix(" (forced)").unwrap_or(line);
+    let mut s = line.as_bytes();
+    let take = |s: &mut &[u8], dot: bool| {
+        let n = s
+            .iter()
+            .take_while(|c| c.is_ascii_digit() || (dot && **c == b'.'))
+            .count();
+        *s = &s[n..];
+        n
+    };
+    for &p in GCTRACE.as_bytes() {
+        let ok = match p {
+            b'D' => take(&mut s, false) > 0,
+            b'N' => take(&mut s, true) > 0,
+            b'T' => {
+                let int = take(&mut s, false) > 0;
+                let dot = s.first() == Some(&b'.');
+                if dot {
+                    s = &s[1..];
+                }
+                int && dot && take(&mut s, false) == 3
+            }
+            c => {
+                let ok = s.first() == Some(&c);
+                if ok {
+                    s = &s[1..];
+                }
+                ok
+            }
+        };
+        if !ok {
+            return false;
+        }
+    }
+    s.is_empty()
+}
+
+#[test]
+fn gctrace_pattern() {
+    assert!(is_gctrace("gc 6 @0.051s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"));
+    assert!(is_gctrace("gc 12 @1.000s 3%: 0+1.2+0 ms clock, 0+0/2.4/0+0 ms cpu, 4->4->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P (forced)"));
+    assert!(!is_gctrace("gc 6 @0.05s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"));
+    assert!(!is_gctrace("gc 6 @0.051s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P "));
+    assert!(!is_gctrace("gc 6 @0.051s 11%: 0.012+16 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"));
+}
+
+fn gctrace_lines(stderr: &str) -> Vec<&str> {
+    stderr.lines().filter(|l| l.starts_with("gc ")).collect()
+}
+
+#[test]
+fn gctrace_prints_go_format_lines() {
+    for threads in ["1", "2"] {
+        let out = goheap(
+            &["binary-trees", "14", "--threads", threads],
+            &[("GOHEAP_DEBUG", "gctrace=1")],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let lines = gctrace_lines(&stderr);
+        // The summary's own count of cycles.
+        let cycles: usize = stderr
+            .lines()
+            .find_map(|l| l.strip_prefix("gc-cycles: "))
+            .expect("no gc-cycles line")
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(cycles >= 2, "binary-trees 14 ran only {cycles} collections");
+        assert_eq!(lines.len(), cycles, "one gctrace line per cycle:\n{stderr}");
+        for (i, l) in lines.iter().enumerate() {
+            assert!(is_gctrace(l), "not Go's gctrace format: {l:?}");
+            assert!(
+                l.starts_with(&format!("gc {} @", i + 1)),
+                "cycles numbered from 1 in order: {l:?}"
+            );
+            assert!(
+                !l.ends_with("(forced)"),
+                "binary-trees never forces a cycle: {l:?}"
+            );
+        }
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).lines().count(),
+            1 + 6 + 1, // stretch, depths 4..=14 step 2, long lived
+            "gctrace must not go to stdout"
+        );
+    }
+    // gctrace=0 turns the lines off, even though the tool defaults to gctrace.
+    let out = goheap(&["binary-trees", "12"], &[("GOHEAP_DEBUG", "gctrace=0")]);
+    assert!(gctrace_lines(&String::from_utf8_lossy(&out.stderr)).is_empty());
+    let out = goheap(&["binary-trees", "12", "--quiet"], &[]);
+    assert!(gctrace_lines(&String::from_utf8_lossy(&out.stderr)).is_empty());
+}
