@@ -161,38 +161,44 @@ fn alloc_aligned(align: usize, size: usize) -> *mut u8 {
 /// Callable from any thread, as C's `malloc`.
 #[no_mangle]
 pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
-    // The fast path: a small request on a thread that has its cache. No `init::ensure()`
-    // here: a thread's first allocation always comes through `malloc_slow` (no cache yet),
-    // and so did the very first allocation of the process, so the scavenger mode is set
-    // before any heap growth. (A thread that gets its cache by freeing first frees a
-    // pointer some earlier allocation made.)
+    // The fast path: a small request served from the current window. No `init::ensure()`
+    // here: a thread's first allocation always takes the slow path (its slot holds a state,
+    // whose windows are empty, and `malloc_refill` sends it to `malloc_slow`), and so did
+    // the very first allocation of the process, so the scavenger mode is set before any
+    // heap growth. (A thread that gets its cache by freeing first frees a pointer some
+    // earlier allocation made.)
     if size <= MAX_SMALL_SIZE {
-        let c = goheap::cache::current();
-        if !c.is_null() {
-            // SAFETY: `size <= MAX_SMALL_SIZE` keeps the index in the table; `c` is this
-            // thread's live cache and the table holds classes of the size-class table.
-            unsafe {
-                let class = *C_CLASS.get_unchecked((size + 7) >> 3) as usize;
-                let p = (*c).alloc_from_window(class);
-                if !p.is_null() {
-                    return p.cast();
-                }
-                // A jump: the fast path keeps no stack frame.
-                return malloc_refill(c, class);
+        let c = goheap::cache::raw();
+        // SAFETY: `size <= MAX_SMALL_SIZE` keeps the index in the table, which holds classes
+        // of the size-class table; `c` is this thread's slot value.
+        unsafe {
+            let class = *C_CLASS.get_unchecked((size + 7) >> 3) as usize;
+            let p = goheap::cache::alloc_from_slot(c, class);
+            if !p.is_null() {
+                return p.cast();
             }
+            // A jump: the fast path keeps no stack frame.
+            return malloc_refill(c, class, size);
         }
     }
     malloc_slow(size)
 }
 
-/// `malloc` when the current span's window of `class` is empty.
+/// `malloc` when the current window of `class` is empty, or the thread has no cache yet.
 ///
 /// # Safety
-/// `c` is the calling thread's live cache and `class` a size class.
+/// `c` is the calling thread's slot value, `class` the size class of `size`.
 #[cold]
 #[inline(never)]
-unsafe extern "C" fn malloc_refill(c: *mut goheap::cache::Cache, class: usize) -> *mut c_void {
-    // SAFETY: caller's contract; the window of `class` was just found empty.
+unsafe extern "C" fn malloc_refill(
+    c: *mut goheap::cache::Cache,
+    class: usize,
+    size: size_t,
+) -> *mut c_void {
+    if goheap::cache::is_state(c) {
+        return malloc_slow(size);
+    }
+    // SAFETY: caller's contract; `c` is a live cache whose window of `class` is empty.
     checked(unsafe { (*c).refill(class) })
 }
 

@@ -108,35 +108,17 @@ pub(crate) struct PoolHead(*mut Cache);
 unsafe impl Send for PoolHead {}
 
 /// A span with no free objects, the `current` of every class that has none: the fast path
-/// then needs no null check. Made once, from OS memory, never owned by anyone.
-static SENTINEL: AtomicPtr<Span> = AtomicPtr::new(ptr::null_mut());
+/// then needs no null check. All zero: no window, no free object (`nfree` is `attention -
+/// credit` = 0), never owned, never mapped, never written.
+static SENTINEL: Span = {
+    // SAFETY: every field of `Span` (integers, `Cell`s and atomics of integers and raw
+    // pointers, `bool`s, `ListTag::None` = 0, the remote bitmap) is valid all zero.
+    unsafe { core::mem::zeroed() }
+};
 
 #[inline(always)]
 fn sentinel() -> *mut Span {
-    SENTINEL.load(Ordering::Relaxed)
-}
-
-fn init_sentinel() -> bool {
-    if !SENTINEL.load(Ordering::Acquire).is_null() {
-        return true;
-    }
-    let _g = pool_lock();
-    if !SENTINEL.load(Ordering::Acquire).is_null() {
-        return true;
-    }
-    let p = os::reserve(
-        os::OS_PAGE_SIZE
-            .max(core::mem::size_of::<Span>())
-            .next_multiple_of(os::OS_PAGE_SIZE),
-        os::OS_PAGE_SIZE,
-    ) as *mut Span;
-    if p.is_null() {
-        return false;
-    }
-    // SAFETY: fresh OS memory, suitably aligned and sized.
-    unsafe { p.write(Span::new()) };
-    SENTINEL.store(p, Ordering::Release);
-    true
+    &SENTINEL as *const Span as *mut Span
 }
 
 fn pool_lock() -> MutexGuard<'static, PoolHead> {
@@ -147,9 +129,6 @@ impl Cache {
     /// Takes a cache from the pool, or makes one from OS memory. Null if out of memory.
     fn acquire() -> *mut Cache {
         crate::span::detect_cpu();
-        if !init_sentinel() {
-            return ptr::null_mut();
-        }
         let mut pool = pool_lock();
         let c = pool.0;
         let c = if !c.is_null() {
@@ -631,15 +610,76 @@ pub fn for_each_cache(mut f: impl FnMut(&Cache)) {
 }
 
 // ---- Thread-local access ----------------------------------------------------------------
+//
+// The slot holds the thread's cache, or one of three *state* values: the thread has no
+// cache yet (`FRESH`, the slot's initial value), its cache is being made (`INITIALIZING`),
+// or it was retired (`DEAD`). A state value is not null but points `CURRENT_OFFSET` bytes
+// before an entry of `EMPTY_CURRENT`, so reading "its" `current[class]` gives the sentinel,
+// whose window is empty: the allocation fast path reads the slot and the window without
+// first asking whether the thread has a cache, and only the refill (`alloc_refill`) tells a
+// state from a cache. No state value is a cache address, so none equals a span's owner.
 
-/// Slot values below this are states, not caches.
-const STATE_MAX: usize = 2;
+/// Where `current` sits in a `Cache`.
+pub(crate) const CURRENT_OFFSET: usize = core::mem::offset_of!(Cache, current);
+
+/// The `current` array that the state values point into: the sentinel for every class,
+/// from each of the three states.
+pub(crate) static EMPTY_CURRENT: [AtomicPtr<Span>; NUM_CLASSES + 2] =
+    [const { AtomicPtr::new(&SENTINEL as *const Span as *mut Span) }; NUM_CLASSES + 2];
+
+/// The thread has no cache yet: the slot's initial value.
+const FRESH: usize = 0;
 /// The thread's cache is being created: allocations meanwhile use the fallback.
 const INITIALIZING: usize = 1;
 /// The thread's cache has been retired (thread exit): the fallback serves it from now on.
 const DEAD: usize = 2;
 
-/// The thread's cache slot ([`crate::tls`]): a cache address or a state value.
+/// The slot value of state `k`. Only ever used as an address to read `current` through
+/// (wrapping arithmetic: it lies outside any object until `CURRENT_OFFSET` is added back).
+#[inline(always)]
+fn state(k: usize) -> *mut Cache {
+    EMPTY_CURRENT
+        .as_ptr()
+        .wrapping_add(k)
+        .cast::<u8>()
+        .wrapping_sub(CURRENT_OFFSET)
+        .cast::<Cache>()
+        .cast_mut()
+}
+
+/// True if the slot value `c` is a state, not a cache.
+#[inline(always)]
+pub fn is_state(c: *mut Cache) -> bool {
+    (c as usize).wrapping_sub(state(FRESH) as usize) <= (DEAD - FRESH) * 8
+}
+
+/// True if the calling thread never had a cache.
+pub fn is_fresh() -> bool {
+    slot() == state(FRESH)
+}
+
+/// The allocation fast path straight from a slot value: an object from the current window
+/// of `class` in the cache `c`, or null when that window is empty or `c` is a state (whose
+/// windows are all the sentinel's). Then [`alloc_refill`] takes over.
+///
+/// # Safety
+/// `c` is the calling thread's slot value ([`raw`]) and `class < NUM_CLASSES`.
+#[inline(always)]
+pub unsafe fn alloc_from_slot(c: *mut Cache, class: usize) -> *mut u8 {
+    // A place computed without a reference to `*c`, which may be a state: for a cache it is
+    // `(*c).current[class]`, for a state an entry of `EMPTY_CURRENT` (both in bounds).
+    let cur = c
+        .cast::<u8>()
+        .wrapping_add(CURRENT_OFFSET)
+        .cast::<AtomicPtr<Span>>()
+        .wrapping_add(class);
+    // SAFETY: see above; the span is the cache's current span (owned by this thread) or the
+    // sentinel.
+    unsafe { (*(*cur).load(Ordering::Relaxed)).alloc_from_window() }
+}
+
+/// The thread's cache slot ([`crate::tls`]): a cache address or a state value. Its initial
+/// value (`FRESH`) is set in `tls.rs`.
 #[inline(always)]
 fn slot() -> *mut Cache {
     crate::tls::get().cast()
@@ -650,9 +690,9 @@ fn set_slot(c: *mut Cache) {
     crate::tls::set(c.cast())
 }
 
-/// The calling thread's raw cache slot: a cache address, or a state value (null,
-/// `INITIALIZING`, `DEAD`). No state value equals a span owner, so `raw() == owner` is the
-/// whole "do I own this span" test.
+/// The calling thread's raw cache slot: a cache address, or a state value (see
+/// [`is_state`]). No state value equals a span owner, so `raw() == owner` is the whole "do I
+/// own this span" test.
 #[inline(always)]
 pub fn raw() -> *mut Cache {
     slot()
@@ -662,10 +702,10 @@ pub fn raw() -> *mut Cache {
 #[inline(always)]
 pub fn current() -> *mut Cache {
     let c = slot();
-    if c as usize > STATE_MAX {
-        c
-    } else {
+    if is_state(c) {
         ptr::null_mut()
+    } else {
+        c
     }
 }
 
@@ -679,7 +719,7 @@ unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
     if c.is_null() {
         return;
     }
-    set_slot(DEAD as *mut Cache);
+    set_slot(state(DEAD));
     // SAFETY: the key's value is this thread's cache, which nothing else uses.
     unsafe {
         (*c).retire();
@@ -695,14 +735,14 @@ unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
 #[cold]
 #[inline(never)]
 pub fn init_thread() -> *mut Cache {
-    let state = slot();
-    if state as usize == INITIALIZING || state as usize == DEAD {
+    let c = slot();
+    if c == state(INITIALIZING) || c == state(DEAD) {
         return ptr::null_mut();
     }
-    if state as usize > STATE_MAX {
-        return state;
+    if !is_state(c) {
+        return c;
     }
-    set_slot(INITIALIZING as *mut Cache);
+    set_slot(state(INITIALIZING));
     let key = *EXIT_KEY.get_or_init(|| {
         let mut k: libc::pthread_key_t = 0;
         // SAFETY: `k` is a valid out-pointer; the destructor has the required signature.
@@ -711,7 +751,7 @@ pub fn init_thread() -> *mut Cache {
     });
     let c = Cache::acquire();
     if c.is_null() {
-        set_slot(ptr::null_mut());
+        set_slot(state(FRESH));
         return c;
     }
     if let Some(key) = key {
@@ -750,7 +790,7 @@ pub fn retire_current_thread() {
     if c.is_null() {
         return;
     }
-    set_slot(INITIALIZING as *mut Cache);
+    set_slot(state(INITIALIZING));
     // SAFETY: `c` is this thread's cache and nothing else uses it; the exit key still names
     // it, so we clear the key before recycling.
     unsafe {
@@ -759,5 +799,5 @@ pub fn retire_current_thread() {
         }
         on_thread_exit(c.cast());
     }
-    set_slot(ptr::null_mut());
+    set_slot(state(FRESH));
 }

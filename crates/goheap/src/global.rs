@@ -56,12 +56,32 @@ pub extern "C" fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 
 #[inline(always)]
 fn alloc_class(class: usize) -> *mut u8 {
-    let c = cache::current();
-    if !c.is_null() {
-        // SAFETY: `c` is this thread's live cache.
-        return unsafe { (*c).alloc(class) };
+    let c = cache::raw();
+    // SAFETY: `c` is this thread's slot value; `class` comes from the size-class table.
+    unsafe {
+        let p = cache::alloc_from_slot(c, class);
+        if !p.is_null() {
+            return p;
+        }
+        alloc_refill(c, class)
     }
-    alloc_class_nocache(class)
+}
+
+/// Slow path of [`cache::alloc_from_slot`]: refills the window of `class` in the thread's
+/// cache `c`, or, when `c` is a state (the thread has no cache), gives the thread its cache
+/// or serves it from the fallback. Null only when out of memory.
+///
+/// # Safety
+/// `c` is the calling thread's slot value ([`cache::raw`]), `class` a size class, and the
+/// window of `class` was just found empty.
+#[cold]
+#[inline(never)]
+pub unsafe extern "C" fn alloc_refill(c: *mut cache::Cache, class: usize) -> *mut u8 {
+    if cache::is_state(c) {
+        return alloc_class_nocache(class);
+    }
+    // SAFETY: caller's contract; `c` is a live cache.
+    unsafe { (*c).refill(class) }
 }
 
 #[cold]
@@ -171,7 +191,7 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
         return;
     }
     let mut c = cache::current();
-    if c.is_null() && cache::raw().is_null() {
+    if c.is_null() && cache::is_fresh() {
         // A thread that frees before it ever allocated (a consumer thread) gets its cache
         // now, so that it counts its frees in its own counters instead of contending on
         // a global one.

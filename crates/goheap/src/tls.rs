@@ -17,7 +17,7 @@
 //! Without the feature (goheap linked into an executable, where `thread_local!` is already a
 //! single `mov %fs:OFFSET`), or on other targets, a `thread_local!` holds the slot.
 
-/// Reads the calling thread's slot (null until [`set`] is called on this thread).
+/// Reads the calling thread's slot ([`INITIAL`] until [`set`] is called on this thread).
 #[inline(always)]
 pub fn get() -> *mut u8 {
     imp::get()
@@ -29,24 +29,35 @@ pub fn set(v: *mut u8) {
     imp::set(v)
 }
 
+/// Every thread's slot starts as this: the cache module's "no cache yet" state, a pointer
+/// into static memory (see `cache.rs`), so that the allocation fast path can read through
+/// the slot before the thread has a cache.
+pub const INITIAL: *mut u8 = (&raw const crate::cache::EMPTY_CURRENT)
+    .cast::<u8>()
+    .wrapping_sub(crate::cache::CURRENT_OFFSET)
+    .cast_mut();
+
 #[cfg(all(
     target_arch = "x86_64",
     target_os = "linux",
     feature = "initial-exec-tls"
 ))]
 mod imp {
-    // One 8-byte, zero-initialised TLS object (.tbss), hidden so that it binds inside the
-    // module that defines it.
+    // One 8-byte TLS object (.tdata), initialised to `INITIAL` (the dynamic linker relocates
+    // the TLS initialisation image before it copies it for any thread), hidden so that it
+    // binds inside the module that defines it.
     core::arch::global_asm!(
-        ".section .tbss,\"awT\",@nobits",
+        ".section .tdata,\"awT\",@progbits",
         ".p2align 3",
         ".hidden goheap_thread_slot",
         ".globl goheap_thread_slot",
         ".type goheap_thread_slot,@object",
         ".size goheap_thread_slot,8",
         "goheap_thread_slot:",
-        ".zero 8",
+        ".quad {empty} - {offset}",
         ".text",
+        empty = sym crate::cache::EMPTY_CURRENT,
+        offset = const crate::cache::CURRENT_OFFSET,
     );
 
     #[inline(always)]
@@ -91,7 +102,7 @@ mod imp {
     use core::cell::Cell;
 
     thread_local! {
-        static SLOT: Cell<*mut u8> = const { Cell::new(core::ptr::null_mut()) };
+        static SLOT: Cell<*mut u8> = const { Cell::new(super::INITIAL) };
     }
 
     #[inline(always)]
@@ -113,9 +124,10 @@ mod tests {
         super::set(0x1000 as *mut u8);
         assert_eq!(super::get() as usize, 0x1000);
         std::thread::spawn(|| {
-            assert!(
-                super::get().is_null(),
-                "a new thread starts with an empty slot"
+            assert_eq!(
+                super::get(),
+                super::INITIAL,
+                "a new thread starts with the initial value"
             );
             super::set(0x2000 as *mut u8);
             assert_eq!(super::get() as usize, 0x2000);
