@@ -569,3 +569,61 @@ fn gctrace_lines_match_go_format() {
         );
     }
 }
+
+/// Another heap holding 40 MiB of live data, for the tests of the limit below.
+fn other_heap() -> (Heap, Root<Live<'static>>, usize) {
+    let other = heap_with(100, pacer::NO_LIMIT);
+    let live = make_live(&other, 40);
+    other.collect();
+    let inuse = other.stats().heap_inuse;
+    assert!(inuse >= 40 * MIB);
+    (other, live, inuse)
+}
+
+fn assert_room_left(s: &GcStats, other_inuse: usize, limit: usize) {
+    assert!(
+        s.next_gc + other_inuse <= limit,
+        "goal {} MiB + other heap {} MiB passes the {} MiB limit: {s:?}",
+        s.next_gc / MIB,
+        other_inuse / MIB,
+        limit / MIB
+    );
+}
+
+/// The memory limit counts what other heaps hold: with another heap holding 40 MiB, this
+/// heap's goal leaves room for it.
+#[test]
+fn memory_limit_counts_other_heaps() {
+    let _g = serial();
+    let limit = 128 * MIB;
+    let (_other, _other_live, other_inuse) = other_heap();
+    let heap = heap_with(-1, limit as i64);
+    let _live = make_live(&heap, 4);
+    heap.collect();
+    assert_room_left(&heap.stats(), other_inuse, limit);
+    let run = garbage(&heap, 200);
+    assert!(run.cycles >= 2, "{run:?}");
+    assert!(run.peak_inuse + other_inuse <= limit, "{run:?}");
+}
+
+/// The same while this heap holds an object larger than an arena (64 MiB), which has a
+/// mapping of its own: `HeapInner::overhead()` computes "memory of others" as the page
+/// heap's in-use bytes minus this heap's span bytes, but the huge object is in the second
+/// and not in the first, so the other heap's 40 MiB vanish from the account and the goal
+/// ignores them.
+#[test]
+#[ignore = "bug: HeapInner::overhead() subtracts huge-object bytes (over 64 MiB, mapped outside the page heap) that COUNTERS.inuse never counted, so other memory is ignored and the limit is exceeded"]
+fn memory_limit_counts_other_heaps_with_a_huge_object_live() {
+    let _g = serial();
+    let limit = 128 * MIB;
+    let (_other, _other_live, other_inuse) = other_heap();
+    let heap = heap_with(-1, limit as i64);
+    let mut m = heap.mutator();
+    // 65 MiB: over an arena.
+    let _huge =
+        m.enter(|cx| cx.root(cx.alloc_slice_from_iter((0..65 * 128).map(|i| [i as u64; 1024]))));
+    heap.collect();
+    let s = heap.stats();
+    assert!(s.last_marked >= 65 * MIB);
+    assert_room_left(&s, other_inuse, limit);
+}

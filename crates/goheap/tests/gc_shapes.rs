@@ -437,12 +437,12 @@ fn large_objects_survive_and_are_freed() {
     let mut m = heap.mutator();
     let drops = Arc::new(AtomicUsize::new(0));
     let base = heap.stats().heap_inuse;
-    // 8000 pointers: 64 KiB; 100_000 u64: 800 KiB; 33 KiB of bytes; a large DropCount array.
+    // 8000 pointers: 64 KiB; 100_000 u64: 800 KiB; 33 KiB of bytes; 5000 DropCounts: 40 KiB.
     let (ptrs, words, bytes, arr) = m.enter(|cx| {
         let ptrs = large_pointer_slice(cx, 8000, &drops);
         let words = cx.alloc_slice_from_iter((0..100_000usize).map(|i| i as u64 ^ 0x5555));
         let bytes = cx.alloc_slice_from_iter((0..33 * 1024).map(|i| (i % 251) as u8));
-        let arr = cx.alloc_slice_from_iter((0..3000).map(|_| DropCount(drops.clone())));
+        let arr = cx.alloc_slice_from_iter((0..5000).map(|_| DropCount(drops.clone())));
         (cx.root(ptrs), cx.root(words), cx.root(bytes), cx.root(arr))
     });
     for _ in 0..3 {
@@ -474,13 +474,13 @@ fn large_objects_survive_and_are_freed() {
         let b = cx.get(&bytes);
         assert_eq!(b.len(), 33 * 1024);
         assert!(b.iter().enumerate().all(|(i, &x)| x == (i % 251) as u8));
-        assert_eq!(cx.get(&arr).len(), 3000);
+        assert_eq!(cx.get(&arr).len(), 5000);
     });
     drop((ptrs, words, bytes, arr));
     settle(&heap);
     assert_eq!(
         drops.load(Ordering::SeqCst),
-        3 * 10 * 5000 * 2 + 16_000 + 3000
+        3 * 10 * 5000 * 2 + 16_000 + 5000
     );
     let after = heap.stats();
     assert_eq!(after.heap_objects, 0, "{after:?}");
