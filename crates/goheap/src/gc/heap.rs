@@ -55,6 +55,7 @@ pub struct Config {
     /// `GOHEAP_DEBUG`: `gctrace=1`, `gccheckmark=1`.
     pub debug: DebugFlags,
     /// Threads that mark (GOMAXPROCS): the cores of the machine by default.
+    /// `GOHEAP_PROCS`.
     pub procs: usize,
 }
 
@@ -90,6 +91,12 @@ impl Config {
         }
         if let Ok(v) = std::env::var("GOHEAP_DEBUG") {
             c.debug = pacer::parse_debug(&v);
+        }
+        if let Ok(v) = std::env::var("GOHEAP_PROCS") {
+            match v.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => c.procs = n,
+                _ => eprintln!("goheap: ignoring GOHEAP_PROCS={v:?}: expected a positive number"),
+            }
         }
         c
     }

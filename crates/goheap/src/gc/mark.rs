@@ -22,7 +22,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::HashSet;
 
 use super::ptr::GcType;
-use super::span::span_of;
+use super::span::{span_of, GcSpan};
 use crate::lock::Mutex;
 
 /// A grey object: marked, its fields not yet traced.
@@ -82,6 +82,10 @@ struct Check {
 /// The marker's handle, passed to [`Trace::trace`](super::Trace::trace).
 pub struct Tracer {
     stack: Vec<Grey>,
+    /// The span of the last object marked: consecutive marks mostly hit the same span.
+    last: *const GcSpan,
+    last_base: usize,
+    last_len: usize,
     queue: *const MarkQueue,
     pub(crate) marked_bytes: usize,
     pub(crate) marked_objects: usize,
@@ -92,6 +96,9 @@ impl Tracer {
     pub(crate) fn new(queue: &MarkQueue) -> Tracer {
         Tracer {
             stack: Vec::with_capacity(1024),
+            last: core::ptr::null(),
+            last_base: 0,
+            last_len: 0,
             queue,
             marked_bytes: 0,
             marked_objects: 0,
@@ -113,7 +120,16 @@ impl Tracer {
     /// Marks the object at (or holding, for tiny blocks) `addr`; greys it if it was white.
     #[inline]
     pub(crate) fn mark(&mut self, addr: usize) {
-        let s = span_of(addr);
+        let s: &GcSpan = if addr.wrapping_sub(self.last_base) < self.last_len {
+            // SAFETY: `last` is the live span covering [last_base, last_base + last_len).
+            unsafe { &*self.last }
+        } else {
+            let s = span_of(addr);
+            self.last = s;
+            self.last_base = s.base;
+            self.last_len = if s.large { 1 } else { s.nelems * s.elemsize };
+            s
+        };
         let i = s.index_of(addr);
         if self.check.is_some() {
             return self.check_mark(addr, i);

@@ -164,16 +164,18 @@ impl GcSpan {
     }
 
     /// The marks of objects `64 * w ..` as a bitmap word.
+    ///
+    /// Only while no marker runs (the mark phase that wrote them is over and synchronised
+    /// with the caller): reads the bytes eight at a time with plain loads.
     pub fn mark_word(&self, w: usize) -> u64 {
         let mut bits = 0u64;
         let end = ((w + 1) * 64).min(self.nelems);
         let mut i = w * 64;
         while i + 8 <= end {
-            let mut b = [0u8; 8];
-            for (k, x) in b.iter_mut().enumerate() {
-                *x = self.mark_byte(i + k).load(Ordering::Relaxed);
-            }
-            bits |= pack8(u64::from_le_bytes(b)) << (i - w * 64);
+            // SAFETY: bytes `i..i+8` are inside the mark array (`i + 8 <= nelems <=
+            // marks_cap`), and nobody writes them concurrently (above).
+            let b = unsafe { core::ptr::read_unaligned(self.marks.add(i) as *const u64) };
+            bits |= pack8(b) << (i - w * 64);
             i += 8;
         }
         while i < end {
@@ -185,11 +187,10 @@ impl GcSpan {
         bits
     }
 
-    /// Clears every mark.
+    /// Clears every mark. Only while no marker runs (as `mark_word`).
     pub fn clear_marks(&self) {
-        for i in 0..self.nelems {
-            self.mark_byte(i).store(0, Ordering::Relaxed);
-        }
+        // SAFETY: the array has `marks_cap >= nelems` bytes, nobody accesses them now.
+        unsafe { core::ptr::write_bytes(self.marks as *mut u8, 0, self.nelems) };
     }
 
     /// Which objects were allocated at the end of the cycle, word `w` (module essay).
