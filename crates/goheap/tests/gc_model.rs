@@ -972,9 +972,12 @@ fn concurrent_downgrades_share_one_slot() {
     let shared: Mutex<Option<Root<Targets<'static>>>> = Mutex::new(None);
     let stale = AtomicUsize::new(0);
     let wrong = AtomicUsize::new(0);
+    // How far each thread got in the current round: they downgrade each target together.
+    let progress = [AtomicUsize::new(0), AtomicUsize::new(0)];
     std::thread::scope(|s| {
-        for _ in 0..2 {
+        for me in 0..2 {
             let (heap, gate, shared, stale, wrong) = (&heap, &gate, &shared, &stale, &wrong);
+            let progress = &progress;
             s.spawn(move || {
                 let mut m = heap.mutator();
                 let weaks = m.enter(|cx| {
@@ -982,7 +985,7 @@ fn concurrent_downgrades_share_one_slot() {
                         items: GcRefCell::new(vec![]),
                     }))
                 });
-                for _ in 0..ROUNDS {
+                for round in 0..ROUNDS {
                     gate.wait(); // targets ready
                     let r = shared.lock().unwrap().clone().unwrap();
                     m.enter(|cx| {
@@ -990,7 +993,14 @@ fn concurrent_downgrades_share_one_slot() {
                         let w = cx.get(&weaks);
                         let mut wi = w.items.borrow_mut();
                         wi.clear();
-                        for x in t.items.borrow().iter() {
+                        for (i, x) in t.items.borrow().iter().enumerate() {
+                            // Wait for the other thread to reach the same target (both are
+                            // in sessions, and no collection is due: it cannot stop us).
+                            let step = round * K + i + 1;
+                            progress[me].store(step, Ordering::SeqCst);
+                            while progress[1 - me].load(Ordering::SeqCst) < step {
+                                std::hint::spin_loop();
+                            }
                             wi.push(cx.downgrade(*x));
                         }
                     });
