@@ -639,8 +639,22 @@ impl Span {
     ///
     /// # Safety
     /// The caller owns the span.
+    #[inline]
     pub unsafe fn collect_remote(&self) -> Result<u32, usize> {
         let nwords = self.nelems().div_ceil(64);
+        if self.remote_or(nwords, Ordering::Relaxed) == 0 {
+            return Ok(0);
+        }
+        // SAFETY: the caller owns the span.
+        unsafe { self.collect_remote_words(nwords) }
+    }
+
+    /// [`Span::collect_remote`] once some word may be non-zero.
+    ///
+    /// # Safety
+    /// The caller owns the span; `nwords` is its number of bitmap words.
+    #[inline(never)]
+    unsafe fn collect_remote_words(&self, nwords: usize) -> Result<u32, usize> {
         let mut n = 0;
         for w in 0..nwords {
             if self.remote.0[w].load(Ordering::Relaxed) == 0 {
@@ -672,10 +686,19 @@ impl Span {
 
     /// True if some remote free awaits collection. Any thread may ask.
     pub fn has_remote(&self) -> bool {
-        let nwords = self.nelems().div_ceil(64);
-        self.remote.0[..nwords]
-            .iter()
-            .any(|r| r.load(Ordering::SeqCst) != 0)
+        self.remote_or(self.nelems().div_ceil(64), Ordering::SeqCst) != 0
+    }
+
+    /// The OR of the first `nwords` words of `remote`, each read with `order`. No early exit:
+    /// loads and ORs without a branch per word, for the usual answer (all zero) on spans of up
+    /// to 16 words.
+    #[inline(always)]
+    fn remote_or(&self, nwords: usize, order: Ordering) -> u64 {
+        let mut acc = 0;
+        for r in &self.remote.0[..nwords.min(MAX_WORDS)] {
+            acc |= r.load(order);
+        }
+        acc
     }
 
     /// Parks a full span: from now on the first remote free pushes it onto `home`. Returns
