@@ -145,10 +145,20 @@ impl Tracer {
             // SAFETY: descriptors are 'static.
             let ty: &'static GcType = unsafe { &*s.ty };
             if ty.trace.is_some() {
-                self.stack.push(Grey {
-                    addr: s.addr_of(i),
-                    ty,
-                });
+                let addr = s.addr_of(i);
+                // Start loading the object now: it is traced when popped. Measured at depth
+                // 19 with one marker on the loaded VM: pauses 1.15-1.31 s against 0.97-1.76 s
+                // without (noisy; never clearly worse). Tracing children in reverse order
+                // was measured 2x slower and is not done.
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: a prefetch is a hint; nothing is dereferenced.
+                unsafe {
+                    core::arch::x86_64::_mm_prefetch(
+                        addr as *const i8,
+                        core::arch::x86_64::_MM_HINT_T0,
+                    )
+                };
+                self.stack.push(Grey { addr, ty });
             }
         }
     }
