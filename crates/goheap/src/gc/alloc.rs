@@ -180,7 +180,9 @@ impl Local {
 
     #[inline(always)]
     fn slot(&self, key: usize) -> usize {
-        (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) & self.mask
+        // key = descriptor address << 7 | class: the address's bits above its alignment
+        // (>> 10) mixed with the class; no multiply on the fast path.
+        ((key >> 10) ^ key) & self.mask
     }
 
     /// A small object of pool (`ty`, `class`): its address, or 0 when out of memory.

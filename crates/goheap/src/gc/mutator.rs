@@ -158,6 +158,7 @@ impl Mutator {
         let guard = SessionGuard { m: self };
         let cx = Session {
             heap: &self.heap,
+            inner: &self.heap.inner,
             local: self.shared.local.get(),
             _brand: PhantomData,
             _not_sync: PhantomData,
@@ -188,6 +189,7 @@ impl Drop for Mutator {
 /// An open session: allocation, roots, weak pointers. `'gc` brands every pointer made in it.
 pub struct Session<'gc> {
     heap: &'gc Heap,
+    inner: &'gc HeapInner,
     local: *mut Local,
     _brand: Brand<'gc>,
     _not_sync: PhantomData<*const ()>,
@@ -204,7 +206,7 @@ impl<'gc> Session<'gc> {
     }
 
     pub(crate) fn heap_inner(&self) -> &'gc HeapInner {
-        &self.heap.inner
+        self.inner
     }
 
     /// Raw storage for an object of `size` bytes aligned to `align`, with descriptor `ty`;
@@ -214,11 +216,11 @@ impl<'gc> Session<'gc> {
         let size = size.max(1);
         if align <= 8 && size <= MAX_SMALL_SIZE {
             if tiny_ok && size < TINY_SIZE {
-                return self.local().alloc_tiny(&self.heap.inner, size, align);
+                return self.local().alloc_tiny(self.inner, size, align);
             }
             return self
                 .local()
-                .alloc_small(&self.heap.inner, ty, size_to_class(size));
+                .alloc_small(self.inner, ty, size_to_class(size));
         }
         self.raw_slow(ty, size, align)
     }
@@ -226,7 +228,7 @@ impl<'gc> Session<'gc> {
     #[cold]
     fn raw_slow(&self, ty: &'static ptr::GcType, size: usize, align: usize) -> usize {
         if let Some(c) = size_to_class_aligned(size, align) {
-            return self.local().alloc_small(&self.heap.inner, ty, c);
+            return self.local().alloc_small(self.inner, ty, c);
         }
         if align > PAGE_SIZE || size > isize::MAX as usize / 2 {
             return 0;
