@@ -511,6 +511,8 @@ impl HeapInner {
         self.counters.span_bytes.fetch_add(bytes, Ordering::Relaxed);
         if npages <= ARENA_PAGES {
             pageheap::COUNTERS.inuse.fetch_add(bytes, Ordering::Relaxed);
+        } else {
+            self.counters.huge_bytes.fetch_add(bytes, Ordering::Relaxed);
         }
         let mut p = Pending {
             bytes: bytes as isize,
@@ -545,6 +547,10 @@ impl HeapInner {
         if !large || npages <= ARENA_PAGES {
             pageheap::COUNTERS
                 .inuse
+                .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+        } else {
+            self.counters
+                .huge_bytes
                 .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
         }
         free_large_pages(base, npages);

@@ -126,8 +126,10 @@ pub(crate) struct Counters {
     pub mallocs: AtomicUsize,
     pub frees: AtomicUsize,
     pub freed_bytes: AtomicUsize,
-    /// Bytes of pages in the heap's spans.
+    /// Bytes of pages in the heap's spans (huge objects included).
     pub span_bytes: AtomicUsize,
+    /// Bytes of huge objects (over 64 MiB, mapped outside the page heap).
+    pub huge_bytes: AtomicUsize,
 }
 
 /// What one cycle measured, for statistics and gctrace.
@@ -188,6 +190,10 @@ pub(crate) struct HeapInner {
     world_cv: Condvar,
     /// The trigger was passed; the next session end runs a cycle.
     pub gc_pending: AtomicBool,
+    /// Serialises cycles; held for a whole cycle, including the sweep termination that may
+    /// run destructors, so nothing a destructor may call takes it.
+    cycle: std::sync::Mutex<()>,
+    /// Cycle statistics; locked only briefly, never around user code.
     pub gc: std::sync::Mutex<GcState>,
     pub mutators: Mutex<Vec<Arc<MutatorShared>>>,
     pub pools: Mutex<Pools>,
@@ -276,6 +282,7 @@ impl Heap {
                 world: std::sync::Mutex::new(()),
                 world_cv: Condvar::new(),
                 gc_pending: AtomicBool::new(false),
+                cycle: std::sync::Mutex::new(()),
                 gc: std::sync::Mutex::new(GcState {
                     num_gc: 0,
                     num_forced: 0,
@@ -415,8 +422,14 @@ impl HeapInner {
     /// Memory counted against the limit that is not this heap's object bytes: the rest of
     /// what goheap holds from the OS (other heaps, malloc) and span slack.
     pub(crate) fn overhead(&self) -> usize {
+        // `COUNTERS.inuse` counts page-heap spans only; huge objects are mapped apart.
         let core = crate::heap::COUNTERS.inuse.load(Ordering::Relaxed);
-        let mine = self.counters.span_bytes.load(Ordering::Relaxed);
+        let huge = self.counters.huge_bytes.load(Ordering::Relaxed);
+        let mine = self
+            .counters
+            .span_bytes
+            .load(Ordering::Relaxed)
+            .saturating_sub(huge);
         core.saturating_sub(mine) + (64 << 10)
     }
 
@@ -483,10 +496,10 @@ impl HeapInner {
     // ---- The cycle.
 
     pub(crate) fn run_cycle(self: &Arc<Self>, forced: bool) {
-        let mut gc = if forced {
-            self.gc.lock().unwrap()
+        let _cycle = if forced {
+            self.cycle.lock().unwrap()
         } else {
-            match self.gc.try_lock() {
+            match self.cycle.try_lock() {
                 Ok(g) => g,
                 Err(_) => return,
             }
@@ -568,6 +581,7 @@ impl HeapInner {
             procs: self.procs,
             forced,
         };
+        let mut gc = self.gc.lock().unwrap();
         gc.num_gc += 1;
         if forced {
             gc.num_forced += 1;
@@ -581,14 +595,18 @@ impl HeapInner {
         gc.pauses.push(pause, end_unix);
         gc.last_gc_unix_ns = end_unix;
         gc.last = rec;
+        let trace = self
+            .debug
+            .gctrace
+            .then(|| stats::gctrace_line(&gc, &rec, self.start.elapsed().as_nanos() as u64));
+        drop(gc);
         self.start_the_world();
 
         // 4. Concurrent sweep, and memory back to the OS under a limit.
         self.kick_sweeper();
         self.enforce_limit();
-        if self.debug.gctrace {
-            let elapsed = self.start.elapsed().as_nanos() as u64;
-            stats::print_gctrace(&gc, &rec, elapsed);
+        if let Some(line) = trace {
+            stats::print_line(&line);
         }
     }
 

@@ -201,8 +201,7 @@ pub(crate) fn gctrace_line(g: &GcState, r: &CycleRecord, elapsed_ns: u64) -> Str
     s
 }
 
-pub(crate) fn print_gctrace(g: &GcState, r: &CycleRecord, elapsed_ns: u64) {
-    let line = gctrace_line(g, r, elapsed_ns);
+pub(crate) fn print_line(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 

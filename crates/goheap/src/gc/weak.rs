@@ -112,8 +112,18 @@ impl<'gc> Session<'gc> {
             let s = self.alloc(WeakSlot {
                 target: AtomicUsize::new(target),
             });
-            h.specials.lock().entry(target).or_default().weak = Gc::addr(s);
-            s
+            // Another thread may have registered a slot for the same target meanwhile: the
+            // first one registered wins and ours becomes garbage. (Every slot handed out
+            // must be in the table, or mark termination could not clear it.)
+            let mut sp = h.specials.lock();
+            let e = sp.entry(target).or_default();
+            if e.weak == 0 {
+                e.weak = Gc::addr(s);
+                s
+            } else {
+                // SAFETY: as above: a registered slot is live.
+                unsafe { Gc::from_addr(e.weak) }
+            }
         };
         Weak {
             slot,
