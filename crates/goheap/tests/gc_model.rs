@@ -142,6 +142,16 @@ struct Board<'gc> {
 
 type NodeRoot = Root<Node<'static>>;
 
+/// The address of a weak pointer's slot (a `Weak` is one pointer to its slot).
+fn slot_addr<T>(w: &Weak<'_, T>) -> usize {
+    assert_eq!(
+        std::mem::size_of::<Weak<'_, T>>(),
+        std::mem::size_of::<usize>()
+    );
+    // SAFETY: `Weak` is a `Gc` to its slot plus a zero-sized marker: one non-null word.
+    unsafe { std::mem::transmute_copy::<Weak<'_, T>, usize>(w) }
+}
+
 /// Panics unless `n` is intact.
 fn verify(n: &Node) {
     assert_eq!(n.sum, checksum(n.id), "node {} checksum corrupted", n.id);
@@ -305,6 +315,8 @@ struct World {
     reached: Mutex<HashSet<u64>>,
     /// Ids with weak pointers, per thread, at the last checkpoint.
     weak_ids: Mutex<Vec<HashSet<u64>>>,
+    /// The 16-byte blocks holding the weak slots the threads hold (slots are tiny objects).
+    weak_blocks: Mutex<HashSet<usize>>,
     /// The reachable set the main thread computed at this checkpoint.
     live: Mutex<HashSet<u64>>,
     stop: AtomicBool,
@@ -651,6 +663,16 @@ impl<'w> Worker<'w> {
                 self.roots.push(item);
             }
             self.w.weak_ids.lock().unwrap()[self.me as usize] = self.weak_ids.clone();
+            let blocks: Vec<usize> = {
+                let heap = self.w.heap.clone();
+                let mut m = heap.mutator();
+                m.enter(|cx| {
+                    let wl = cx.get(&self.weak);
+                    let items = wl.items.borrow();
+                    items.iter().map(|(_, w)| slot_addr(w) & !15).collect()
+                })
+            };
+            self.w.weak_blocks.lock().unwrap().extend(blocks);
             g.wait(); // B: main collects and checks the records
             g.wait(); // C: main computed the live set
             let live = self.w.live.lock().unwrap().clone();
@@ -689,6 +711,7 @@ fn run_model(seed: u64, p: &Params) {
         done: AtomicUsize::new(0),
         reached: Mutex::new(HashSet::new()),
         weak_ids: Mutex::new(vec![HashSet::new(); THREADS]),
+        weak_blocks: Mutex::new(HashSet::new()),
         live: Mutex::new(HashSet::new()),
         stop: AtomicBool::new(false),
         board,
@@ -880,11 +903,16 @@ fn main_loop(w: &World, seed: u64, p: &Params) {
             // Statistics.
             let s = heap.stats();
             let slots: usize = w.weak_ids.lock().unwrap().iter().map(|s| s.len()).sum();
-            let fixed = 2 * live.len() + THREADS + 1;
+            let blocks = std::mem::take(&mut *w.weak_blocks.lock().unwrap()).len();
             assert!(
-                s.heap_objects >= fixed + slots.div_ceil(2) && s.heap_objects <= fixed + slots,
-                "{ctx}: heap_objects {} for {} live nodes (x2), {THREADS} weak lists and {slots} weak slots: {s:?}",
+                blocks <= slots && blocks >= slots.div_ceil(2),
+                "{ctx}: {blocks} blocks for {slots} slots"
+            );
+            // Each live node and its payload, the weak lists, the board, the blocks of slots.
+            assert_eq!(
                 s.heap_objects,
+                2 * live.len() + THREADS + 1 + blocks,
+                "{ctx}: heap_objects for {} live nodes (x2), {THREADS} weak lists, the board and {blocks} blocks of weak slots: {s:?}",
                 live.len()
             );
             // Roots: the model's, the weak lists', the board's (the main thread's and one

@@ -544,3 +544,96 @@ fn huge_object_survives_and_is_freed() {
     settle(&heap);
     assert!(heap.stats().heap_inuse < base + (1 << 20));
 }
+
+// ---- Slices built from iterators that misbehave.
+
+/// A destructor-counted element that records its index.
+#[derive(Trace)]
+#[trace(static)]
+struct Elem {
+    i: u64,
+    _count: DropCount,
+}
+
+/// The iterator of `alloc_slice_from_iter` panics half-way: the elements already moved in
+/// are dropped once (by the sweeper), the others by the unwinding iterator, none twice,
+/// and the mutator keeps working.
+#[test]
+fn slice_iterator_that_panics() {
+    let heap = Heap::with_config(config());
+    let mut m = heap.mutator();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let made = Arc::new(AtomicUsize::new(0));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        m.enter(|cx| {
+            let (d, mk) = (drops.clone(), made.clone());
+            cx.alloc_slice_from_iter((0..100usize).map(move |i| {
+                assert!(i != 60, "iterator panics at element 60");
+                mk.fetch_add(1, Ordering::SeqCst);
+                Elem {
+                    i: i as u64,
+                    _count: DropCount(d.clone()),
+                }
+            }));
+        })
+    }));
+    assert!(r.is_err());
+    settle(&heap);
+    assert_eq!(made.load(Ordering::SeqCst), 60);
+    assert_eq!(drops.load(Ordering::SeqCst), 60);
+    assert_eq!(heap.stats().heap_objects, 0);
+    let kept = m.enter(|cx| {
+        let s = cx.alloc_slice_from_iter((0..10usize).map(|i| Elem {
+            i: i as u64,
+            _count: DropCount(drops.clone()),
+        }));
+        cx.root(s)
+    });
+    settle(&heap);
+    m.enter(|cx| {
+        let s = cx.get(&kept);
+        assert!(s.iter().enumerate().all(|(k, e)| e.i == k as u64));
+    });
+    drop(kept);
+    settle(&heap);
+    assert_eq!(drops.load(Ordering::SeqCst), 70);
+}
+
+/// An `ExactSizeIterator` whose `len()` promises more items than it yields.
+struct Short {
+    next: u64,
+    end: u64,
+}
+impl Iterator for Short {
+    type Item = Elem;
+    fn next(&mut self) -> Option<Elem> {
+        (self.next < self.end).then(|| {
+            self.next += 1;
+            Elem {
+                i: self.next - 1,
+                _count: DropCount(Arc::new(AtomicUsize::new(0))),
+            }
+        })
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (1000, Some(1000))
+    }
+}
+impl ExactSizeIterator for Short {}
+
+/// The slice holds exactly the items the iterator gave, however long it said it was.
+#[test]
+fn slice_iterator_shorter_than_its_len() {
+    let heap = Heap::with_config(config());
+    let mut m = heap.mutator();
+    let s = m.enter(|cx| cx.root(cx.alloc_slice_from_iter(Short { next: 0, end: 10 })));
+    settle(&heap);
+    m.enter(|cx| {
+        let g = cx.get(&s);
+        assert_eq!(g.len(), 10);
+        assert!(g.iter().enumerate().all(|(k, e)| e.i == k as u64));
+    });
+    drop(s);
+    settle(&heap);
+    assert_eq!(heap.stats().heap_objects, 0);
+}
