@@ -404,7 +404,9 @@ fn gctrace_pattern_itself() {
 const CHILD_ENV: &str = "GOHEAP_LIMITS_TEST_CHILD";
 
 /// In a child process: prints the configuration read from the environment, then runs a few
-/// cycles (one forced) so that gctrace, if on, prints.
+/// cycles so that gctrace, if on, prints: automatic ones, then three forced ones, the last
+/// right after the live heap shrank from 10 to 2 MiB (so that its goal, 20 MiB, differs from
+/// the goal it leaves for the next cycle, 4 MiB).
 fn child() {
     let c = Config::from_env();
     println!(
@@ -422,6 +424,12 @@ fn child() {
     let _live = make_live(&heap, 2);
     garbage(&heap, 12);
     heap.collect();
+    let big = make_live(&heap, 8);
+    heap.collect();
+    println!("GOAL_BEFORE {}", heap.stats().next_gc);
+    drop(big);
+    heap.collect();
+    println!("GOAL_AFTER {}", heap.stats().next_gc);
     println!("CYCLES {}", heap.stats().num_gc);
 }
 
@@ -436,6 +444,8 @@ struct ChildOut {
     config: String,
     heap: String,
     cycles: u32,
+    goal_before: usize,
+    goal_after: usize,
     stderr: String,
 }
 
@@ -473,6 +483,8 @@ fn run_child(env: &[(&str, &str)]) -> ChildOut {
         config: line("CONFIG "),
         heap: line("HEAP "),
         cycles: line("CYCLES ").parse().unwrap(),
+        goal_before: line("GOAL_BEFORE ").parse().unwrap(),
+        goal_after: line("GOAL_AFTER ").parse().unwrap(),
         stderr,
     }
 }
@@ -550,24 +562,29 @@ fn gctrace_lines_match_go_format() {
     );
     assert!(out.cycles >= 3, "{}", out.stderr);
     let procs = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let mut forced_seen = 0;
     for (i, l) in lines.iter().enumerate() {
         assert!(is_gctrace(l), "not Go's gctrace format: {l:?}");
         assert!(
             l.starts_with(&format!("gc {} @", i + 1)),
             "cycle numbers: {l:?}"
         );
-        let forced = l.ends_with(" (forced)");
-        assert_eq!(
-            forced,
-            i + 1 == lines.len(),
-            "only the last cycle was forced: {l:?}"
+        assert!(
+            !l.ends_with(" (forced)") || forced_seen < 3,
+            "more than three forced cycles: {l:?}"
         );
+        forced_seen += l.ends_with(" (forced)") as usize;
         assert!(
             l.trim_end_matches(" (forced)")
                 .ends_with(&format!(", {procs} P")),
             "{l:?}"
         );
     }
+    assert_eq!(
+        forced_seen, 3,
+        "the three forced cycles are marked (forced)"
+    );
+    assert!(lines.last().unwrap().ends_with(" (forced)"));
 }
 
 /// Another heap holding 40 MiB of live data, for the tests of the limit below.
@@ -608,11 +625,10 @@ fn memory_limit_counts_other_heaps() {
 
 /// The same while this heap holds an object larger than an arena (64 MiB), which has a
 /// mapping of its own: `HeapInner::overhead()` computes "memory of others" as the page
-/// heap's in-use bytes minus this heap's span bytes, but the huge object is in the second
-/// and not in the first, so the other heap's 40 MiB vanish from the account and the goal
-/// ignores them.
+/// heap's in-use bytes minus this heap's span bytes; the huge object is in the second and
+/// not in the first, and must be left out of both (it was not: the other heap's 40 MiB
+/// vanished from the account, and the goal ignored them).
 #[test]
-#[ignore = "bug: HeapInner::overhead() subtracts huge-object bytes (over 64 MiB, mapped outside the page heap) that COUNTERS.inuse never counted, so other memory is ignored and the limit is exceeded"]
 fn memory_limit_counts_other_heaps_with_a_huge_object_live() {
     let _g = serial();
     let limit = 128 * MIB;
@@ -626,4 +642,28 @@ fn memory_limit_counts_other_heaps_with_a_huge_object_live() {
     let s = heap.stats();
     assert!(s.last_marked >= 65 * MIB);
     assert_room_left(&s, other_inuse, limit);
+}
+
+/// The goal in a gctrace line is the goal of that cycle (Go prints
+/// `gcController.lastHeapGoal`, recorded by `endCycle` before the pacer commits the next
+/// one: in Go's own example `23->29->19 MB, 27 MB goal`, 27 is not 2 x 19). goheap prints
+/// the goal it just computed for the next cycle.
+#[test]
+#[ignore = "bug: gctrace prints the goal computed for the next cycle (CycleRecord.goal is set after the mark) instead of the goal the cycle ran under, as Go does"]
+fn gctrace_goal_is_the_goal_of_the_cycle() {
+    let _g = serial();
+    let out = run_child(&[("GOHEAP_DEBUG", "gctrace=1")]);
+    let last = out
+        .stderr
+        .lines()
+        .filter(|l| l.starts_with("gc "))
+        .last()
+        .expect("no gctrace line");
+    assert_ne!(out.goal_before >> 20, out.goal_after >> 20);
+    assert!(
+        last.contains(&format!(", {} MB goal,", out.goal_before >> 20)),
+        "the cycle ran under a {} MB goal (and set {} MB for the next): {last:?}",
+        out.goal_before >> 20,
+        out.goal_after >> 20
+    );
 }

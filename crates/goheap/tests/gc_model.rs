@@ -986,9 +986,9 @@ struct Weaks<'gc> {
 
 /// Two threads take weak pointers to the same objects at the same time. An object has one
 /// weak slot; both must get it (or at least, every slot made must be cleared when the
-/// target dies). Otherwise a weak pointer keeps upgrading to freed memory.
+/// target dies). Otherwise a weak pointer keeps upgrading to freed memory (it did: both
+/// threads allocated a slot and the second registration overwrote the first).
 #[test]
-#[ignore = "bug: Session::downgrade races: two threads that downgrade one object at the same time each allocate a slot, the second overwrites the first in the specials table, and the first is never cleared (upgrade returns a dangling Gc)"]
 fn concurrent_downgrades_share_one_slot() {
     let heap = Heap::with_config(Config {
         procs: 2,
