@@ -656,8 +656,7 @@ fn gctrace_goal_is_the_goal_of_the_cycle() {
     let last = out
         .stderr
         .lines()
-        .filter(|l| l.starts_with("gc "))
-        .last()
+        .rfind(|l| l.starts_with("gc "))
         .expect("no gctrace line");
     assert_ne!(out.goal_before >> 20, out.goal_after >> 20);
     assert!(
