@@ -177,7 +177,6 @@ impl Drop for WaitSweepOnDrop {
 /// itself: `finish_sweep` spins until `sweeping` is 0, and the sweep running the destructor
 /// is one of those it counts.
 #[test]
-#[ignore = "bug: Heap::wait_sweep() called from a destructor spins forever (finish_sweep waits for HeapInner::sweeping to reach 0, which counts the sweep running the destructor)"]
 fn destructor_calling_wait_sweep_does_not_hang() {
     let heap = Heap::with_config(config());
     let seen = Arc::new(AtomicUsize::new(0));

@@ -649,7 +649,6 @@ fn memory_limit_counts_other_heaps_with_a_huge_object_live() {
 /// one: in Go's own example `23->29->19 MB, 27 MB goal`, 27 is not 2 x 19). goheap prints
 /// the goal it just computed for the next cycle.
 #[test]
-#[ignore = "bug: gctrace prints the goal computed for the next cycle (CycleRecord.goal is set after the mark) instead of the goal the cycle ran under, as Go does"]
 fn gctrace_goal_is_the_goal_of_the_cycle() {
     let _g = serial();
     let out = run_child(&[("GOHEAP_DEBUG", "gctrace=1")]);

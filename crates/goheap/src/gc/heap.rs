@@ -367,7 +367,13 @@ impl Heap {
     }
 
     /// Waits until the background sweep of the last cycle is done (tests and benchmarks).
+    ///
+    /// Returns at once when called from a destructor or cleanup (the sweep it would wait for
+    /// may be the one running it).
     pub fn wait_sweep(&self) {
+        if super::mutator::in_finalizer() {
+            return;
+        }
         self.inner.finish_sweep();
     }
 
@@ -496,12 +502,15 @@ impl HeapInner {
     // ---- The cycle.
 
     pub(crate) fn run_cycle(self: &Arc<Self>, forced: bool) {
+        // A poisoned lock (a gccheckmark failure panicked out of a cycle) does not stop
+        // later cycles: the panic restarted the world first.
         let _cycle = if forced {
-            self.cycle.lock().unwrap()
+            self.cycle.lock().unwrap_or_else(|e| e.into_inner())
         } else {
             match self.cycle.try_lock() {
                 Ok(g) => g,
-                Err(_) => return,
+                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
+                Err(std::sync::TryLockError::WouldBlock) => return,
             }
         };
         if !forced && !self.gc_pending.load(Ordering::Relaxed) {
@@ -530,6 +539,8 @@ impl HeapInner {
             }
         }
         let heap0 = self.counters.live.load(Ordering::Relaxed);
+        // The goal this cycle ran under (gctrace prints it, as Go's lastHeapGoal).
+        let cycle_goal = self.goal.load(Ordering::Relaxed);
         let t1 = Instant::now();
 
         // 2. Mark.
@@ -577,7 +588,7 @@ impl HeapInner {
             heap0,
             heap1: heap0,
             marked,
-            goal,
+            goal: cycle_goal,
             procs: self.procs,
             forced,
         };
