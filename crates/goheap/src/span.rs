@@ -167,10 +167,9 @@ pub struct Span {
     /// is one decrement and one sign test: list work is due when it reaches 0
     /// ([`Span::attention`]). [`Span::nfree`] gives `nfree` back.
     credit: AtomicU32,
-    /// Owner. Word index the window holds (`u16::MAX` when none).
-    window_word: Cell<u16>,
-    /// Set at init. Number of objects (at most 1024).
-    nelems: Cell<u16>,
+    /// Owner. Word index the window holds (`u32::MAX` when none). 32 bits so that the free
+    /// path compares it with the object's word straight from memory.
+    window_word: Cell<u32>,
     /// Owner. A local free that brings `nfree` to this value must do list work (see
     /// [`Span::attention`]); set from `list` whenever the span joins or leaves a list.
     attention: Cell<u16>,
@@ -208,6 +207,9 @@ pub struct Span {
     pub counted_empty: Cell<bool>,
     /// Owner. Next word to look at when the window is empty.
     scan: Cell<u32>,
+    /// Set at init. Number of objects (at most 1024). Not on the fast paths' line: only the
+    /// refill and list work read it.
+    nelems: Cell<u16>,
     /// Set at init. Length in pages.
     npages: Cell<usize>,
     /// Owner. Links of the owner's doubly linked lists (and of the page heap's span pool).
@@ -256,7 +258,7 @@ impl Span {
             credit: AtomicU32::new(u16::MAX as u32),
             mark: AtomicU32::new(u16::MAX as u32),
             state: AtomicU8::new(0),
-            window_word: Cell::new(u16::MAX),
+            window_word: Cell::new(u32::MAX),
             scan: Cell::new(0),
             nelems: Cell::new(0),
             base: Cell::new(0),
@@ -302,7 +304,7 @@ impl Span {
         self.set_counts(nelems as u32, nelems as u32);
         self.state.store(class as u8, Ordering::Relaxed);
         self.scan.set(0);
-        self.window_word.set(u16::MAX);
+        self.window_word.set(u32::MAX);
         self.alloc_cache.store(0, Ordering::Relaxed);
         for (w, word) in self.free_bits.iter().enumerate() {
             let lo = w * 64;
@@ -338,7 +340,7 @@ impl Span {
         self.set_list(ListTag::None);
         self.set_counts(0, 0);
         self.alloc_cache.store(0, Ordering::Relaxed);
-        self.window_word.set(u16::MAX);
+        self.window_word.set(u32::MAX);
         self.owner.store(CENTRAL_OWNER, Ordering::Relaxed);
         self.flags.store(0, Ordering::Relaxed);
     }
@@ -553,7 +555,7 @@ impl Span {
                 let n = popcount(bits);
                 self.add_nfree_synced(n.wrapping_neg());
                 self.alloc_cache.store(bits, Ordering::Relaxed);
-                self.window_word.set(w as u16);
+                self.window_word.set(w);
                 self.window_addr
                     .set(self.base.get() + w as usize * 64 * self.elemsize.get() as usize);
                 self.scan.set(w + 1);
@@ -587,8 +589,7 @@ impl Span {
         let w = idx / 64;
         let bit = 1u64 << (idx % 64);
         debug_assert!(idx < self.nelems());
-        if w == self.window_word.get() as usize
-            && self.alloc_cache.load(Ordering::Relaxed) & bit != 0
+        if w as u32 == self.window_word.get() && self.alloc_cache.load(Ordering::Relaxed) & bit != 0
         {
             return Err(FreeError::DoubleFree);
         }
