@@ -15,6 +15,9 @@
 //!
 //! - every allocating entry point calls [`ensure`], one load of [`READY`] and a branch that
 //!   is never taken after the first call, which switches goheap to synchronous scavenging;
+//!   `malloc` calls it on its slow path only, which every thread's first `malloc` takes
+//!   (a thread without a cache finds every window empty), so the first allocation of the
+//!   process, which precedes any heap growth, always sets the mode;
 //! - the constructor does the same and then registers what cannot be done from inside a
 //!   `malloc` call: the `pthread_atfork` handlers and, with `GOHEAP_STATS=1`, the `atexit`
 //!   statistics report. (Registering either may itself allocate: glibc keeps fork handlers

@@ -42,7 +42,8 @@
 //! `pthread_atfork` handlers and, with `GOHEAP_STATS=1`, an `atexit` report. The dynamic
 //! linker and the constructors of other libraries may call `malloc` before this constructor
 //! runs, so every allocating entry point first makes sure the scavenger mode is set (one
-//! load of a flag). A thread's cache goes back to the heap when the thread exits (goheap's
+//! load of a flag; `malloc` on its slow path, which a thread's first `malloc` always
+//! takes). A thread's cache goes back to the heap when the thread exits (goheap's
 //! pthread key destructor).
 //!
 //! # Bad pointers
