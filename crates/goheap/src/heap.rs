@@ -57,6 +57,28 @@ pub struct ArenaMeta {
 static ARENA_MAP: [AtomicPtr<AtomicPtr<Span>>; ARENA_MAP_LEN] =
     [const { AtomicPtr::new(ptr::null_mut()) }; ARENA_MAP_LEN];
 
+/// Where the flat span table starts covering: the first arena's address (`HEAP.arena_hint`'s
+/// initial value), above which the heap grows.
+const FLAT_BASE: usize = 0x00c0_0000_0000;
+/// Pages the flat span table covers from `FLAT_BASE`: 256 GiB of heap.
+const FLAT_PAGES: usize = 1 << 25;
+
+/// The flat span table: the span of page `i` of `[FLAT_BASE, FLAT_BASE + FLAT_PAGES *
+/// PAGE_SIZE)` is `FLAT[i]`, one load after a subtraction and a compare, where the arena map
+/// takes two dependent loads and more tests. Zero-filled BSS like the arena map: 256 MiB of
+/// address space, of which the kernel backs only the entries of pages in use (64 KiB per
+/// arena, as for its `ArenaMeta`). [`map_span`] writes both maps; [`span_of`] asks this one
+/// for the addresses it covers and the arena map for the others (a heap beyond 256 GiB,
+/// arenas the OS placed elsewhere, huge objects).
+static FLAT: [AtomicPtr<Span>; FLAT_PAGES] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; FLAT_PAGES];
+
+/// The flat table's entry for `addr`, if the table covers it.
+#[inline(always)]
+fn flat_entry(addr: usize) -> Option<&'static AtomicPtr<Span>> {
+    FLAT.get(addr.wrapping_sub(FLAT_BASE) >> PAGE_SHIFT)
+}
+
 /// First-page index (in the whole address space) of arena `ai`.
 const fn arena_first_page(ai: usize) -> usize {
     ai << (ARENA_SHIFT - PAGE_SHIFT)
@@ -168,6 +190,9 @@ pub fn lock() -> MutexGuard<'static, HeapInner> {
 /// `addr` 0 too: arena 0 never has metadata).
 #[inline(always)]
 pub fn span_of(addr: usize) -> *mut Span {
+    if let Some(e) = flat_entry(addr) {
+        return e.load(Ordering::Acquire);
+    }
     let ai = addr >> ARENA_SHIFT;
     if ai >= ARENA_MAP_LEN {
         return ptr::null_mut();
@@ -185,11 +210,15 @@ pub fn span_of(addr: usize) -> *mut Span {
 fn map_span(base: usize, npages: usize, s: *mut Span, first_only: bool) {
     let n = if first_only { 1 } else { npages };
     for i in 0..n {
-        let e = page_entry(base + i * PAGE_SIZE);
+        let a = base + i * PAGE_SIZE;
+        let e = page_entry(a);
         debug_assert!(!e.is_null());
         // SAFETY: every page we hand out lies in an arena whose metadata was published when
         // the arena (or huge mapping) was added, and metadata is never freed.
         unsafe { (*e).store(s, Ordering::Release) };
+        if let Some(f) = flat_entry(a) {
+            f.store(s, Ordering::Release);
+        }
     }
 }
 
