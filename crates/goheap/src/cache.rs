@@ -247,10 +247,10 @@ impl Cache {
         // sentinel, whose `nfree` is 0, so `refill_window` returns at once, writing nothing.
         unsafe {
             let cur = self.current.get_unchecked(class).load(Ordering::Relaxed);
-            match (*cur).refill_window() {
-                Ok(n) if n > 0 => {
+            match (*cur).refill_window_alloc() {
+                Ok((n, p)) if !p.is_null() => {
                     bump(self.counters.nmalloc.get_unchecked(class), n as u64);
-                    (*cur).alloc_from_window()
+                    p
                 }
                 // No local free object left, or a double free found (`refill_span` finds it
                 // again, collecting `cur`'s remote frees, and reports it): a jump, so this

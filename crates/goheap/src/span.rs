@@ -525,10 +525,29 @@ impl Span {
     /// # Safety
     /// The caller owns the span and the window is empty.
     pub unsafe fn refill_window(&self) -> Result<u32, usize> {
+        // SAFETY: caller's contract.
+        unsafe { self.load_window::<false>() }.map(|(n, _)| n)
+    }
+
+    /// [`Span::refill_window`], then the first object of the new window (the allocation
+    /// refill: no store and reload of the window in between). Returns the number of objects
+    /// the window held and that object, or `(0, null)` when the span has no local free
+    /// object.
+    ///
+    /// # Safety
+    /// As for [`Span::refill_window`].
+    #[inline(always)]
+    pub unsafe fn refill_window_alloc(&self) -> Result<(u32, *mut u8), usize> {
+        // SAFETY: caller's contract.
+        unsafe { self.load_window::<true>() }
+    }
+
+    #[inline(always)]
+    unsafe fn load_window<const TAKE: bool>(&self) -> Result<(u32, *mut u8), usize> {
         debug_assert_eq!(self.alloc_cache.load(Ordering::Relaxed), 0);
         // SAFETY: the caller owns the span.
         if unsafe { self.nfree() } == 0 {
-            return Ok(0);
+            return Ok((0, ptr::null_mut()));
         }
         let nwords = self.nelems().div_ceil(64) as u32;
         let mut w = self.scan.get();
@@ -554,12 +573,17 @@ impl Span {
                 word.set(0);
                 let n = popcount(bits);
                 self.add_nfree_synced(n.wrapping_neg());
-                self.alloc_cache.store(bits, Ordering::Relaxed);
                 self.window_word.set(w);
-                self.window_addr
-                    .set(self.base.get() + w as usize * 64 * self.elemsize.get() as usize);
+                let addr = self.base.get() + w as usize * 64 * self.elemsize.get() as usize;
+                self.window_addr.set(addr);
                 self.scan.set(w + 1);
-                return Ok(n);
+                if TAKE {
+                    self.alloc_cache.store(bits & (bits - 1), Ordering::Relaxed);
+                    let p = addr + bits.trailing_zeros() as usize * self.elemsize.get() as usize;
+                    return Ok((n, p as *mut u8));
+                }
+                self.alloc_cache.store(bits, Ordering::Relaxed);
+                return Ok((n, ptr::null_mut()));
             }
             w += 1;
         }
