@@ -18,12 +18,11 @@
 //! twice only finds its children marked. The marked-bytes count can then over-count by such
 //! objects (the sweep's counts are exact).
 
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::Ordering;
 use std::collections::HashSet;
 
 use super::ptr::GcType;
 use super::span::{span_of, GcSpan};
-use crate::lock::Mutex;
 
 /// A grey object: marked, its fields not yet traced.
 #[derive(Clone, Copy)]
@@ -32,47 +31,8 @@ pub(crate) struct Grey {
     ty: &'static GcType,
 }
 
-/// Objects a worker keeps before it offers half to idle workers.
-const SHARE_DEPTH: usize = 8;
-
 /// The grey objects shared between workers, and the termination count.
-pub(crate) struct MarkQueue {
-    bufs: Mutex<Vec<Vec<Grey>>>,
-    nbufs: AtomicUsize,
-    idle: AtomicUsize,
-    workers: AtomicUsize,
-}
-
-impl MarkQueue {
-    pub const fn new() -> MarkQueue {
-        MarkQueue {
-            bufs: Mutex::new(Vec::new()),
-            nbufs: AtomicUsize::new(0),
-            idle: AtomicUsize::new(0),
-            workers: AtomicUsize::new(1),
-        }
-    }
-
-    /// Prepares a mark with `n` workers.
-    pub fn reset(&self, n: usize) {
-        self.idle.store(0, Ordering::SeqCst);
-        self.workers.store(n, Ordering::SeqCst);
-    }
-
-    fn push(&self, b: Vec<Grey>) {
-        self.bufs.lock().push(b);
-        self.nbufs.fetch_add(1, Ordering::SeqCst);
-    }
-
-    fn pop(&self) -> Option<Vec<Grey>> {
-        if self.nbufs.load(Ordering::SeqCst) == 0 {
-            return None;
-        }
-        let b = self.bufs.lock().pop()?;
-        self.nbufs.fetch_sub(1, Ordering::SeqCst);
-        Some(b)
-    }
-}
+pub(crate) type MarkQueue = super::workqueue::WorkQueue<Grey>;
 
 /// What the checkmark pass carries.
 struct Check {
@@ -192,56 +152,31 @@ impl Tracer {
         }
     }
 
-    /// Traces grey objects until this worker's stack is empty.
-    fn drain(&mut self) {
+    /// Runs this worker until the whole mark is done (see [`super::workqueue`]).
+    pub(crate) fn run(&mut self) {
         // SAFETY: the queue outlives every tracer of its mark.
         let q = unsafe { &*self.queue };
-        while let Some(g) = self.stack.pop() {
-            if self.stack.len() > SHARE_DEPTH && q.idle.load(Ordering::Relaxed) > 0 {
-                let half = self.stack.len() / 2;
-                let rest = self.stack.split_off(half);
-                let older = core::mem::replace(&mut self.stack, rest);
-                q.push(older);
-            }
-            // SAFETY: `g.addr` holds a live object of type `g.ty` (it was reached from a
-            // root through live objects, and the world is stopped); only scan types are
-            // pushed.
-            unsafe { (g.ty.trace.unwrap_unchecked())(g.addr, self) };
-        }
-    }
-
-    /// Runs this worker until the whole mark is done (see the module essay).
-    pub(crate) fn run(&mut self) {
-        // SAFETY: as in `drain`.
-        let q = unsafe { &*self.queue };
-        loop {
-            self.drain();
-            if let Some(b) = q.pop() {
-                self.stack = b;
-                continue;
-            }
-            q.idle.fetch_add(1, Ordering::SeqCst);
-            let mut spins = 0u32;
-            loop {
-                if q.nbufs.load(Ordering::SeqCst) > 0 {
-                    q.idle.fetch_sub(1, Ordering::SeqCst);
-                    break;
-                }
-                if q.idle.load(Ordering::SeqCst) == q.workers.load(Ordering::SeqCst) {
-                    return;
-                }
-                spins += 1;
-                if spins < 64 {
-                    core::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-        }
+        q.run(self);
     }
 
     /// Runs a single-threaded pass to the end (checkmark).
     pub(crate) fn run_alone(&mut self) {
-        self.drain();
+        // SAFETY: as in `run`.
+        let q = unsafe { &*self.queue };
+        q.run_alone(self);
+    }
+}
+
+impl super::workqueue::Worker<Grey> for Tracer {
+    #[inline(always)]
+    fn stack(&mut self) -> &mut Vec<Grey> {
+        &mut self.stack
+    }
+
+    #[inline(always)]
+    fn process(&mut self, g: Grey) {
+        // SAFETY: `g.addr` holds a live object of type `g.ty` (it was reached from a root
+        // through live objects, and the world is stopped); only scan types are pushed.
+        unsafe { (g.ty.trace.unwrap_unchecked())(g.addr, self) };
     }
 }

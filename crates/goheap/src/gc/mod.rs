@@ -73,6 +73,7 @@ pub mod stats;
 pub mod trace;
 #[cfg(not(loom))]
 pub mod weak;
+pub mod workqueue;
 pub mod world;
 
 #[cfg(not(loom))]
