@@ -67,57 +67,9 @@ fn binary_trees_rejects_bad_arguments() {
     }
 }
 
-/// Go's gctrace line, as a small pattern: `D` is `\d+`, `N` is `[\d.]+`, `T` is
-/// `\d+\.\d{3}`; everything else is literal. The regex:
-/// `^gc \d+ @\d+\.\d{3}s \d+%: [\d.]+\+[\d.]+\+[\d.]+ ms clock, [\d.]+\+[\d.]+/[\d.]+/[\d.]+\+[\d.]+ ms cpu, \d+->\d+->\d+ MB, \d+ MB goal, 0 MB stacks, 0 MB globals, \d+ P( \(forced\))?$`
-const GCTRACE: &str = "gc D @Ts D%: N+N+N ms clock, N+N/N/N+N ms cpu, D->D->D MB, D MB goal, 0 MB stacks, 0 MB globals, D P";
-
-fn is_gctrace(line: &str) -> bool {
-    let line = line.strip_suffix(" (forced)").unwrap_or(line);
-    let mut s = line.as_bytes();
-    let take = |s: &mut &[u8], dot: bool| {
-        let n = s
-            .iter()
-            .take_while(|c| c.is_ascii_digit() || (dot && **c == b'.'))
-            .count();
-        *s = &s[n..];
-        n
-    };
-    for &p in GCTRACE.as_bytes() {
-        let ok = match p {
-            b'D' => take(&mut s, false) > 0,
-            b'N' => take(&mut s, true) > 0,
-            b'T' => {
-                let int = take(&mut s, false) > 0;
-                let dot = s.first() == Some(&b'.');
-                if dot {
-                    s = &s[1..];
-                }
-                int && dot && take(&mut s, false) == 3
-            }
-            c => {
-                let ok = s.first() == Some(&c);
-                if ok {
-                    s = &s[1..];
-                }
-                ok
-            }
-        };
-        if !ok {
-            return false;
-        }
-    }
-    s.is_empty()
-}
-
-#[test]
-fn gctrace_pattern() {
-    assert!(is_gctrace("gc 6 @0.051s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"));
-    assert!(is_gctrace("gc 12 @1.000s 3%: 0+1.2+0 ms clock, 0+0/2.4/0+0 ms cpu, 4->4->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P (forced)"));
-    assert!(!is_gctrace("gc 6 @0.05s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"));
-    assert!(!is_gctrace("gc 6 @0.051s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P "));
-    assert!(!is_gctrace("gc 6 @0.051s 11%: 0.012+16 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"));
-}
+#[path = "../../goheap/tests/common/gctrace.rs"]
+mod gctrace;
+use gctrace::is_gctrace;
 
 fn gctrace_lines(stderr: &str) -> Vec<&str> {
     stderr.lines().filter(|l| l.starts_with("gc ")).collect()

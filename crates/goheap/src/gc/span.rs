@@ -313,10 +313,8 @@ pub(crate) fn span_of(addr: usize) -> &'static GcSpan {
         !t.is_null(),
         "goheap: {addr:#x} is not in the collected heap"
     );
-    // SAFETY: `addr` is in a live GC span (caller's contract), so its arena table was
-    // published (before the span, by `map_span`, and the span before any `Gc` to its
-    // objects: ordered by the allocating thread's program order or the stop of the world),
-    // and arena tables and span structs are never freed while spans are live.
+    // SAFETY: `addr` is in a live GC span (caller's contract), so its table was published
+    // before any `Gc` to it existed, and tables and span structs are never freed.
     unsafe {
         let s = (*t).spans[(addr >> PAGE_SHIFT) & (ARENA_PAGES - 1)].load(Ordering::Relaxed);
         debug_assert!(!s.is_null(), "goheap: {addr:#x} has no span");
