@@ -258,28 +258,28 @@ impl Local {
     #[cold]
     fn refill(&mut self, heap: &HeapInner, i: usize) -> usize {
         let mut e = self.table[i];
+        // First slot not yet looked at in the entry's span.
+        let mut from = (e.word + 1) * 64;
         loop {
             if !e.span.is_null() {
                 // SAFETY: the entry's span is held by this mutator.
                 let s = unsafe { &*e.span };
-                let o = unsafe { s.owned() };
-                let mut w = e.word + 1;
-                while w < s.nwords() {
-                    let bits = !o.alloc[w] & s.valid_bits(w);
-                    if bits != 0 {
-                        self.load_window(&mut e, s, w, bits);
-                        return self.take(i, e);
-                    }
-                    w += 1;
+                // SAFETY: as above.
+                if let Some((w, bits)) = unsafe { s.free_window(from) } {
+                    self.load_window(&mut e, s, w, bits);
+                    return self.take(i, e);
                 }
-                // Exhausted: every slot was handed out.
-                o.freeindex = s.nelems;
-                // SAFETY: pools live as long as the heap.
-                unsafe { (*e.pool).lists.lock().full.push(e.span) };
+                // Every slot from `from` on was handed out: the span is full.
+                // SAFETY: held by us until it is on the full list; pools outlive the heap's
+                // mutators.
+                unsafe {
+                    s.owned().freeindex = s.nelems;
+                    (*e.pool).lists.lock().full.push(e.span);
+                }
                 e.span = ptr::null_mut();
                 e.bits = 0;
             }
-            // SAFETY: as above.
+            // SAFETY: pools live as long as the heap.
             let s = heap.acquire_span(unsafe { &*e.pool }, &mut self.pending);
             if s.is_null() {
                 self.table[i] = e;
@@ -287,24 +287,7 @@ impl Local {
             }
             e.span = s;
             // SAFETY: we hold the span now.
-            let sp = unsafe { &*s };
-            let o = unsafe { sp.owned() };
-            let first = o.freeindex / 64;
-            for w in first..sp.nwords() {
-                let mut bits = !o.alloc[w] & sp.valid_bits(w);
-                if w == first {
-                    bits &= !0u64 << (o.freeindex % 64);
-                }
-                if bits != 0 {
-                    self.load_window(&mut e, sp, w, bits);
-                    return self.take(i, e);
-                }
-            }
-            // A span with no free slot after its freeindex: treat as full.
-            o.freeindex = sp.nelems;
-            // SAFETY: pools live as long as the heap.
-            unsafe { (*e.pool).lists.lock().full.push(s) };
-            e.span = ptr::null_mut();
+            from = unsafe { (*s).owned().freeindex };
         }
     }
 
@@ -416,10 +399,12 @@ impl HeapInner {
         let sg = self.sweepgen.load(Ordering::Relaxed);
         let got = loop {
             let mut l = pool.lists.lock();
-            if let Some(s) = l.partial.pop() {
-                break s;
-            }
-            if let Some(s) = l.empty.pop() {
+            if let Some(s) = l.partial.pop().or_else(|| l.empty.pop()) {
+                // The self-check the span's sweep generation is kept for: the lists hold
+                // only spans swept in this cycle (flushed ones move to `unswept` at mark
+                // termination).
+                // SAFETY: span structs are never unmapped.
+                debug_assert_eq!(unsafe { (*s).sweepgen.load(Ordering::Relaxed) }, sg);
                 break s;
             }
             // Sweep lazily (Go's proportional sweep, simplified: until a span has room).

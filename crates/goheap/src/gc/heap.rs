@@ -556,8 +556,7 @@ impl HeapInner {
         }
         super::weak::process_specials(self);
         self.counters.live.store(marked, Ordering::Relaxed);
-        let sg = self.sweepgen.fetch_add(2, Ordering::Relaxed) + 2;
-        let _ = sg;
+        self.sweepgen.fetch_add(2, Ordering::Relaxed);
         for &p in &pools {
             // SAFETY: pools live as long as the heap.
             let mut l = unsafe { (*p).lists.lock() };
@@ -750,9 +749,8 @@ impl HeapInner {
         if limit == pacer::NO_LIMIT || limit < 0 {
             return;
         }
-        let (total, free, scav) = crate::heap::page_counts();
+        let (total, _free, scav) = crate::heap::page_counts();
         let ready = (total - scav) * crate::sizeclass::PAGE_SIZE;
-        let _ = free;
         if ready > limit as usize {
             crate::heap::scavenge(ready - limit as usize, 64);
         }

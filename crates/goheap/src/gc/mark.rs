@@ -48,7 +48,6 @@ pub struct Tracer {
     last_len: usize,
     queue: *const MarkQueue,
     pub(crate) marked_bytes: usize,
-    pub(crate) marked_objects: usize,
     check: Option<Check>,
 }
 
@@ -61,7 +60,6 @@ impl Tracer {
             last_len: 0,
             queue,
             marked_bytes: 0,
-            marked_objects: 0,
             check: None,
         }
     }
@@ -100,7 +98,6 @@ impl Tracer {
         }
         m.store(1, Ordering::Relaxed);
         self.marked_bytes += s.elemsize;
-        self.marked_objects += 1;
         if !s.ty.is_null() {
             // SAFETY: descriptors are 'static.
             let ty: &'static GcType = unsafe { &*s.ty };

@@ -28,7 +28,8 @@
 //! `sweepgen` follows Go: with `sg` the heap's generation (incremented by 2 at each mark
 //! termination), a span with `sweepgen == sg - 2` needs sweeping, `sg - 1` is being swept,
 //! `sg` is swept. Here the lists a span sits on already say which is which; the field is
-//! kept for the self-checks.
+//! kept for a self-check (debug builds assert that spans taken from the swept lists carry
+//! the current generation).
 //!
 //! # Ownership
 //!
@@ -68,8 +69,6 @@ pub(crate) struct Owned {
     pub alloc: [u64; BITMAP_WORDS],
     /// Objects below this index were handed out since the last sweep.
     pub freeindex: usize,
-    /// Objects live after the last sweep (`popcount(alloc)`).
-    pub nlive: usize,
 }
 
 /// A span of the collected heap.
@@ -193,6 +192,25 @@ impl GcSpan {
         unsafe { core::ptr::write_bytes(self.marks as *mut u8, 0, self.nelems) };
     }
 
+    /// The first bitmap word at or after slot `from` with free slots (slots below `from`
+    /// masked off), and those slots; `None` when every slot from `from` on is taken.
+    ///
+    /// # Safety
+    /// The caller holds the span.
+    #[inline]
+    pub unsafe fn free_window(&self, from: usize) -> Option<(usize, u64)> {
+        // SAFETY: caller's contract.
+        let o = unsafe { self.owned() };
+        let first = from / 64;
+        (first..self.nwords()).find_map(|w| {
+            let mut bits = !o.alloc[w] & self.valid_bits(w);
+            if w == first {
+                bits &= !0u64 << (from % 64);
+            }
+            (bits != 0).then_some((w, bits))
+        })
+    }
+
     /// Which objects were allocated at the end of the cycle, word `w` (module essay).
     ///
     /// # Safety
@@ -278,7 +296,6 @@ pub(crate) unsafe fn sweep_span(s: &GcSpan, sg: u32, count: &mut SweepCount) -> 
     count.freed += freed;
     count.freed_bytes += freed * s.elemsize;
     o.freeindex = 0;
-    o.nlive = live;
     s.sweepgen.store(sg, Ordering::Relaxed);
     if live == 0 {
         Swept::Empty
@@ -436,7 +453,6 @@ pub(crate) fn new_span(
             owned: UnsafeCell::new(Owned {
                 alloc: [0; BITMAP_WORDS],
                 freeindex: 0,
-                nlive: 0,
             }),
             next_free: ptr::null_mut(),
         })

@@ -87,13 +87,13 @@ pub struct GcStats {
 }
 
 pub(crate) fn read(h: &HeapInner) -> GcStats {
-    let (num_gc, num_forced, pause_total, cpu, last_gc, _last, pauses) = last_cycle(h);
+    let (num_gc, num_forced, pause_total, cpu, last_gc, last, pauses) = last_cycle(h);
     let c = &h.counters;
     let total_alloc = c.total_alloc.load(Ordering::Relaxed);
     let freed = c.freed_bytes.load(Ordering::Relaxed);
     let mallocs = c.mallocs.load(Ordering::Relaxed);
     let frees = c.frees.load(Ordering::Relaxed);
-    let (total, free, scav) = crate::heap::page_counts();
+    let (_total, free, scav) = crate::heap::page_counts();
     let page = crate::sizeclass::PAGE_SIZE;
     let elapsed = h.start.elapsed().as_nanos() as f64 * h.procs as f64;
     GcStats {
@@ -107,7 +107,7 @@ pub(crate) fn read(h: &HeapInner) -> GcStats {
         mallocs,
         frees,
         next_gc: h.goal.load(Ordering::Relaxed),
-        last_marked: _last.marked,
+        last_marked: last.marked,
         num_gc,
         num_forced_gc: num_forced,
         pause_total_ns: pause_total,
@@ -122,13 +122,6 @@ pub(crate) fn read(h: &HeapInner) -> GcStats {
         gc_percent: h.gc_percent.load(Ordering::Relaxed),
         memory_limit: h.mem_limit.load(Ordering::Relaxed),
         roots: h.roots.lock().len(),
-    }
-    .with_total(total)
-}
-
-impl GcStats {
-    fn with_total(self, _total_pages: usize) -> Self {
-        self
     }
 }
 
