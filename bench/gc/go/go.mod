@@ -1,3 +1,3 @@
 module gcbench
 
-go 1.19
+go 1.27

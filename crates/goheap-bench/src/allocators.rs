@@ -37,6 +37,17 @@ pub const ALLOCATORS: &[Allocator] = &[
     // Enabled by `--features goheap` (see Cargo.toml).
     #[cfg(feature = "goheap")]
     allocator!("goheap", goheap::GoAlloc),
+    // goheap with its heap profiler sampling at Go's default rate (512 KiB): the
+    // profiler's overhead is this column over goheap's.
+    #[cfg(feature = "goheap")]
+    Allocator {
+        name: "goheap-profiled",
+        run: |workload, params| {
+            goheap::profile::set_rate(goheap::profile::DEFAULT_RATE);
+            static ALLOC: goheap::GoAlloc = goheap::GoAlloc;
+            workload.run(&ALLOC, params)
+        },
+    },
 ];
 
 /// Allocators that exist but were left out of this build.

@@ -139,6 +139,43 @@ pub fn run(n: u32, threads: usize, quiet: bool) {
         s.heap_inuse >> 20,
         s.next_gc >> 20,
     );
+    let p = &s.pauses;
+    let kinds = [
+        ("session entry", p.session_entry),
+        ("assist", p.assist),
+        ("sweep", p.sweep),
+        ("weak upgrade", p.weak_upgrade),
+    ];
+    let shown: Vec<String> = kinds
+        .iter()
+        .map(|(name, f)| {
+            format!(
+                "{name} {} (max {:.3} ms, total {:.1} ms)",
+                f.count,
+                f.max_ns as f64 / 1e6,
+                f.total_ns as f64 / 1e6
+            )
+        })
+        .collect();
+    eprintln!("  pauses: {}", shown.join(", "));
+    let h = &s.pause_histogram;
+    eprintln!(
+        "  pause lengths: p99 < {} us, p99.9 < {} us, p99.99 < {} us; {} of {} at least 512 us",
+        h.quantile_us(0.99),
+        h.quantile_us(0.999),
+        h.quantile_us(0.9999),
+        h.at_least_us(512),
+        h.total()
+    );
     eprintln!("max-pause-ms: {:.3}", s.max_pause_ns as f64 / 1e6);
     eprintln!("gc-cycles: {}", s.num_gc);
+    eprintln!("mallocs: {}", s.mallocs);
+    #[cfg(feature = "lock-count")]
+    {
+        let l = goheap::lock_counts();
+        eprintln!(
+            "lock-acquisitions: {} (page heap {}, gc span structs {}, central {}, contended {})",
+            l.acquired, l.page_heap, l.gc_span_structs, l.central, l.contended
+        );
+    }
 }

@@ -365,7 +365,8 @@ fn expand(input: &DeriveInput) -> Result<TokenStream> {
         #[automatically_derived]
         unsafe impl #impl_generics ::goheap::gc::Trace for #name #ty_generics #trace_where {
             const NEEDS_TRACE: bool = false #(|| #needs_trace)*;
-            #[inline]
+            // Inlined into the type's span-scanning loop (the marker's hot loop).
+            #[inline(always)]
             #[allow(unused_variables)]
             fn trace(&self, __goheap_tracer: &mut ::goheap::gc::Tracer) {
                 #trace_body

@@ -19,9 +19,9 @@
 //!   (a thread without a cache finds every window empty), so the first allocation of the
 //!   process, which precedes any heap growth, always sets the mode;
 //! - the constructor does the same and then registers what cannot be done from inside a
-//!   `malloc` call: the `pthread_atfork` handlers and, with `GOHEAP_STATS=1`, the `atexit`
-//!   statistics report. (Registering either may itself allocate: glibc keeps fork handlers
-//!   in a growable array.)
+//!   `malloc` call: the `pthread_atfork` handlers (registering them may itself allocate:
+//!   glibc keeps fork handlers in a growable array). goheap's own constructor, in this
+//!   library too, registers the reports at exit (`GOHEAP_STATS`, `GOHEAP_PROFILE`).
 //!
 //! # fork
 //!
@@ -82,10 +82,6 @@ extern "C" fn constructor() {
             Some(after_fork_in_parent),
             Some(after_fork_in_child),
         );
-    }
-    if crate::stats::enabled() {
-        // SAFETY: `print_at_exit` is an `extern "C" fn()` valid until the process ends.
-        unsafe { libc::atexit(crate::stats::print_at_exit) };
     }
 }
 

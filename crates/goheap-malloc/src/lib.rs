@@ -33,13 +33,15 @@
 //! `format!` or `Box` on the malloc path would recurse into itself. goheap's core takes its
 //! metadata from `mmap` and reports errors from stack buffers; this crate keeps that rule:
 //! errno is set through `__errno_location`, the environment is read with `getenv`, and the
-//! statistics are formatted into a stack buffer (`stats.rs`).
+//! statistics are formatted into a stack buffer (`goheap::report::Stderr`).
 //!
 //! # Start-up, threads and fork
 //!
 //! `init.rs` holds the constructor (`.init_array`): it switches goheap to synchronous
 //! scavenging (a C program must not find a thread it did not start), registers goheap's
-//! `pthread_atfork` handlers and, with `GOHEAP_STATS=1`, an `atexit` report. The dynamic
+//! `pthread_atfork` handlers; goheap's own constructor registers, with `GOHEAP_STATS=1`,
+//! the statistics report at exit (`goheap::stats::print_at_exit`), and with
+//! `GOHEAP_PROFILE=<file>` the heap profile. The dynamic
 //! linker and the constructors of other libraries may call `malloc` before this constructor
 //! runs, so every allocating entry point first makes sure the scavenger mode is set (one
 //! load of a flag; `malloc` on its slow path, which a thread's first `malloc` always
@@ -58,7 +60,6 @@
 //! pointer. A request no address space can hold returns null with errno `ENOMEM`.
 
 mod init;
-mod stats;
 
 use core::ffi::c_void;
 use core::ptr;

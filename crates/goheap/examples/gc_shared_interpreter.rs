@@ -138,7 +138,7 @@ fn read<T: ?Sized>(c: &GcRefCell<T>) -> GcRef<'_, T> {
 
 /// A mutable borrow of a cell other threads may be using: retries until it is free.
 /// The borrow is exclusive, so read-modify-write under it is atomic.
-fn write<T: ?Sized>(c: &GcRefCell<T>) -> GcRefMut<'_, T> {
+fn write<T: ?Sized + goheap::gc::Trace>(c: &GcRefCell<T>) -> GcRefMut<'_, T> {
     let mut spins = 0u32;
     loop {
         if let Some(b) = c.try_borrow_mut() {

@@ -53,7 +53,7 @@ fn main() {
     // second, then releases their pages at about 1% of a CPU.
     std::thread::sleep(std::time::Duration::from_millis(2500));
     report("2.5 s later");
-    let released = goheap::release_memory();
+    let released = goheap::release_memory().bytes;
     report(&format!("release_memory ({:.0} MiB)", mib(released)));
 
     let s = goheap::stats();

@@ -37,6 +37,15 @@
 //! destructor that hands everything back when the thread exits ([`Cache::retire`]). A thread
 //! without a cache (its cache is being created, or it has already been retired) uses the
 //! shared fallback cache under a lock.
+//!
+//! A retiring cache may have parked spans that a remote freer has already claimed but not
+//! yet pushed onto the cache's reclaim stack (the freer is between its CAS and its push).
+//! The cache cannot go back to the pool before they arrive, or the push would land in the
+//! next thread's cache; so `retire` counts them and sleeps in the kernel on the stack
+//! ([`SpanStack::wait_nonempty`]) until each has come, woken by the push itself. Apart from
+//! its futex locks, that is the only place the allocator core waits for another thread, and
+//! it neither spins nor yields; the interleavings are argued in `span`'s essay ("Waiting for a span in flight") and
+//! modelled in `tests/loom.rs`.
 
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
@@ -94,7 +103,20 @@ pub struct Cache {
     pool_next: Cell<*mut Cache>,
     /// True while a thread (or the fallback) uses the cache.
     pub live: AtomicBool,
+    /// Heap profiling (`crate::profile`), owner-written. Bytes to allocate before the next
+    /// sample (`SAMPLE_UNDRAWN` until the first draw).
+    sample_left: Cell<i64>,
+    /// State of the sampling intervals' random generator.
+    sample_rng: Cell<u64>,
+    /// Classes whose next refill is a sampled allocation (bit per class).
+    sample_due: Cell<u128>,
+    /// True while this thread captures or records a sample: an allocation made meanwhile
+    /// (by the unwinder, say) is not sampled.
+    sample_busy: Cell<bool>,
 }
+
+/// `Cache::sample_left` before its first draw.
+const SAMPLE_UNDRAWN: i64 = i64::MIN;
 
 // SAFETY: everything but the atomics is touched only by the thread that owns the cache (or,
 // for the fallback cache, by whoever holds its lock); ownership passes through the pool lock.
@@ -166,6 +188,9 @@ impl Cache {
             for cur in &(*c).current {
                 cur.store(sentinel(), Ordering::Relaxed);
             }
+            (*c).sample_left.set(SAMPLE_UNDRAWN);
+            (*c).sample_rng.set(c as u64 ^ crate::profile::seed());
+            (*c).sample_due.set(0);
             (*c).live.store(true, Ordering::Release);
         }
         c
@@ -188,6 +213,10 @@ impl Cache {
             all_next: AtomicPtr::new(ptr::null_mut()),
             pool_next: Cell::new(ptr::null_mut()),
             live: AtomicBool::new(false),
+            sample_left: Cell::new(SAMPLE_UNDRAWN),
+            sample_rng: Cell::new(0),
+            sample_due: Cell::new(0),
+            sample_busy: Cell::new(false),
         }
     }
 
@@ -243,6 +272,22 @@ impl Cache {
     #[cold]
     #[inline(never)]
     pub unsafe extern "C" fn refill(&self, class: usize) -> *mut u8 {
+        // Heap profiling samples at window granularity, so the fast paths never see it:
+        // here it costs one load and a branch per window (budget: 2 instructions).
+        if crate::profile::sampling() {
+            // SAFETY: caller's contract.
+            return unsafe { self.refill_sampled(class) };
+        }
+        // SAFETY: caller's contract.
+        unsafe { self.refill_plain(class) }
+    }
+
+    /// [`Cache::refill`] without sampling.
+    ///
+    /// # Safety
+    /// As for [`Cache::refill`].
+    #[inline(always)]
+    unsafe fn refill_plain(&self, class: usize) -> *mut u8 {
         // SAFETY: `class < NUM_CLASSES` (caller). The cache owns `cur`, or `cur` is the
         // sentinel, whose `nfree` is 0, so `refill_window` returns at once, writing nothing.
         unsafe {
@@ -319,6 +364,141 @@ impl Cache {
                 self.retire_full(s, class);
             }
         }
+    }
+
+    /// [`Cache::refill`] while heap profiling samples (module essay of `crate::profile`).
+    ///
+    /// Sampling is Go's: Poisson by bytes, an exponential interval of mean
+    /// `profile::rate()` bytes between samples. The fast path cannot count bytes, so the
+    /// intervals are consumed a window at a time: when a window is loaded, its objects are
+    /// counted against the interval, and if the sample point falls on its `k`-th object,
+    /// the window keeps only the `k - 1` before it and gives the rest back to the span;
+    /// the class is marked due, and the allocation that finds the window empty next, the
+    /// `k`-th, comes here and is the sample. The bytes are thus counted in a different
+    /// order than they are allocated, which a Poisson process does not mind (it has no
+    /// memory), as long as each byte is counted once and each sample point taken once. A sampled object gets pages of its own (as
+    /// jemalloc promotes its samples), so that its free reaches the large-object path and
+    /// the profiler, while the small-object free path stays as it is.
+    ///
+    /// # Safety
+    /// As for [`Cache::refill`].
+    #[cold]
+    #[inline(never)]
+    unsafe fn refill_sampled(&self, class: usize) -> *mut u8 {
+        // The fallback cache (shared under a lock) and allocations made while a sample is
+        // taken are not sampled.
+        if self.sample_busy.get() || current() != self.id() as *mut Cache {
+            // SAFETY: caller's contract.
+            return unsafe { self.refill_plain(class) };
+        }
+        let size = crate::sizeclass::CLASSES[class].size as i64;
+        let bit = 1u128 << class;
+        if self.sample_due.get() & bit != 0 {
+            // The interval after this sample was drawn when it was placed.
+            self.sample_due.set(self.sample_due.get() & !bit);
+            let q = self.alloc_sample(size as usize, 8, false);
+            if !q.is_null() {
+                return q;
+            }
+            // Out of pages for the sample: serve it unsampled.
+            // SAFETY: caller's contract.
+            return unsafe { self.refill_plain(class) };
+        }
+        // SAFETY: caller's contract.
+        let p = unsafe { self.refill_plain(class) };
+        if p.is_null() {
+            return p;
+        }
+        let mut left = self.sample_left.get();
+        if left == SAMPLE_UNDRAWN {
+            left = crate::profile::next_interval(&self.sample_rng);
+        }
+        left -= size;
+        if left > 0 {
+            self.sample_left.set(left);
+            // SAFETY: we own the current span of `class`.
+            unsafe { self.examine_window(class, size) };
+            return p;
+        }
+        // This very allocation is the sample: give its slot back and promote it.
+        self.sample_left
+            .set(crate::profile::next_interval(&self.sample_rng));
+        // SAFETY: `p` was just taken from our current span of `class`.
+        unsafe { self.examine_window(class, size) };
+        let q = self.alloc_sample(size as usize, 8, false);
+        if q.is_null() {
+            return p;
+        }
+        // SAFETY: `p` is an object of a span we own that nobody else has seen.
+        unsafe {
+            let s = heap::span_of(p as usize);
+            let (idx, _) = (*s).object_index(p as usize);
+            self.free_local(s, idx, p as usize);
+        }
+        q
+    }
+
+    /// Counts the objects left in the current window of `class` (of `size` bytes each)
+    /// against the sampling interval; if the next sample falls among them, cuts the window
+    /// short before it and marks the class due.
+    ///
+    /// # Safety
+    /// The cache is this thread's.
+    unsafe fn examine_window(&self, class: usize, size: i64) {
+        // SAFETY: `current` is a span we own or the sentinel (empty window).
+        unsafe {
+            let s = self.current[class].load(Ordering::Relaxed);
+            let m = (*s).alloc_cache.load(Ordering::Relaxed).count_ones() as i64;
+            let left = self.sample_left.get();
+            if left > m * size {
+                self.sample_left.set(left - m * size);
+                return;
+            }
+            // The sample point is the `k`-th object (1 <= k <= m).
+            let k = (left + size - 1) / size;
+            let back = (*s).return_window_above((k - 1) as u32);
+            bump(
+                self.counters.nmalloc.get_unchecked(class),
+                (back as u64).wrapping_neg(),
+            );
+            // Everything allocated from now on, by any class or a large object, counts
+            // towards the next sample, drawn now: had the rest of this interval been left
+            // in `sample_left`, another allocation could take the same sample point first,
+            // and sizes allocated beside a due class would be oversampled.
+            self.sample_left
+                .set(crate::profile::next_interval(&self.sample_rng));
+            self.sample_due.set(self.sample_due.get() | 1u128 << class);
+        }
+    }
+
+    /// Whether an allocation of `size` bytes outside the windows (a large object) is a
+    /// sample; counts it against the interval either way.
+    pub fn take_sample(&self, size: usize) -> bool {
+        if self.sample_busy.get() {
+            return false;
+        }
+        let mut left = self.sample_left.get();
+        if left == SAMPLE_UNDRAWN {
+            left = crate::profile::next_interval(&self.sample_rng);
+        }
+        left = left.saturating_sub(size.min(i64::MAX as usize) as i64);
+        if left > 0 {
+            self.sample_left.set(left);
+            return false;
+        }
+        self.sample_left
+            .set(crate::profile::next_interval(&self.sample_rng));
+        true
+    }
+
+    /// Makes a sampled allocation of `size` bytes aligned to `align` (pages of its own,
+    /// zeroed if `zero`) and records it, with allocations made meanwhile left unsampled.
+    /// Null if out of memory.
+    pub fn alloc_sample(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
+        self.sample_busy.set(true);
+        let p = crate::profile::alloc_sampled(size, align, zero);
+        self.sample_busy.set(false);
+        p
     }
 
     /// Loads `s`'s next window and allocates from it, counting the window as allocated.
@@ -496,6 +676,7 @@ impl Cache {
     unsafe fn retire(&self) {
         // SAFETY (whole body): the cache owns every span on its lists and its current spans.
         unsafe {
+            let mut pending = 0usize;
             for class in 1..NUM_CLASSES {
                 let cur = self.current[class].swap(sentinel(), Ordering::Relaxed);
                 if cur != sentinel() {
@@ -520,8 +701,7 @@ impl Cache {
                     self.give_back(s);
                 }
                 // Parked spans: take each back from parking. Those a remote freer already
-                // took are on (or on their way to) our reclaim stack; wait for them there.
-                let mut pending = 0;
+                // took are on (or in flight to) our reclaim stack; they are collected below.
                 let mut s = self.parked[class].first();
                 while !s.is_null() {
                     let next = (*s).link_next();
@@ -533,29 +713,22 @@ impl Cache {
                     }
                     s = next;
                 }
-                while pending > 0 {
-                    let mut s = self.reclaim.take_all();
-                    while !s.is_null() {
-                        let next = next_in_stack(s);
-                        let c = (*s).class();
-                        self.parked[c].remove(s);
-                        self.partial[c].push(s, ListTag::Partial);
-                        if c == class {
-                            pending -= 1;
-                        }
-                        s = next;
-                    }
-                    // Spans of this class that came home are now on the partial list.
-                    loop {
-                        let s = self.partial[class].pop();
-                        if s.is_null() {
-                            break;
-                        }
-                        self.give_back(s);
-                    }
-                    if pending > 0 {
-                        std::thread::yield_now();
-                    }
+            }
+            // Every parked span whose `unpark` failed was taken by a remote freer, who pushes
+            // it onto our reclaim stack exactly once (perhaps it did long ago, perhaps it is
+            // between its CAS and its push right now); nothing else is ever on the stack. The
+            // cache may be recycled only when all of them have arrived, so sleep until each
+            // push (module essay of `span`, "Waiting for a span in flight"): no spinning, no
+            // yielding, and usually no sleeping either, as they have all arrived already.
+            while pending > 0 {
+                self.reclaim.wait_nonempty();
+                let mut s = self.reclaim.take_all();
+                while !s.is_null() {
+                    let next = next_in_stack(s);
+                    self.parked[(*s).class()].remove(s);
+                    self.give_back(s);
+                    pending -= 1;
+                    s = next;
                 }
             }
             self.empty_pages.set(0);

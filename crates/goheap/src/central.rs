@@ -85,6 +85,10 @@ impl Central {
             (*s).set_owner(CENTRAL_OWNER);
             g.0.push(s, ListTag::Partial);
         }
+        drop(g);
+        // A remote free that raced with the hand-over (it read the old owner, so it did not
+        // tell the scavenger) may have emptied the span: the scavenger must sweep.
+        crate::scavenger::central_freed();
     }
 
     /// Hands over a span with no free object: it is parked with this list's reclaim stack
@@ -101,6 +105,9 @@ impl Central {
                 g.0.push(s, ListTag::Partial);
             }
         }
+        drop(g);
+        // As in `put_partial`.
+        crate::scavenger::central_freed();
     }
 
     /// Collects remote frees in every partial span and frees the spans that are now empty

@@ -3,9 +3,10 @@
 //! instant would stay held forever in the child. The malloc face registers these three
 //! functions with `pthread_atfork`, as glibc and mimalloc do for their own locks:
 //!
-//! - [`before_fork`] takes every allocator lock in the lock order of `docs/design.md`
-//!   (fallback cache, the central lists, the page heap, the cache pool), so no other thread
-//!   is inside the allocator when the fork happens and the heap is consistent;
+//! - [`before_fork`] takes the heap profiler's lock, then every allocator lock in the lock
+//!   order of `docs/design.md` (fallback cache, the central lists, the page heap, the cache
+//!   pool), so no other thread is inside the allocator or the profiler when the fork
+//!   happens and both are consistent;
 //! - [`after_fork_in_parent`] releases them;
 //! - [`after_fork_in_child`] resets them to free (the threads that could wait on them do not
 //!   exist in the child) and forgets the background scavenger, which did not survive the fork.
@@ -21,6 +22,8 @@ use crate::heap::HEAP;
 
 /// Takes every allocator lock (`pthread_atfork` prepare handler).
 pub fn before_fork() {
+    // The profiler's lock first: it is a leaf, taken while holding no allocator lock.
+    crate::profile::before_fork();
     FALLBACK.raw_lock();
     for c in &CENTRAL {
         c.raw().raw_lock();
@@ -42,6 +45,7 @@ pub unsafe fn after_fork_in_parent() {
             c.raw().raw_unlock();
         }
         FALLBACK.raw_unlock();
+        crate::profile::after_fork_in_parent();
     }
 }
 
@@ -60,6 +64,7 @@ pub unsafe fn after_fork_in_child() {
             c.raw().reset_in_child();
         }
         FALLBACK.reset_in_child();
+        crate::profile::after_fork_in_child();
     }
     crate::scavenger::forget_thread();
 }

@@ -58,13 +58,18 @@ pub extern "C" fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 fn alloc_class(class: usize) -> *mut u8 {
     let c = cache::raw();
     // SAFETY: `c` is this thread's slot value; `class` comes from the size-class table.
-    unsafe {
+    let p = unsafe {
         let p = cache::alloc_from_slot(c, class);
-        if !p.is_null() {
-            return p;
+        if p.is_null() {
+            alloc_refill(c, class)
+        } else {
+            p
         }
-        alloc_refill(c, class)
+    };
+    if crate::asan::ENABLED && !p.is_null() {
+        crate::asan::unpoison(p as usize, CLASSES[class].size as usize);
     }
+    p
 }
 
 /// Slow path of [`cache::alloc_from_slot`]: refills the window of `class` in the thread's
@@ -113,6 +118,9 @@ extern "C" fn alloc_slow(size: usize, align: usize, zero: bool) -> *mut u8 {
             let p = alloc_class(class);
             return if zero { zero_small(p) } else { p };
         }
+    }
+    if crate::profile::sampling() {
+        return crate::profile::alloc_large(size, align, zero);
     }
     heap::alloc_large(size, align, zero)
 }
@@ -168,6 +176,14 @@ pub unsafe fn free(p: *mut u8) {
     if !exact {
         return report::free_failed(p as usize, false);
     }
+    if crate::asan::ENABLED {
+        // SAFETY: live span from the map. A huge object's pages go back to the OS: left
+        // unpoisoned, as the address may be mapped again by anyone.
+        let (size, npages) = unsafe { ((*s).elemsize(), (*s).npages()) };
+        if npages <= crate::pagealloc::ARENA_PAGES {
+            crate::asan::poison(p as usize, size);
+        }
+    }
     // SAFETY: `s` is live (map), and `p` is object `idx` of it. Large spans are owned by
     // `CENTRAL_OWNER`, never by a cache, so they always take the second branch.
     unsafe {
@@ -200,6 +216,13 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
     // SAFETY: `s` is a live span from the map; any thread may free remotely.
     if unsafe { (*s).free_remote(idx) }.is_err() {
         report::double_free(p as usize);
+    }
+    // A span of the central lists may just have become empty, and only the scavenger's
+    // sweep would notice: tell it (one load unless it is the first such free since its
+    // last sweep). Read after the free's SeqCst fetch_or (`Span::owned_by_central`).
+    // SAFETY: as above.
+    if unsafe { (*s).owned_by_central() } {
+        crate::scavenger::central_freed();
     }
     if c.is_null() {
         crate::stats::count_orphan_free(class);

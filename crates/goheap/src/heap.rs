@@ -29,6 +29,8 @@
 //! atomics published with release stores after the span is fully initialised.
 
 use crate::lock::{Mutex, MutexGuard};
+use core::mem::ManuallyDrop;
+use core::ops::{Deref, DerefMut};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
@@ -129,6 +131,17 @@ pub struct HeapCounters {
     pub large_total_bytes: AtomicUsize,
     /// Bytes returned to the OS by the scavenger over the process lifetime.
     pub released_total: AtomicUsize,
+    /// The most `inuse` has been (raised by [`add_inuse`]).
+    pub peak_inuse: AtomicUsize,
+}
+
+/// Adds `bytes` to the bytes in use and raises the peak; returns the bytes in use now. Every
+/// span taken from the page heap is counted here (a few instructions per span, none per
+/// object).
+pub fn add_inuse(bytes: usize) -> usize {
+    let now = COUNTERS.inuse.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    COUNTERS.peak_inuse.fetch_max(now, Ordering::Relaxed);
+    now
 }
 
 pub static COUNTERS: HeapCounters = HeapCounters {
@@ -139,6 +152,7 @@ pub static COUNTERS: HeapCounters = HeapCounters {
     large_frees: AtomicUsize::new(0),
     large_total_bytes: AtomicUsize::new(0),
     released_total: AtomicUsize::new(0),
+    peak_inuse: AtomicUsize::new(0),
 };
 
 /// Span structs are carved from chunks of OS memory and never freed; the registry lets
@@ -198,8 +212,44 @@ pub(crate) static HEAP: Mutex<HeapInner> = Mutex::new(HeapInner {
 static GREW: AtomicBool = AtomicBool::new(false);
 
 /// Takes the heap lock.
-pub fn lock() -> MutexGuard<'static, HeapInner> {
-    HEAP.lock()
+pub fn lock() -> HeapGuard {
+    HeapGuard(ManuallyDrop::new(HEAP.lock()))
+}
+
+/// The heap lock, held. Releasing it is where the sleeping background scavenger learns that
+/// freed pages put it over its goal ([`scavenger::wake_due`], the scavenger's essay): every
+/// change that can give it work (pages freed, page caches flushed, `inuse` lowered before the
+/// lock was taken) ends with this release, whoever made it (the explicit-free allocator or
+/// the garbage collector). While the scavenger is awake the check is one relaxed load.
+pub struct HeapGuard(ManuallyDrop<MutexGuard<'static, HeapInner>>);
+
+impl Deref for HeapGuard {
+    type Target = HeapInner;
+    #[inline]
+    fn deref(&self) -> &HeapInner {
+        &self.0
+    }
+}
+
+impl DerefMut for HeapGuard {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut HeapInner {
+        &mut self.0
+    }
+}
+
+impl Drop for HeapGuard {
+    #[inline]
+    fn drop(&mut self) {
+        // Decided under the lock, so that the page counts are the ones the scavenger's own
+        // re-check (under the lock) would see; the system call comes after the release.
+        let wake = scavenger::wake_due(&self.0.pages);
+        // SAFETY: dropped exactly once, here, and not used afterwards.
+        unsafe { ManuallyDrop::drop(&mut self.0) };
+        if wake {
+            scavenger::wake_claimed();
+        }
+    }
 }
 
 /// The span holding `addr`, or null if `addr` is not in an in-use span of ours (null for
@@ -406,10 +456,10 @@ pub fn new_small_span(
     }
     // SAFETY: `s` is a fresh span struct from the pool; remote bits of pooled spans are zero.
     unsafe { (*s).init_small(base, class, zeroed, owner) };
-    COUNTERS
-        .inuse
-        .fetch_add(npages * PAGE_SIZE, Ordering::Relaxed);
+    let in_use = add_inuse(npages * PAGE_SIZE);
     map_span(base, npages, s, false);
+    // GC heaps count this memory toward their goals (gc/pacer.rs): one load and compare.
+    crate::gc::pacer::note_growth(in_use);
     s
 }
 
@@ -538,6 +588,8 @@ pub fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     // SAFETY: fresh span struct, exclusively ours until mapped.
     unsafe { (*s).init_large(base, npages, zeroed) };
     let bytes = npages * PAGE_SIZE;
+    // Its pages may have held objects freed (and poisoned) before.
+    crate::asan::unpoison(base, bytes);
     if zero && !zeroed {
         // SAFETY: the run is ours and `bytes` long.
         unsafe { ptr::write_bytes(base as *mut u8, 0, bytes) };
@@ -548,7 +600,9 @@ pub fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
 }
 
 fn note_large_alloc(bytes: usize) {
-    COUNTERS.inuse.fetch_add(bytes, Ordering::Relaxed);
+    let in_use = add_inuse(bytes);
+    // GC heaps count this memory toward their goals (gc/pacer.rs): one load and compare.
+    crate::gc::pacer::note_growth(in_use);
     COUNTERS.large_bytes.fetch_add(bytes, Ordering::Relaxed);
     COUNTERS
         .large_total_bytes
@@ -597,6 +651,9 @@ fn alloc_huge(npages: usize, align: usize, _zero: bool) -> *mut u8 {
 pub unsafe fn free_large(s: *mut Span) {
     // SAFETY: caller's contract.
     let (base, npages) = unsafe { ((*s).base(), (*s).npages()) };
+    if crate::profile::tracking() {
+        crate::profile::freed(base);
+    }
     // Unmap first so that a second free of the same pointer finds nothing.
     map_span(base, npages, ptr::null_mut(), true);
     let bytes = npages * PAGE_SIZE;
@@ -653,6 +710,7 @@ pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
         // SAFETY: the run is taken (marked in use) so nobody else uses it; it held only free
         // pages, whose contents nobody needs.
         unsafe { os::decommit(addr as *mut u8, n * PAGE_SIZE) };
+        crate::asan::release_shadow(addr, n * PAGE_SIZE);
         lock().pages.free_scavenged(addr, n);
         released += n * PAGE_SIZE;
     }
@@ -663,8 +721,10 @@ pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
 }
 
 /// Page-level numbers, read under the lock: (total pages, free pages, scavenged pages).
+/// Read-only, so it skips the scavenger's check on release (the scavenger's own re-check
+/// uses it while marked asleep).
 pub fn page_counts() -> (usize, usize, usize) {
-    let h = lock();
+    let h = HEAP.lock();
     (
         h.pages.total_pages(),
         h.pages.free_pages(),

@@ -24,6 +24,7 @@
 // Lets `#[derive(Trace)]`'s `::goheap::...` paths resolve inside this crate too.
 extern crate self as goheap;
 
+pub mod asan;
 pub mod sizeclass;
 pub mod span;
 pub mod sync;
@@ -41,13 +42,19 @@ pub mod global;
 pub mod heap;
 #[cfg(not(loom))]
 pub mod lock;
+#[cfg(not(loom))]
+pub mod metrics;
 pub mod os;
 #[cfg(not(loom))]
 pub mod pagealloc;
 #[cfg(not(loom))]
+pub mod profile;
+#[cfg(not(loom))]
 pub mod report;
 #[cfg(not(loom))]
 pub mod scavenger;
+#[cfg(not(loom))]
+mod startup;
 #[cfg(not(loom))]
 pub mod stats;
 #[cfg(not(loom))]
@@ -58,12 +65,44 @@ pub use global::GoAlloc;
 #[cfg(not(loom))]
 pub use stats::MemStats;
 
-/// Returns as much memory to the OS as possible now (Go's `debug.FreeOSMemory`): the calling
-/// thread's kept empty spans and the central lists' empty spans go back to the page heap,
-/// then every free page is released with `madvise(MADV_DONTNEED)`. Returns the bytes
-/// released.
+/// What [`release_memory`] did.
 #[cfg(not(loom))]
-pub fn release_memory() -> usize {
+#[derive(Debug, Default)]
+pub struct ReleaseReport {
+    /// Bytes returned to the OS.
+    pub bytes: usize,
+    /// GC heaps collected (and swept) first.
+    pub heaps_collected: usize,
+    /// GC heaps not collected, each with the reason (a thread inside one of its sessions,
+    /// the caller inside one, a call from a destructor).
+    pub heaps_skipped: Vec<String>,
+}
+
+#[cfg(not(loom))]
+impl core::fmt::Display for ReleaseReport {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(
+            f,
+            "released {} KiB; {} GC heap(s) collected",
+            self.bytes >> 10,
+            self.heaps_collected
+        )?;
+        for s in &self.heaps_skipped {
+            write!(f, "; skipped {s}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Returns as much memory to the OS as possible now (Go's `debug.FreeOSMemory`). First every
+/// GC heap of the process is collected and swept, except those it could collect only by
+/// waiting for another thread's session (or the caller's own): those are skipped and named
+/// in the report. Then the calling thread's kept empty spans and the central lists' empty
+/// spans go back to the page heap, and every free page is released with
+/// `madvise(MADV_DONTNEED)`. Never waits for a session more than about a second.
+#[cfg(not(loom))]
+pub fn release_memory() -> ReleaseReport {
+    let (heaps_collected, heaps_skipped) = gc::heap::collect_for_release();
     let c = cache::current();
     if !c.is_null() {
         // SAFETY: `c` is the calling thread's live cache.
@@ -72,11 +111,46 @@ pub fn release_memory() -> usize {
     for central in &central::CENTRAL {
         central.free_empty_spans();
     }
-    heap::scavenge(usize::MAX, 512)
+    ReleaseReport {
+        bytes: heap::scavenge(usize::MAX, 512),
+        heaps_collected,
+        heaps_skipped,
+    }
 }
 
 /// A snapshot of the heap's statistics (Go's `runtime.ReadMemStats`).
 #[cfg(not(loom))]
 pub fn stats() -> MemStats {
     stats::read()
+}
+
+/// Acquisitions of the allocator's mutexes since the process started: all of them, those
+/// of the page heap's, and those that found the lock held (feature `lock-count`).
+#[cfg(all(feature = "lock-count", not(loom)))]
+pub fn lock_counts() -> LockCounts {
+    use core::sync::atomic::Ordering::Relaxed;
+    LockCounts {
+        acquired: lock::count::ACQUIRED.load(Relaxed),
+        page_heap: lock::count::PAGE_HEAP.load(Relaxed),
+        gc_span_structs: lock::count::GC_SPAN_STRUCTS.load(Relaxed),
+        central: lock::count::CENTRAL.load(Relaxed),
+        contended: lock::count::CONTENDED.load(Relaxed),
+    }
+}
+
+/// What [`lock_counts`] returns.
+#[cfg(all(feature = "lock-count", not(loom)))]
+#[derive(Clone, Copy, Debug)]
+pub struct LockCounts {
+    /// Every acquisition of an allocator mutex (page heap, central lists, GC pools, ...).
+    pub acquired: u64,
+    /// Acquisitions of the page heap's mutex.
+    pub page_heap: u64,
+    /// Acquisitions of the GC's span-struct pool.
+    pub gc_span_structs: u64,
+    /// Acquisitions of the malloc face's central lists (the rest are the GC's per-type
+    /// pools, the span map's and the thread caches' pool).
+    pub central: u64,
+    /// Acquisitions that found the lock held (they spun, then slept).
+    pub contended: u64,
 }

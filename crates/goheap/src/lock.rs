@@ -18,6 +18,8 @@ use core::cell::UnsafeCell;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, Ordering};
 
+use crate::sync::{futex_wait, futex_wake};
+
 const FREE: u32 = 0;
 const HELD: u32 = 1;
 const CONTENDED: u32 = 2;
@@ -61,10 +63,14 @@ impl<T> Mutex<T> {
         {
             self.lock_contended();
         }
+        #[cfg(feature = "lock-count")]
+        count::acquired(self as *const Self as usize);
     }
 
     #[cold]
     fn lock_contended(&self) {
+        #[cfg(feature = "lock-count")]
+        count::CONTENDED.fetch_add(1, Ordering::Relaxed);
         for _ in 0..SPINS {
             if self.state.load(Ordering::Relaxed) == FREE
                 && self
@@ -89,7 +95,7 @@ impl<T> Mutex<T> {
     #[inline]
     pub unsafe fn raw_unlock(&self) {
         if self.state.swap(FREE, Ordering::Release) == CONTENDED {
-            futex_wake_one(&self.state);
+            futex_wake(&self.state, 1);
         }
     }
 
@@ -100,6 +106,37 @@ impl<T> Mutex<T> {
     /// and where the parent's `prepare` handler made sure the protected data is consistent.
     pub unsafe fn reset_in_child(&self) {
         self.state.store(FREE, Ordering::Relaxed);
+    }
+}
+
+/// Acquisitions of the allocator's mutexes, counted only with the `lock-count` feature
+/// (compiled out otherwise, so a normal build pays nothing; the counting itself is a
+/// locked add per acquisition). Read with [`crate::lock_counts`].
+#[cfg(feature = "lock-count")]
+pub(crate) mod count {
+    use core::sync::atomic::{AtomicU64, Ordering};
+
+    /// Every acquisition.
+    pub static ACQUIRED: AtomicU64 = AtomicU64::new(0);
+    /// Acquisitions of the page heap's mutex (`heap::HEAP`).
+    pub static PAGE_HEAP: AtomicU64 = AtomicU64::new(0);
+    /// Acquisitions of the GC's span-struct pool (`gc::span::SPAN_POOL`).
+    pub static GC_SPAN_STRUCTS: AtomicU64 = AtomicU64::new(0);
+    /// Acquisitions of the malloc face's central lists (`central::CENTRAL`).
+    pub static CENTRAL: AtomicU64 = AtomicU64::new(0);
+    /// Acquisitions that found the lock held.
+    pub static CONTENDED: AtomicU64 = AtomicU64::new(0);
+
+    pub fn acquired(lock: usize) {
+        ACQUIRED.fetch_add(1, Ordering::Relaxed);
+        let central = crate::central::CENTRAL.as_ptr_range();
+        if lock == core::ptr::addr_of!(crate::heap::HEAP) as usize {
+            PAGE_HEAP.fetch_add(1, Ordering::Relaxed);
+        } else if lock == crate::gc::span::span_pool_lock() {
+            GC_SPAN_STRUCTS.fetch_add(1, Ordering::Relaxed);
+        } else if (central.start as usize..central.end as usize).contains(&lock) {
+            CENTRAL.fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
@@ -127,32 +164,6 @@ impl<T> Drop for MutexGuard<'_, T> {
     fn drop(&mut self) {
         // SAFETY: the guard holds the lock.
         unsafe { self.lock.raw_unlock() }
-    }
-}
-
-fn futex_wait(word: &AtomicU32, expected: u32) {
-    // SAFETY: FUTEX_WAIT reads the word at a valid address and sleeps only while it equals
-    // `expected`; spurious returns are handled by the caller's loop.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAIT | libc::FUTEX_PRIVATE_FLAG,
-            expected,
-            core::ptr::null::<libc::timespec>(),
-        );
-    }
-}
-
-fn futex_wake_one(word: &AtomicU32) {
-    // SAFETY: FUTEX_WAKE on a valid address has no memory effects beyond waking a waiter.
-    unsafe {
-        libc::syscall(
-            libc::SYS_futex,
-            word.as_ptr(),
-            libc::FUTEX_WAKE | libc::FUTEX_PRIVATE_FLAG,
-            1,
-        );
     }
 }
 

@@ -1,8 +1,11 @@
-//! Fatal error reports: what goheap says when it finds a heap-corrupting mistake (a double
-//! free, a pointer it never handed out), in the manner of glibc's `free(): invalid pointer`.
+//! What goheap writes on stderr: fatal error reports, when it finds a heap-corrupting
+//! mistake (a double free, a pointer it never handed out), in the manner of glibc's
+//! `free(): invalid pointer`, and the reports at exit ([`Stderr`]: statistics, leaks).
 //!
-//! Reporting must not allocate (the allocator may be the one that is broken), so messages
-//! are formatted into a stack buffer and written with `write(2)`, then the process aborts.
+//! Reporting must not allocate (the allocator may be the one that is broken, and at exit it
+//! may be in any state a program can leave it in), so messages are formatted with
+//! `core::fmt` into buffers on the stack and written with `write(2)`; a fatal error then
+//! aborts the process.
 
 use core::fmt::Write;
 
@@ -70,5 +73,55 @@ pub extern "C" fn free_failed(ptr: usize, double: bool) {
     }
     if ptr != 0 {
         invalid_pointer("free", ptr);
+    }
+}
+
+/// A `core::fmt::Write` to stderr through a buffer on the stack, written out whenever it
+/// fills and by [`Stderr::flush`] (call it at the end: nothing flushes on drop, so a
+/// report is never cut into a `write` at an unexpected point).
+pub struct Stderr {
+    buf: [u8; 1024],
+    len: usize,
+}
+
+impl Default for Stderr {
+    fn default() -> Self {
+        Stderr {
+            buf: [0; 1024],
+            len: 0,
+        }
+    }
+}
+
+impl Stderr {
+    pub fn flush(&mut self) {
+        let mut done = 0;
+        while done < self.len {
+            // SAFETY: `buf[done..len]` is initialised memory of ours.
+            let n = unsafe { libc::write(2, self.buf.as_ptr().add(done).cast(), self.len - done) };
+            if n <= 0 {
+                // EINTR: try again; any other error (stderr closed): give up quietly.
+                // SAFETY: reading this thread's errno slot.
+                if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                    continue;
+                }
+                break;
+            }
+            done += n as usize;
+        }
+        self.len = 0;
+    }
+}
+
+impl Write for Stderr {
+    fn write_str(&mut self, s: &str) -> core::fmt::Result {
+        for chunk in s.as_bytes().chunks(self.buf.len()) {
+            if self.len + chunk.len() > self.buf.len() {
+                self.flush();
+            }
+            self.buf[self.len..self.len + chunk.len()].copy_from_slice(chunk);
+            self.len += chunk.len();
+        }
+        Ok(())
     }
 }

@@ -53,13 +53,38 @@
 //! operations sequentially consistent, at least one side sees the other (Dekker), so a free
 //! can never be stranded in a parked span: either the freer pushes the span home, or the owner
 //! sees the bit and cancels the park (the CAS decides who, exactly one wins).
+//!
+//! # Waiting for a span in flight
+//!
+//! Between a freer's winning CAS and its push the span belongs to nobody's list: it is *in
+//! flight* to its home. A thread cache that is being retired (its thread exits) must not be
+//! recycled while a span is in flight to its reclaim stack, so [`SpanStack::wait_nonempty`]
+//! lets the stack's owner sleep until a push arrives. It used to yield in a loop; a freer
+//! preempted between its CAS and its push kept the exiting thread spinning through the
+//! scheduler for as long as that took. Now the owner sleeps in the kernel ([`Parker`]) and
+//! every push ends with [`Parker::wake`], which is one load unless the owner sleeps.
+//!
+//! The lost wake-up to rule out: the owner reads `head` (null), the freer pushes and reads
+//! the parker's state (awake, so no wake), then the owner sleeps with the span already on its
+//! stack. The owner writes its state (`prepare`, `SeqCst`) *before* it re-reads `head`
+//! (`SeqCst`); the freer writes `head` (CAS, `SeqCst`) *before* it reads the state
+//! (`SeqCst`). In the single order of those four operations one of the writes comes first, so
+//! either the owner's re-read sees the span (it does not sleep), or the freer's read sees
+//! "asleep" (it swaps the state back and wakes the owner; if that happens before the owner's
+//! `futex_wait`, the kernel sees the changed state and does not put it to sleep).
+//! Model (f) in `tests/loom.rs` checks it, and fails without the fences (below) that stand
+//! in for `SeqCst` under loom.
+//!
+//! The wait is taken only when the owner knows a push will come (its `unpark` lost the CAS to
+//! a freer), never to poll, and in practice it almost never sleeps: the window is a few
+//! instructions long unless the freer is preempted inside it.
 
 use core::cell::Cell;
 use core::ptr;
 
 use crate::sizeclass::{first_byte_limit, CLASSES, MAX_OBJS_PER_SPAN};
 use crate::sync::{
-    loom_seqcst_fence, spin_hint, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering,
+    loom_seqcst_fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering, Parker,
 };
 
 /// `x.count_ones()`, with the `popcnt` instruction where the CPU has it. The baseline
@@ -373,12 +398,21 @@ impl Span {
     pub fn owner(&self) -> usize {
         self.owner.load(Ordering::Relaxed)
     }
-    /// Hands the span to a new owner.
+    /// Whether the central lists own the span (or it is a large span), read with `SeqCst`:
+    /// after a remote free's `fetch_or`, this tells the freer whether the scavenger must
+    /// hear of the free (see [`crate::sync::Signal`]; `set_owner` is `SeqCst` for it).
+    #[inline]
+    pub fn owned_by_central(&self) -> bool {
+        self.owner.load(Ordering::SeqCst) == CENTRAL_OWNER
+    }
+    /// Hands the span to a new owner. `SeqCst` (hand-overs are rare): a remote freer that
+    /// reads the old owner after its `fetch_or` then comes before this store in the single
+    /// order, which the scavenger's central sweep relies on (`owned_by_central`).
     ///
     /// # Safety
     /// The caller owns the span, and the hand-over is ordered by a lock or a span stack.
     pub unsafe fn set_owner(&self, owner: usize) {
-        self.owner.store(owner, Ordering::Relaxed);
+        self.owner.store(owner, Ordering::SeqCst);
     }
 
     /// Index of the object containing `addr`, and whether `addr` is that object's first byte.
@@ -603,6 +637,28 @@ impl Span {
         popcount(c)
     }
 
+    /// Keeps the lowest `keep` objects of the window and gives the rest back to
+    /// `free_bits` (the heap profiler cuts a window short before a sample point). Returns
+    /// how many went back. The next pass over the word finds them.
+    ///
+    /// # Safety
+    /// The caller owns the span.
+    pub unsafe fn return_window_above(&self, keep: u32) -> u32 {
+        let c = self.alloc_cache.load(Ordering::Relaxed);
+        let mut rest = c;
+        for _ in 0..keep {
+            rest &= rest.wrapping_sub(1);
+        }
+        if rest == 0 {
+            return 0;
+        }
+        self.alloc_cache.store(c & !rest, Ordering::Relaxed);
+        let w = self.window_word.get() as usize;
+        self.free_bits[w].set(self.free_bits[w].get() | rest);
+        self.add_nfree_synced(popcount(rest));
+        popcount(rest)
+    }
+
     /// Frees object `idx` on behalf of the owner. Returns whether the span now needs list
     /// work: whether its free count has reached [`Span::attention`].
     ///
@@ -774,8 +830,12 @@ impl Span {
 
 /// A lock-free stack of spans (Treiber), used as the "home" of parked spans. Anyone may
 /// push; only the stack's owner takes, and it takes everything at once, so there is no ABA.
+/// The owner may also sleep until something is pushed ([`SpanStack::wait_nonempty`]; see the
+/// module essay, "Waiting for a span in flight").
 pub struct SpanStack {
     head: AtomicPtr<Span>,
+    /// The owner's sleep in `wait_nonempty`; every push wakes it.
+    waiter: Parker,
 }
 
 impl Default for SpanStack {
@@ -789,16 +849,22 @@ impl SpanStack {
     pub const fn new() -> SpanStack {
         SpanStack {
             head: AtomicPtr::new(ptr::null_mut()),
+            waiter: Parker::new(),
         }
     }
     #[cfg(loom)]
     pub fn new() -> SpanStack {
         SpanStack {
             head: AtomicPtr::new(ptr::null_mut()),
+            waiter: Parker::new(),
         }
     }
 
-    /// Pushes `s`.
+    /// Pushes `s`, and wakes the owner if it sleeps in [`SpanStack::wait_nonempty`].
+    ///
+    /// A failed CAS is not a wait: it means another push or a `take_all` changed the head
+    /// in between (that thread made progress), and it hands back the new head to retry with
+    /// at once. So there is no pause and no back-off here; the loop is lock-free.
     ///
     /// # Safety
     /// `s` is a live span that is on no other stack.
@@ -807,17 +873,20 @@ impl SpanStack {
         loop {
             // SAFETY: `s` is live (caller), and its `stack_next` belongs to whoever pushes it.
             unsafe { (*s).stack_next.store(h, Ordering::Relaxed) };
+            // SeqCst on success: one side of the wait handshake (module essay), against the
+            // owner's `prepare` then re-read of `head`; also releases `s` to the taker.
             match self
                 .head
-                .compare_exchange_weak(h, s, Ordering::Release, Ordering::Relaxed)
+                .compare_exchange_weak(h, s, Ordering::SeqCst, Ordering::Relaxed)
             {
-                Ok(_) => return,
-                Err(cur) => {
-                    h = cur;
-                    spin_hint();
-                }
+                Ok(_) => break,
+                Err(cur) => h = cur,
             }
         }
+        // `self` may belong to a recycled cache by now (the owner saw `s` and went on): then
+        // this is at worst a spurious wake-up of the next owner (see `Parker`). Caches are
+        // never unmapped, so the memory is valid.
+        self.waiter.wake();
     }
 
     /// True if nothing was pushed since the last `take_all`.
@@ -831,6 +900,24 @@ impl SpanStack {
             return ptr::null_mut();
         }
         self.head.swap(ptr::null_mut(), Ordering::Acquire)
+    }
+
+    /// Sleeps in the kernel until the stack is not empty. Only the stack's owner may call it
+    /// (one waiter at a time), and only when a push is sure to come (a remote freer won a
+    /// parked span's `PARKED -> 0` CAS and has yet to push it): nothing else would wake it.
+    /// Returns whether it slept at all (for the loom models).
+    pub fn wait_nonempty(&self) -> bool {
+        let mut slept = false;
+        while self.head.load(Ordering::SeqCst).is_null() {
+            self.waiter.prepare();
+            if !self.head.load(Ordering::SeqCst).is_null() {
+                self.waiter.cancel();
+                break;
+            }
+            self.waiter.park();
+            slept = true;
+        }
+        slept
     }
 }
 

@@ -83,6 +83,8 @@ pub struct MemStats {
     pub frees: u64,
     /// Cumulative bytes the scavenger returned to the OS.
     pub released_total: usize,
+    /// The most bytes `heap_inuse` has been.
+    pub peak_inuse: usize,
     /// Per size class; entry 0 is large objects.
     pub by_size: [ClassStats; NUM_CLASSES],
 }
@@ -132,6 +134,7 @@ pub fn read() -> MemStats {
         mallocs: 0,
         frees: 0,
         released_total: COUNTERS.released_total.load(Ordering::Relaxed),
+        peak_inuse: COUNTERS.peak_inuse.load(Ordering::Relaxed),
         by_size,
     };
     for row in &s.by_size {
@@ -145,4 +148,103 @@ pub fn read() -> MemStats {
     }
     s.heap_objects = s.mallocs.saturating_sub(s.frees);
     s
+}
+
+/// The process's peak resident set size in bytes (`getrusage`'s `ru_maxrss`).
+pub fn peak_rss_bytes() -> usize {
+    // SAFETY: an all-zero `rusage` is valid, and `getrusage` fills it.
+    let mut ru: libc::rusage = unsafe { core::mem::zeroed() };
+    // SAFETY: `ru` is a valid out-pointer.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return 0;
+    }
+    ru.ru_maxrss as usize * 1024
+}
+
+/// `GOHEAP_STATS`: the statistics on stderr at exit, as `MIMALLOC_SHOW_STATS` prints
+/// mimalloc's, for every face (`crate::startup` registers it). The page-level figures,
+/// the peaks and the time since start-up, object counts, then one row per size class that
+/// was ever used:
+///
+/// ```text
+/// goheap: statistics at exit (pid 4242)
+///   heap_sys       67108864  bytes reserved from the OS
+///   ...
+///   peak_inuse      4464640  most bytes in spans in use at once
+///   peak_rss        9216000  most resident memory of the process
+///   elapsed_ms          112  milliseconds since start-up
+///   class     size      mallocs        frees         live
+///       1        8         1520         1490           30
+///   large        -            3            3            0
+/// ```
+///
+/// Nothing here allocates (see [`crate::report`]).
+pub fn print_at_exit(elapsed_ms: u64) {
+    let mut out = crate::report::Stderr::default();
+    let _ = write_report(&mut out, elapsed_ms);
+    out.flush();
+}
+
+fn write_report(w: &mut impl core::fmt::Write, elapsed_ms: u64) -> core::fmt::Result {
+    let s = read();
+    // SAFETY: `getpid` has no preconditions.
+    let pid = unsafe { libc::getpid() };
+    writeln!(w, "goheap: statistics at exit (pid {pid})")?;
+    let rows: [(&str, u64, &str); 13] = [
+        ("heap_sys", s.heap_sys as u64, "bytes reserved from the OS"),
+        ("heap_inuse", s.heap_inuse as u64, "bytes in spans in use"),
+        ("heap_idle", s.heap_idle as u64, "bytes in free pages"),
+        (
+            "heap_released",
+            s.heap_released as u64,
+            "bytes of free pages returned to the OS",
+        ),
+        (
+            "heap_alloc",
+            s.heap_alloc as u64,
+            "bytes in live objects (class-rounded)",
+        ),
+        ("heap_objects", s.heap_objects, "live objects"),
+        ("total_alloc", s.total_alloc, "bytes allocated in total"),
+        ("mallocs", s.mallocs, "objects allocated"),
+        ("frees", s.frees, "objects freed"),
+        (
+            "released_total",
+            s.released_total as u64,
+            "bytes returned to the OS in total",
+        ),
+        (
+            "peak_inuse",
+            s.peak_inuse as u64,
+            "most bytes in spans in use at once",
+        ),
+        (
+            "peak_rss",
+            peak_rss_bytes() as u64,
+            "most resident memory of the process",
+        ),
+        ("elapsed_ms", elapsed_ms, "milliseconds since start-up"),
+    ];
+    for (name, value, what) in rows {
+        writeln!(w, "  {name:<15}{value:>14}  {what}")?;
+    }
+    writeln!(
+        w,
+        "  {:>5} {:>8} {:>12} {:>12} {:>12}",
+        "class", "size", "mallocs", "frees", "live"
+    )?;
+    for class in (1..NUM_CLASSES).chain(core::iter::once(0)) {
+        let row = &s.by_size[class];
+        if row.mallocs == 0 {
+            continue;
+        }
+        let live = row.mallocs.saturating_sub(row.frees);
+        if class == 0 {
+            write!(w, "  {:>5} {:>8}", "large", "-")?;
+        } else {
+            write!(w, "  {class:>5} {:>8}", CLASSES[class].size)?;
+        }
+        writeln!(w, " {:>12} {:>12} {:>12}", row.mallocs, row.frees, live)?;
+    }
+    Ok(())
 }

@@ -150,7 +150,9 @@ fn normal_workload_passes_checkmark() {
     heap.collect();
     heap.wait_sweep();
     let s = heap.stats();
-    assert!(s.num_gc > 20, "too few cycles checked: {s:?}");
+    // Collections requested while a cycle runs share the next one, so 23 `collect` calls
+    // make at least 12 cycles, plus the automatic ones.
+    assert!(s.num_gc >= 15, "too few cycles checked: {s:?}");
     // 2 x 60 kept trees, at most 2 x 11 still in the bags.
     heap.run_cleanups();
     assert!(cleanups.load(Ordering::SeqCst) <= 2 * 60);

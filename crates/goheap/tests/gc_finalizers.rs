@@ -6,7 +6,6 @@
 #![cfg(not(loom))]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,20 +18,9 @@ fn config() -> Config {
     }
 }
 
-/// Runs `f` on its own thread and fails if it does not finish within `secs` seconds (a
-/// deadlock would otherwise hang the whole suite; the stuck thread is abandoned).
-fn within(secs: u64, what: &str, f: impl FnOnce() + Send + 'static) {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        f();
-        let _ = tx.send(());
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => {}
-        Err(mpsc::RecvTimeoutError::Timeout) => panic!("deadlock: {what} (stuck for {secs} s)"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => panic!("{what}: the thread panicked"),
-    }
-}
+#[path = "common/within.rs"]
+mod within;
+use within::within;
 
 #[derive(Trace)]
 #[trace(static)]

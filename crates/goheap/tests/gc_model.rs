@@ -691,6 +691,11 @@ fn run_model(seed: u64, p: &Params) {
     let heap = Heap::with_config(Config {
         procs: 2,
         gc_percent: 10,
+        // Every concurrent cycle of the model is verified (the check stops the world).
+        debug: goheap::gc::DebugFlags {
+            gccheckmark: true,
+            ..Default::default()
+        },
         ..Config::default()
     });
     let board = {

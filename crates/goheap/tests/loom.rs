@@ -1,6 +1,8 @@
 //! Loom models of the lock-free protocols in `goheap::span` (see that module's essay): the
 //! park handshake between a span's owner and remote freers, the span stacks parked spans go
-//! home on, and the collection of remote frees.
+//! home on, and the collection of remote frees; and of the allocator's sleeps and wake-ups
+//! (`goheap::sync::Parker`): a retiring cache waiting for a span in flight, and the
+//! scavenger's two ways of being woken.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release -p goheap --test loom`. Every model
 //! uses the real `Span` and `SpanStack`; only the atomics are loom's (`goheap::sync`).
@@ -108,9 +110,30 @@ where
     O: Eq + Hash + Debug + Send + 'static,
     F: Fn() -> O + Sync + Send + 'static,
 {
+    model_with(loom::model::Builder::new(), f)
+}
+
+/// [`model`] with at most `bound` preemptions per execution (unless `LOOM_MAX_PREEMPTIONS`
+/// asks for another bound): for models whose waiter loops until it has seen everything, which
+/// loom cannot explore exhaustively in reasonable time.
+fn model_bounded<O, F>(bound: usize, f: F) -> HashSet<O>
+where
+    O: Eq + Hash + Debug + Send + 'static,
+    F: Fn() -> O + Sync + Send + 'static,
+{
+    let mut b = loom::model::Builder::new();
+    b.preemption_bound = b.preemption_bound.or(Some(bound));
+    model_with(b, f)
+}
+
+fn model_with<O, F>(builder: loom::model::Builder, f: F) -> HashSet<O>
+where
+    O: Eq + Hash + Debug + Send + 'static,
+    F: Fn() -> O + Sync + Send + 'static,
+{
     let seen = Arc::new(Mutex::new((0usize, HashSet::new())));
     let sink = seen.clone();
-    loom::model::Builder::new().check(move || {
+    builder.check(move || {
         let o = f();
         let mut g = sink.lock().unwrap();
         g.0 += 1;
@@ -386,101 +409,413 @@ fn collect_vs_remote_frees() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The garbage collector's stop-the-world handshake (`goheap::gc::world`): a mutator inside a
-// session and a collector that believes the world is stopped must never overlap. The
-// "object" is a loom cell that the mutator writes inside its session and the collector reads
-// while marking: loom reports any execution where the two accesses are not ordered.
+// Waiting without spinning (`goheap::sync::Parker`, issue 9): a thread that must wait for
+// another sleeps in the kernel (here: loom's condition variable, which stands in for the
+// futex) and the thread that changes what it waits for wakes it. A lost wake-up leaves the
+// waiter asleep after every other thread has finished, which loom reports as a deadlock.
+// Each model also checks that loom reached the executions where the waiter really slept.
+
+/// (f) A cache retiring while a remote freer takes one of its parked spans home
+/// (`Cache::retire`): the owner's `unpark` either wins, or loses to the freer and then the
+/// owner sleeps until the freer's push arrives (`SpanStack::wait_nonempty`). The span comes
+/// back exactly once, and the owner never sleeps through the push.
+#[test]
+fn retire_sleeps_until_the_span_in_flight_arrives() {
+    let outcomes = model(|| {
+        let t = Arc::new(TestSpan::drained());
+        let home = Arc::new(SpanStack::new());
+        // SAFETY: the main thread owns the span; `home` outlives the parking.
+        assert!(unsafe { t.span.park(&*home) });
+        let freer = {
+            let t = t.clone();
+            thread::spawn(move || t.span.free_remote(0).unwrap())
+        };
+        // SAFETY: the main thread owns the span.
+        let unparked = unsafe { t.span.unpark() };
+        let mut slept = false;
+        let mut got = vec![];
+        if !unparked {
+            // The freer won the span: it is in flight to `home`. Wait for it before joining
+            // the freer, as `retire` does (it never joins anyone).
+            slept = home.wait_nonempty();
+            got = took_home(&home);
+            assert_eq!(got, vec![t.ptr()], "the span in flight did not arrive once");
+        }
+        freer.join().unwrap();
+        got.extend(took_home(&home));
+        assert_eq!(got.len(), !unparked as usize);
+        (unparked, slept)
+    });
+    assert_eq!(
+        outcomes,
+        set([(true, false), (false, false), (false, true)])
+    );
+}
+
+/// (g) The scavenger's central-free signal (`goheap::sync::Signal`): two threads free into a
+/// span the consumer stands for the central lists' owner of, each raising the signal after its
+/// free; the consumer sleeps whenever the signal is down and collects whenever it takes it.
+/// It must end up with both frees: neither a raise that finds the flag up (no wake-up, no
+/// write) nor a raise that comes while it falls asleep may strand a free.
+///
+/// Explored with at most 6 preemptions per execution (about 250,000 executions, 10 s); the
+/// consumer's loop (spurious wake-ups included) has no bound that exhaustive search could
+/// exhaust.
+#[test]
+fn central_signal_loses_no_free() {
+    use goheap::sync::{Parker, Signal};
+    let outcomes = model_bounded(6, || {
+        let t = Arc::new(TestSpan::drained());
+        let sig = Arc::new((Signal::new(), Parker::new()));
+        let freers: Vec<_> = (0..2)
+            .map(|i| {
+                let (t, sig) = (t.clone(), sig.clone());
+                thread::spawn(move || {
+                    t.span.free_remote(i).unwrap();
+                    sig.0.raise(&sig.1);
+                })
+            })
+            .collect();
+        let (mut got, mut takes, mut slept) = (0, 0, false);
+        while got < 2 {
+            if sig.0.take() {
+                takes += 1;
+                // SAFETY: the main thread owns the span (as the central lock's holder would).
+                got += unsafe { t.span.collect_remote() }.unwrap();
+                continue;
+            }
+            sig.1.prepare();
+            if sig.0.is_raised() {
+                sig.1.cancel();
+                continue;
+            }
+            sig.1.park();
+            slept = true;
+        }
+        for f in freers {
+            f.join().unwrap();
+        }
+        assert!(!t.span.has_remote());
+        (takes, slept)
+    });
+    assert_eq!(
+        outcomes,
+        set([(1, false), (1, true), (2, false), (2, true)]),
+        "not every interleaving of takes and sleeps was reached"
+    );
+}
+
+/// (h) The scavenger woken from the page heap (`heap::HeapGuard`, `scavenger::wake_due`):
+/// producers change a count under a lock and, still under it, claim the wake-up if the
+/// waiter is marked asleep (a relaxed read: the lock orders it); the waiter marks itself
+/// asleep, then re-reads the count under the lock. Two producers, one waiter that wants to
+/// see both increments; at most one futex wake per sleep.
+#[test]
+fn page_heap_wakes_the_sleeping_scavenger() {
+    use goheap::sync::Parker;
+    use loom::sync::Mutex as LoomMutex;
+    let outcomes = model(|| {
+        let shared = Arc::new((LoomMutex::new(0u32), Parker::new()));
+        let producers: Vec<_> = (0..2)
+            .map(|_| {
+                let shared = shared.clone();
+                thread::spawn(move || {
+                    let mut g = shared.0.lock().unwrap();
+                    *g += 1;
+                    let wake = shared.1.is_asleep() && shared.1.claim();
+                    drop(g);
+                    if wake {
+                        shared.1.wake_claimed();
+                    }
+                    wake
+                })
+            })
+            .collect();
+        let mut sleeps = 0;
+        loop {
+            shared.1.prepare();
+            if *shared.0.lock().unwrap() == 2 {
+                shared.1.cancel();
+                break;
+            }
+            shared.1.park();
+            sleeps += 1;
+        }
+        let wakes: usize = producers
+            .into_iter()
+            .map(|p| p.join().unwrap() as usize)
+            .sum();
+        assert!(wakes <= sleeps + 1);
+        sleeps.min(2)
+    });
+    assert_eq!(outcomes, set([0, 1, 2]));
+}
+
+// ---------------------------------------------------------------------------------------
+// The collector's handshakes with sessions (`goheap::gc::world`): a claimed cache is never
+// used by a session; a session open at mark start is seen (grey) or sees the mark (black);
+// a collector waiting for an epoch to move is woken.
 
 mod gc_world {
-    use goheap::gc::world;
-    use goheap::sync::AtomicBool;
+    use goheap::gc::barrier::{MARK, OFF};
+    use goheap::gc::world::{self, Entry};
+    use goheap::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
     use loom::thread;
 
     struct Shared {
-        stop: AtomicBool,
-        flags: [AtomicBool; 2],
-        /// One object per mutator (mutators' own writes to shared objects go through
-        /// atomic cells; what the handshake must order is mutator vs collector).
-        objects: [UnsafeCell<u64>; 2],
+        epochs: [AtomicU64; 2],
+        claims: [AtomicBool; 2],
+        watched: AtomicBool,
+        /// Each mutator's allocation cache: written inside its sessions, by the collector
+        /// while it holds the claim. Loom reports any unordered pair of accesses.
+        caches: [UnsafeCell<u64>; 2],
     }
 
-    fn shared(outer_open: bool) -> Arc<Shared> {
+    fn shared() -> Arc<Shared> {
         Arc::new(Shared {
-            stop: AtomicBool::new(false),
-            flags: [AtomicBool::new(outer_open), AtomicBool::new(false)],
-            objects: [UnsafeCell::new(0), UnsafeCell::new(0)],
+            epochs: [AtomicU64::new(0), AtomicU64::new(0)],
+            claims: [AtomicBool::new(false), AtomicBool::new(false)],
+            watched: AtomicBool::new(false),
+            caches: [UnsafeCell::new(0), UnsafeCell::new(0)],
         })
     }
 
-    /// The collector's side: stop, and if everyone is outside, "mark" (read every object).
-    fn collector(s: &Shared) {
-        world::request_stop(&s.stop);
-        if world::all_outside(s.flags.iter()) {
-            for o in &s.objects {
-                // SAFETY (model): the world is stopped: no mutator is in a session.
-                let _ = o.with(|p| unsafe { *p });
-            }
-        }
-    }
-
-    fn mutator(s: &Shared, me: usize) -> bool {
-        if !world::try_enter(&s.flags[me], &s.stop, false) {
-            return false; // backed out: would wait for the restart
-        }
-        // SAFETY (model): inside a session; the handshake must exclude the collector.
-        s.objects[me].with_mut(|p| unsafe { *p += 1 });
-        world::exit(&s.flags[me], &s.stop);
-        true
-    }
-
-    /// Two mutators try one session each while a collector stops the world and, if it
-    /// found everyone outside, "marks" (reads the object) before restarting it.
+    /// Two mutators try one session each while the collector claims both caches and, where
+    /// it got the claim, flushes (writes) the cache.
     #[test]
-    fn sessions_never_overlap_a_stopped_world() {
+    fn a_claimed_cache_is_never_used_by_a_session() {
         loom::model(|| {
-            let s = shared(false);
+            let s = shared();
             let ms: Vec<_> = (0..2)
                 .map(|i| {
                     let s = s.clone();
-                    thread::spawn(move || mutator(&s, i))
+                    thread::spawn(move || {
+                        if world::try_enter(&s.epochs[i], &s.claims[i], &s.watched) != Entry::Open {
+                            return; // backed out: would wait for the release
+                        }
+                        // SAFETY (model): inside the session the cache is the mutator's.
+                        s.caches[i].with_mut(|p| unsafe { *p += 1 });
+                        world::exit(&s.epochs[i], &s.watched);
+                    })
                 })
                 .collect();
-            collector(&s);
+            for i in 0..2 {
+                if world::try_claim(&s.epochs[i], &s.claims[i]) {
+                    // SAFETY (model): claimed: the mutator is outside its sessions.
+                    s.caches[i].with_mut(|p| unsafe { *p = 0 });
+                    world::release(&s.claims[i]);
+                }
+            }
             for m in ms {
                 m.join().unwrap();
             }
         });
     }
 
-    /// A nested entry (the thread already has a session open) never waits, and the outer
-    /// session keeps the collector out: modelled by a mutator whose outer flag is already
-    /// set when the collector starts.
+    /// The colour handshake at mark start, with the entry written as `enter`: either the
+    /// mutator sees the mark (its session is black) or the collector sees the session open
+    /// (grey). `enter` is the real order (epoch, then phase); the broken order reads the
+    /// phase first.
+    fn colour_model(enter: fn(&AtomicU64, &AtomicBool, &AtomicBool, &AtomicU8) -> u8) {
+        loom::model(move || {
+            let epoch = Arc::new(AtomicU64::new(0));
+            let claim = Arc::new(AtomicBool::new(false));
+            let watched = Arc::new(AtomicBool::new(false));
+            let phase = Arc::new(AtomicU8::new(OFF));
+            let (e2, c2, w2, p2) = (epoch.clone(), claim.clone(), watched.clone(), phase.clone());
+            let m = thread::spawn(move || enter(&e2, &c2, &w2, &p2));
+            phase.store(MARK, Ordering::SeqCst);
+            goheap::sync::loom_seqcst_fence();
+            let grey = world::open_session(&epoch).is_some();
+            let seen = m.join().unwrap();
+            assert!(
+                grey || seen == MARK,
+                "a session open at mark start was neither grey nor black"
+            );
+        });
+    }
+
+    fn enter_then_colour(e: &AtomicU64, c: &AtomicBool, w: &AtomicBool, p: &AtomicU8) -> u8 {
+        assert_eq!(world::try_enter(e, c, w), Entry::Open);
+        p.load(Ordering::SeqCst)
+    }
+
+    fn colour_then_enter(e: &AtomicU64, c: &AtomicBool, w: &AtomicBool, p: &AtomicU8) -> u8 {
+        let seen = p.load(Ordering::SeqCst);
+        assert_eq!(world::try_enter(e, c, w), Entry::Open);
+        seen
+    }
+
     #[test]
-    fn nested_entry_is_covered_by_the_outer_session() {
+    fn a_session_open_at_mark_start_is_grey_or_black() {
+        colour_model(enter_then_colour);
+    }
+
+    /// The model is able to fail: reading the phase before the epoch moves loses the race.
+    #[test]
+    #[should_panic(expected = "neither grey nor black")]
+    fn colour_read_before_entry_is_caught() {
+        colour_model(colour_then_enter);
+    }
+
+    /// A collector waiting for an open session's epoch to move is woken by its end: either
+    /// it sees the new epoch, or the mutator's exit sees it watching.
+    #[test]
+    fn a_watching_collector_is_woken() {
         loom::model(|| {
-            let s = shared(true);
+            let s = shared();
+            assert_eq!(
+                world::try_enter(&s.epochs[0], &s.claims[0], &s.watched),
+                Entry::Open
+            );
+            let open = world::open_session(&s.epochs[0]).unwrap();
             let s2 = s.clone();
+            let m = thread::spawn(move || world::exit(&s2.epochs[0], &s2.watched));
+            world::watch(&s.watched);
+            let passed = world::passed(&s.epochs[0], open);
+            let woken = m.join().unwrap();
+            assert!(passed || woken, "the collector would sleep forever");
+        });
+    }
+
+    /// Sweep termination waits for a busy mutator's cache to let its stale spans go; the
+    /// mutator does so inside its session, at its next refill (`Local::flush_if_stale`:
+    /// the flush generation stored SeqCst, then `announce`). Either the collector sees the
+    /// new generation, or the mutator sees it watching and wakes it. `flush` is the real
+    /// order; the broken one reads `watched` before it stores the generation.
+    fn stale_flush_model(flush: fn(&AtomicU32, &AtomicBool) -> bool) {
+        loom::model(move || {
+            let flushed = Arc::new(AtomicU32::new(2));
+            let watched = Arc::new(AtomicBool::new(false));
+            let (f2, w2) = (flushed.clone(), watched.clone());
+            let m = thread::spawn(move || flush(&f2, &w2));
+            world::watch(&watched);
+            let seen = flushed.load(Ordering::SeqCst) == 4;
+            let woken = m.join().unwrap();
+            assert!(seen || woken, "sweep termination would sleep forever");
+        });
+    }
+
+    fn store_then_announce(flushed: &AtomicU32, watched: &AtomicBool) -> bool {
+        flushed.store(4, Ordering::SeqCst);
+        world::announce(watched)
+    }
+
+    fn announce_then_store(flushed: &AtomicU32, watched: &AtomicBool) -> bool {
+        let woken = world::announce(watched);
+        flushed.store(4, Ordering::SeqCst);
+        woken
+    }
+
+    #[test]
+    fn a_stale_flush_inside_a_session_wakes_sweep_termination() {
+        stale_flush_model(store_then_announce);
+    }
+
+    /// The model is able to fail: announcing before the store loses the wake-up.
+    #[test]
+    #[should_panic(expected = "would sleep forever")]
+    fn announcing_before_the_flush_is_caught() {
+        stale_flush_model(announce_then_store);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The store barrier against mark start (`goheap::gc::barrier`): a store whose barrier saw
+// the filter off is read by the marker; a session that saw the mark sees the filter.
+
+mod gc_barrier {
+    use goheap::gc::barrier::{marker_begin, swap_then_check, turn_on, MARK, OFF};
+    use goheap::sync::{AtomicU8, AtomicUsize, Ordering};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    const OLD: usize = 1;
+    const NEW: usize = 2;
+
+    /// A mutator stores NEW over OLD as marking starts; the marker then reads the cell.
+    /// `store` returns whether the mutator shaded (its barrier was on).
+    fn store_model(store: fn(&AtomicUsize, &AtomicUsize) -> bool) {
+        loom::model(move || {
+            let cell = Arc::new(AtomicUsize::new(OLD));
+            let active = Arc::new(AtomicUsize::new(0));
+            let phase = AtomicU8::new(OFF);
+            let (c2, a2) = (cell.clone(), active.clone());
+            let m = thread::spawn(move || store(&c2, &a2));
+            turn_on(&phase, &active);
+            marker_begin();
+            let seen = cell.load(Ordering::Acquire);
+            let shaded = m.join().unwrap();
+            assert!(
+                shaded || seen == NEW,
+                "an edge stored as marking started was lost"
+            );
+        });
+    }
+
+    fn real_store(cell: &AtomicUsize, active: &AtomicUsize) -> bool {
+        swap_then_check(cell, NEW, active).1
+    }
+
+    /// The old `GcCell::set`: look at the flag, then store.
+    fn check_then_store(cell: &AtomicUsize, active: &AtomicUsize) -> bool {
+        let on = active.load(Ordering::Relaxed) != 0;
+        cell.store(NEW, Ordering::Release);
+        on
+    }
+
+    #[test]
+    fn a_store_racing_mark_start_is_never_lost() {
+        store_model(real_store);
+    }
+
+    #[test]
+    #[should_panic(expected = "was lost")]
+    fn check_then_store_is_caught() {
+        store_model(check_then_store);
+    }
+
+    /// A session that saw the phase `MARK` (black) must see the filter on, or its
+    /// deletions would go unshaded. `on` is the collector's order.
+    fn filter_model(on: fn(&AtomicU8, &AtomicUsize)) {
+        loom::model(move || {
+            let phase = Arc::new(AtomicU8::new(OFF));
+            let active = Arc::new(AtomicUsize::new(0));
+            let (p2, a2) = (phase.clone(), active.clone());
             let m = thread::spawn(move || {
-                assert!(world::try_enter(&s2.flags[1], &s2.stop, true));
-                // SAFETY (model): inside the nested session.
-                s2.objects[1].with_mut(|p| unsafe { *p += 1 });
-                world::exit(&s2.flags[1], &s2.stop);
-                // SAFETY (model): still inside the outer session.
-                s2.objects[0].with_mut(|p| unsafe { *p += 1 });
-                world::exit(&s2.flags[0], &s2.stop); // the outer session ends last
+                let black = p2.load(Ordering::SeqCst) == MARK;
+                let cell = AtomicUsize::new(OLD);
+                let (_, barrier) = swap_then_check(&cell, NEW, &a2);
+                assert!(!black || barrier, "a black session skipped the barrier");
             });
-            collector(&s);
+            on(&phase, &active);
             m.join().unwrap();
         });
+    }
+
+    fn phase_first(phase: &AtomicU8, active: &AtomicUsize) {
+        phase.store(MARK, Ordering::SeqCst);
+        active.fetch_add(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn a_black_session_sees_the_barrier_on() {
+        filter_model(turn_on);
+    }
+
+    #[test]
+    #[should_panic(expected = "skipped the barrier")]
+    fn phase_before_filter_is_caught() {
+        filter_model(phase_first);
     }
 }
 
 // ---------------------------------------------------------------------------------------
 // Parallel marking's termination (`goheap::gc::workqueue`): two workers, one starting with a
 // small tree of work items (an item `k > 0` produces two items `k - 1`); the other starts
-// idle and may be handed half of a stack. Every item must be processed exactly once, and
+// idle and may be handed half of a local queue. Every item must be processed exactly once, and
 // both workers must return (loom reports a deadlock or a livelock otherwise).
 
 mod mark_termination {
@@ -501,8 +836,18 @@ mod mark_termination {
         std::sync::atomic::AtomicBool::new(false);
 
     impl Worker<u32> for W {
-        fn stack(&mut self) -> &mut Vec<u32> {
-            &mut self.stack
+        fn next(&mut self) -> Option<u32> {
+            self.stack.pop()
+        }
+        fn local(&self) -> usize {
+            self.stack.len()
+        }
+        fn spill(&mut self) -> Vec<u32> {
+            let rest = self.stack.split_off(self.stack.len() / 2);
+            core::mem::replace(&mut self.stack, rest)
+        }
+        fn take(&mut self, buf: Vec<u32>) {
+            self.stack = buf;
         }
         fn process(&mut self, k: u32) {
             if self.helper {
@@ -522,7 +867,7 @@ mod mark_termination {
         b.preemption_bound = Some(3);
         b.check(|| {
             let q = Arc::new(WorkQueue::<u32>::new());
-            q.reset(2);
+            q.reset(2, true);
             let done = Arc::new(AtomicUsize::new(0));
             // Enough items that the first worker's stack passes SHARE_DEPTH.
             let start: Vec<u32> = vec![1; SHARE_DEPTH + 2];
@@ -546,5 +891,267 @@ mod mark_termination {
             assert_eq!(done.load(Ordering::Relaxed), total);
         });
         assert!(SHARED_WORK_SEEN.load(std::sync::atomic::Ordering::Relaxed));
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The borrow flag of a `GcRefCell` (`goheap::gc::borrow`): markers never wait for a mutable
+// borrow, so a leaked one blocks nothing; a mutable borrow that waits for marker reads is
+// woken by the last one.
+
+mod gc_borrow {
+    use goheap::gc::borrow::{self, MARKER, WRITING};
+    use goheap::sync::{AtomicU32, Ordering};
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    struct Cell {
+        state: AtomicU32,
+        /// The cell's value: written under the mutable borrow, read under a marker read.
+        /// Loom reports any unordered pair of accesses.
+        value: UnsafeCell<u64>,
+    }
+
+    fn cell() -> Arc<Cell> {
+        Arc::new(Cell {
+            state: AtomicU32::new(0),
+            value: UnsafeCell::new(0),
+        })
+    }
+
+    /// A marker, written as `read`/`done`, reads a cell whose mutable borrow the program
+    /// takes and leaks (`mem::forget`). The real marker skips the borrowed cell and never
+    /// waits: the model ends in every interleaving. A marker that waited for the borrow to
+    /// end would wait forever, which loom reports.
+    fn leaked_borrow_model(read: fn(&AtomicU32) -> bool) {
+        loom::model(move || {
+            let c = cell();
+            let c2 = c.clone();
+            let marker = thread::spawn(move || {
+                if read(&c2.state) {
+                    // SAFETY (model): a marker read excludes the mutable borrow.
+                    c2.value.with(|v| unsafe { *v });
+                    borrow::marker_read_done(&c2.state);
+                }
+            });
+            if borrow::try_writing(&c.state) {
+                // SAFETY (model): the mutable borrow is ours.
+                c.value.with_mut(|v| unsafe { *v = 1 });
+                // Leaked: never released.
+            }
+            marker.join().unwrap();
+        });
+    }
+
+    /// A marker that waits for a mutable borrow to end (the design the real one avoids),
+    /// polling: loom gives up on it when it has run the maximum number of branches.
+    fn read_waiting_for_writers(state: &AtomicU32) -> bool {
+        loop {
+            let f = state.load(Ordering::SeqCst);
+            if f & WRITING == WRITING {
+                thread::yield_now();
+                continue;
+            }
+            if state
+                .compare_exchange(f, f + MARKER, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+            {
+                return true;
+            }
+        }
+    }
+
+    #[test]
+    fn a_leaked_mutable_borrow_never_blocks_the_marker() {
+        leaked_borrow_model(borrow::marker_read);
+    }
+
+    /// The model is able to fail: a marker that waits for the borrow never returns.
+    #[test]
+    #[should_panic(expected = "maximum number of branches")]
+    fn a_marker_waiting_for_a_leaked_borrow_is_caught() {
+        leaked_borrow_model(read_waiting_for_writers);
+    }
+
+    /// A mutable borrow that finds a marker read in progress sleeps until it ends; the
+    /// marker's end, written as `done`, must wake it. Two markers read while the program
+    /// borrows and releases.
+    fn waiter_model(done: fn(&AtomicU32)) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(move || {
+            let c = cell();
+            let markers: Vec<_> = (0..2)
+                .map(|_| {
+                    let c = c.clone();
+                    thread::spawn(move || {
+                        if borrow::marker_read(&c.state) {
+                            // SAFETY (model): a marker read excludes the mutable borrow.
+                            c.value.with(|v| unsafe { *v });
+                            done(&c.state);
+                        }
+                    })
+                })
+                .collect();
+            if borrow::try_writing(&c.state) {
+                // SAFETY (model): the mutable borrow is ours.
+                c.value.with_mut(|v| unsafe { *v += 1 });
+                borrow::release_writing(&c.state);
+            }
+            for m in markers {
+                m.join().unwrap();
+            }
+        });
+    }
+
+    /// A marker's end that forgets the wake-up (takes its count and the waiter bit off).
+    fn done_without_wake(state: &AtomicU32) {
+        let f = state.fetch_sub(MARKER, Ordering::Release) - MARKER;
+        if f & borrow::MARKERS == 0 {
+            state.fetch_and(!borrow::WAITER, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn a_borrow_waiting_for_markers_is_woken() {
+        waiter_model(borrow::marker_read_done);
+    }
+
+    /// The model is able to fail: without the wake-up the borrow sleeps forever.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_lost_marker_wake_up_is_caught() {
+        waiter_model(done_without_wake);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Allocation colour (`goheap::gc::barrier::allocation_is_black`): a grey session's new
+// object may point to an object the session made before the mark by a plain write.
+
+mod gc_colour {
+    use goheap::gc::barrier::{
+        allocation_is_black, marker_begin, session_black_for, swap_then_check, turn_on, MARK, OFF,
+    };
+    use goheap::gc::world::{self, Entry};
+    use goheap::sync::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    use loom::sync::{Arc, Mutex};
+    use loom::thread;
+
+    /// Objects 1 (the child) and 2 (the parent); 0 is null.
+    const CHILD: usize = 1;
+    const PARENT: usize = 2;
+    /// The mark's cycle number and the sweep generation (nothing is stale here).
+    const CYCLE: u64 = 1;
+    const SG: u32 = 2;
+
+    struct Heap {
+        phase: AtomicU8,
+        active: AtomicUsize,
+        epoch: AtomicU64,
+        claim: AtomicBool,
+        watched: AtomicBool,
+        /// A `GcCell` the root table holds.
+        root: AtomicUsize,
+        marks: [AtomicBool; 3],
+        /// Each object's one pointer field, written once when it is made.
+        child: [AtomicUsize; 3],
+        grey: Mutex<Vec<usize>>,
+    }
+
+    impl Heap {
+        fn shade(&self, x: usize) {
+            if x != 0 && !self.marks[x].swap(true, Ordering::SeqCst) {
+                self.grey.lock().unwrap().push(x);
+            }
+        }
+
+        fn drain(&self) {
+            loop {
+                let Some(x) = self.grey.lock().unwrap().pop() else {
+                    return;
+                };
+                self.shade(self.child[x].load(Ordering::SeqCst));
+            }
+        }
+    }
+
+    type Colour = fn(u8, u64, u64, u32, u32, u32) -> bool;
+
+    /// The mutator makes the child, then the parent pointing to it (a plain initialising
+    /// write), then stores the parent in a rooted cell, all in one session, while a mark
+    /// starts. The collector scans the root, traces, waits for the session to end (as
+    /// mark termination waits for a grey one) and traces again: the parent and the child
+    /// must be marked. `colour` decides each allocation's colour.
+    fn colour_model(colour: Colour) {
+        loom::model(move || {
+            let h = Arc::new(Heap {
+                phase: AtomicU8::new(OFF),
+                active: AtomicUsize::new(0),
+                epoch: AtomicU64::new(0),
+                claim: AtomicBool::new(false),
+                watched: AtomicBool::new(false),
+                root: AtomicUsize::new(0),
+                marks: core::array::from_fn(|_| AtomicBool::new(false)),
+                child: core::array::from_fn(|_| AtomicUsize::new(0)),
+                grey: Mutex::new(Vec::new()),
+            });
+            let hm = h.clone();
+            let m = thread::spawn(move || {
+                let h = hm;
+                assert_eq!(
+                    world::try_enter(&h.epoch, &h.claim, &h.watched),
+                    Entry::Open
+                );
+                let black_for =
+                    session_black_for(h.phase.load(Ordering::SeqCst), CYCLE).unwrap_or(0);
+                let alloc = |x: usize, child: usize| {
+                    h.child[x].store(child, Ordering::Relaxed);
+                    if colour(h.phase.load(Ordering::SeqCst), black_for, CYCLE, SG, SG, SG) {
+                        h.marks[x].store(true, Ordering::SeqCst);
+                    }
+                };
+                alloc(CHILD, 0);
+                alloc(PARENT, CHILD);
+                let (old, on) = swap_then_check(&h.root, PARENT, &h.active);
+                if on && h.phase.load(Ordering::SeqCst) == MARK {
+                    h.shade(old);
+                    h.shade(PARENT);
+                }
+                world::exit(&h.epoch, &h.watched);
+            });
+            turn_on(&h.phase, &h.active);
+            let _grey = world::open_session(&h.epoch).is_some();
+            marker_begin();
+            h.shade(h.root.load(Ordering::SeqCst));
+            h.drain();
+            m.join().unwrap();
+            h.drain();
+            if h.root.load(Ordering::SeqCst) == PARENT {
+                assert!(
+                    h.marks[PARENT].load(Ordering::SeqCst) && h.marks[CHILD].load(Ordering::SeqCst),
+                    "a reachable object was left white"
+                );
+            }
+        });
+    }
+
+    /// Black whenever a mark runs, whatever the session's colour (Go's rule, which is sound
+    /// only because Go scans a stack before it lets it allocate black).
+    fn black_while_marking(phase: u8, _: u64, _: u64, _: u32, _: u32, _: u32) -> bool {
+        phase != OFF
+    }
+
+    #[test]
+    fn a_grey_session_never_hides_its_old_objects_behind_a_black_one() {
+        colour_model(allocation_is_black);
+    }
+
+    /// The model is able to fail: allocating black in a grey session loses the child.
+    #[test]
+    #[should_panic(expected = "left white")]
+    fn allocating_black_in_a_grey_session_is_caught() {
+        colour_model(black_while_marking);
     }
 }

@@ -41,7 +41,7 @@ fn rss_falls_after_free_on_demand_and_in_background() {
         "expected the allocation to be resident"
     );
 
-    let released = goheap::release_memory();
+    let released = goheap::release_memory().bytes;
     let after = goheap::os::rss_bytes();
     eprintln!(
         "RSS before {} MiB, after free {} MiB, after release_memory {} MiB (released {} MiB)",

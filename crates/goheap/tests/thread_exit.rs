@@ -1,6 +1,7 @@
 //! A thread that exits hands its spans back: 10,000 short-lived threads that allocate and
-//! exit must leave the resident set bounded, and memory one thread allocated and another
-//! freed must be reusable afterwards.
+//! exit must leave the resident set bounded, memory one thread allocated and another freed
+//! must be reusable afterwards, and a thread may exit while another is still freeing into its
+//! spans.
 
 #![cfg(not(loom))]
 
@@ -34,8 +35,12 @@ fn run_threads(n: usize, base: usize) {
     }
 }
 
+/// The tests measure the heap, so they run one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn ten_thousand_short_lived_threads_keep_rss_bounded() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     run_threads(1000, 0);
     let warm = goheap::os::rss_bytes();
     let inuse_warm = goheap::stats().heap_inuse;
@@ -55,5 +60,47 @@ fn ten_thousand_short_lived_threads_keep_rss_bounded() {
     assert!(
         inuse_end < inuse_warm + (8 << 20),
         "heap in use grew from {inuse_warm} to {inuse_end}"
+    );
+}
+
+/// Threads exit while another thread is still freeing into their full spans: the exiting
+/// thread's parked spans come home through its reclaim stack, some of them while it retires,
+/// and `Cache::retire` sleeps (futex) until every span a freer has claimed has arrived. A
+/// lost wake-up would hang here; a span that arrived after the cache was recycled would
+/// show up as heap growth or a crash in a later round.
+#[test]
+fn threads_exit_while_others_free_into_their_spans() {
+    use std::sync::mpsc;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let inuse_before = goheap::stats().heap_inuse;
+    for round in 0..300u32 {
+        let (tx, rx) = mpsc::channel::<Vec<Box<[u32; 12]>>>();
+        let freer = std::thread::spawn(move || {
+            for batch in rx {
+                for (i, b) in batch.iter().enumerate() {
+                    assert!(b.iter().all(|&x| x == round + i as u32));
+                }
+                drop(batch);
+            }
+        });
+        let owner = std::thread::spawn(move || {
+            for _ in 0..8 {
+                let v: Vec<_> = (0..1000).map(|i| Box::new([round + i; 12])).collect();
+                tx.send(v).unwrap();
+            }
+            // Exits (and retires its cache) while the freer is still at work.
+        });
+        owner.join().unwrap();
+        freer.join().unwrap();
+    }
+    let inuse_after = goheap::stats().heap_inuse;
+    eprintln!(
+        "heap in use {} KiB -> {} KiB",
+        inuse_before >> 10,
+        inuse_after >> 10
+    );
+    assert!(
+        inuse_after < inuse_before + (8 << 20),
+        "heap in use grew from {inuse_before} to {inuse_after}"
     );
 }

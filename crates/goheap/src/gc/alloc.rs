@@ -18,10 +18,12 @@
 //! updated when a mutator takes a new span (every few hundred objects), as Go does.
 
 use core::ptr;
-use core::sync::atomic::Ordering;
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use super::heap::HeapInner;
+use super::pause::PauseCause;
 use super::ptr::GcType;
 use super::span::{self, retire_span, sweep_span, GcSpan, SweepCount, Swept};
 use crate::heap as pageheap;
@@ -41,6 +43,10 @@ pub(crate) static TINY: GcType = GcType {
 fn tiny_name() -> &'static str {
     "goheap tiny block"
 }
+/// Most spans a mutator sweeps before it takes one, when the sweep is behind its schedule
+/// ([`sweep_ahead`]): a few microseconds of work.
+const SWEEP_AHEAD: usize = 4;
+
 /// Go's maxTinySize.
 pub(crate) const TINY_SIZE: usize = 16;
 
@@ -48,8 +54,6 @@ pub(crate) const TINY_SIZE: usize = 16;
 pub(crate) struct PoolLists {
     /// Swept spans with free slots (slots below `freeindex` are taken).
     pub partial: Vec<*mut GcSpan>,
-    /// Swept spans with no live object, kept for reuse until the next cycle starts.
-    pub empty: Vec<*mut GcSpan>,
     /// Spans with no free slot (or let go by a mutator at a stop of the world).
     pub full: Vec<*mut GcSpan>,
     /// Spans not swept since the last mark.
@@ -58,6 +62,30 @@ pub(crate) struct PoolLists {
 
 // SAFETY: the span pointers are only used by whoever holds the pool lock or took them out.
 unsafe impl Send for PoolLists {}
+
+/// Whether `s` was last swept before generation `sweepgen` (read by the caller under the
+/// list's lock: see [`PoolLists::put`]).
+#[inline]
+fn stale(s: *mut GcSpan, sweepgen: &core::sync::atomic::AtomicU32) -> bool {
+    // SAFETY: span structs are never unmapped.
+    unsafe { (*s).sweepgen.load(Ordering::Relaxed) != sweepgen.load(Ordering::Acquire) }
+}
+
+impl PoolLists {
+    /// Puts a span the caller held on the list its state says: `unswept` if a mark ended
+    /// since it was swept (decided here, under the lock: mark termination bumps the
+    /// generation and then moves stale spans under this same lock, so a span put after
+    /// that move is seen stale, and one put before it is moved), else `full` or `partial`.
+    pub fn put(&mut self, s: *mut GcSpan, full: bool, sweepgen: &core::sync::atomic::AtomicU32) {
+        if stale(s, sweepgen) {
+            self.unswept.push(s);
+        } else if full {
+            self.full.push(s);
+        } else {
+            self.partial.push(s);
+        }
+    }
+}
 
 /// Go's mcentral for one (type, size class).
 pub(crate) struct TypePool {
@@ -80,7 +108,6 @@ impl TypePool {
             div_magic: c.div_magic,
             lists: Mutex::new(PoolLists {
                 partial: Vec::new(),
-                empty: Vec::new(),
                 full: Vec::new(),
                 unswept: Vec::new(),
             }),
@@ -135,6 +162,12 @@ struct Entry {
     word: usize,
     span: *mut GcSpan,
     pool: *const TypePool,
+    /// The window's free slots were marked when loaded (black allocation): the untaken
+    /// ones are unmarked when the window is dropped.
+    premarked: bool,
+    /// Free slots of the window held back by the heap profiler (`crate::profile::gc`);
+    /// the first is a sample. Counted, premarked and unmarked with `bits`.
+    deferred: u64,
 }
 
 const EMPTY_ENTRY: Entry = Entry {
@@ -145,6 +178,8 @@ const EMPTY_ENTRY: Entry = Entry {
     word: 0,
     span: ptr::null_mut(),
     pool: ptr::null(),
+    premarked: false,
+    deferred: 0,
 };
 
 /// Counters a mutator accumulates before adding them to the heap's.
@@ -156,7 +191,8 @@ pub(crate) struct Pending {
     pub objects: isize,
 }
 
-/// A mutator's allocation state (Go's mcache).
+/// A mutator's allocation state (Go's mcache). Owned by the mutator inside its sessions,
+/// by the collector while it holds the mutator's claim (`world.rs`).
 pub(crate) struct Local {
     table: Vec<Entry>,
     mask: usize,
@@ -164,10 +200,18 @@ pub(crate) struct Local {
     tiny: usize,
     tiny_off: usize,
     pub pending: Pending,
+    /// The cycle whose mark this mutator's session joined black (0: none): while that
+    /// cycle's phase is not `OFF`, windows are premarked (allocation is black).
+    pub black_for: u64,
+    /// The sweep generation this cache last let its spans go under, shared with the
+    /// collector (`MutatorShared::flushed`): sweep termination waits until it is current.
+    /// Written by the cache's owner, SeqCst (a Dekker pair with the collector's `watched`,
+    /// world.rs: waking).
+    pub flushed: Arc<AtomicU32>,
 }
 
 impl Local {
-    pub fn new() -> Local {
+    pub fn new(sweepgen: u32) -> Local {
         Local {
             table: vec![EMPTY_ENTRY; 16],
             mask: 15,
@@ -175,6 +219,8 @@ impl Local {
             tiny: 0,
             tiny_off: 0,
             pending: Pending::default(),
+            black_for: 0,
+            flushed: Arc::new(AtomicU32::new(sweepgen)),
         }
     }
 
@@ -217,10 +263,10 @@ impl Local {
             return self.tiny + off;
         }
         let b = self.alloc_small(heap, &TINY, crate::sizeclass::size_to_class(TINY_SIZE));
-        if b != 0 {
-            self.tiny = b;
-            self.tiny_off = size;
-        }
+        // On failure the old block's span may have gone back to a list (full): forget it
+        // (found by review: a later `blacken` would mark a byte in a span a sweeper reads).
+        self.tiny = b;
+        self.tiny_off = size;
         b
     }
 
@@ -238,7 +284,7 @@ impl Local {
                 self.table[i] = e;
             }
         }
-        let pool = heap.pool(ty, class);
+        let pool = pool(heap, ty, class);
         let mut i = self.slot(k);
         while self.table[i].key != 0 {
             i = (i + 1) & self.mask;
@@ -257,7 +303,17 @@ impl Local {
     /// Loads the next window of entry `i`'s span, or takes a new span; returns an object or 0.
     #[cold]
     fn refill(&mut self, heap: &HeapInner, i: usize) -> usize {
+        // A mark ended since the cache let its spans go: they await their sweep, and the
+        // next sweep termination waits for them. Let them go now, not at the session's end,
+        // which may be far off (two loads per window of 64 slots when nothing is stale).
+        if self.flush_if_stale(heap) {
+            heap.mutators.stale_flushed();
+        }
         let mut e = self.table[i];
+        if e.deferred != 0 {
+            e.bits = core::mem::take(&mut e.deferred);
+            return self.take_sampled(i, e, true);
+        }
         // First slot not yet looked at in the entry's span.
         let mut from = (e.word + 1) * 64;
         loop {
@@ -266,21 +322,27 @@ impl Local {
                 let s = unsafe { &*e.span };
                 // SAFETY: as above.
                 if let Some((w, bits)) = unsafe { s.free_window(from) } {
-                    self.load_window(&mut e, s, w, bits);
+                    self.load_window(heap, &mut e, s, w, bits);
+                    if crate::profile::sampling() {
+                        return self.take_sampled(i, e, false);
+                    }
                     return self.take(i, e);
                 }
                 // Every slot from `from` on was handed out: the span is full.
-                // SAFETY: held by us until it is on the full list; pools outlive the heap's
-                // mutators.
+                // SAFETY: held by us until it is on a list; pools outlive the heap's mutators.
                 unsafe {
                     s.owned().freeindex = s.nelems;
-                    (*e.pool).lists.lock().full.push(e.span);
+                    (*e.pool)
+                        .lists
+                        .lock()
+                        .put(e.span, true, &heap.sweep.sweepgen);
                 }
                 e.span = ptr::null_mut();
                 e.bits = 0;
+                e.premarked = false;
             }
             // SAFETY: pools live as long as the heap.
-            let s = heap.acquire_span(unsafe { &*e.pool }, &mut self.pending);
+            let s = acquire_span(heap, unsafe { &*e.pool }, &mut self.pending);
             if s.is_null() {
                 self.table[i] = e;
                 return 0;
@@ -291,14 +353,71 @@ impl Local {
         }
     }
 
+    /// Whether an object this mutator takes from span `s` now must be black (marked):
+    /// exactly when the sweep that follows the running (or just ended) mark will sweep `s`
+    /// and the object must survive it. That is: `s` is stale (a mark ended since it was
+    /// last swept: everything allocated now is live as far as that mark goes), or the
+    /// session joined the mark black (`black_for`) and the mark's generation has not been
+    /// bumped yet (so `s`, current now, becomes stale at the bump). Reads the phase, then
+    /// the cycle, then the generations; mark termination bumps the generation before it
+    /// ends the phase (`cycle.rs`), so a mutator that sees the phase over sees the bump.
+    #[inline]
+    pub fn allocates_black(&self, heap: &HeapInner, s: &GcSpan) -> bool {
+        let ph = heap.barrier.phase.load(Ordering::SeqCst);
+        let cycle = heap.cycle_no.load(Ordering::Acquire);
+        let sg = heap.sweep.sweepgen.load(Ordering::Acquire);
+        super::barrier::allocation_is_black(
+            ph,
+            self.black_for,
+            cycle,
+            s.sweepgen.load(Ordering::Relaxed),
+            sg,
+            heap.sweep.mark_sweepgen.load(Ordering::Relaxed),
+        )
+    }
+
     #[inline(always)]
-    fn load_window(&mut self, e: &mut Entry, s: &GcSpan, w: usize, bits: u64) {
+    fn load_window(&mut self, heap: &HeapInner, e: &mut Entry, s: &GcSpan, w: usize, bits: u64) {
         e.word = w;
         e.bits = bits;
         e.word_base = s.addr_of(w * 64);
+        e.premarked = self.allocates_black(heap, s);
+        // Free slots carry no mark (a mark left on a free slot would make the object the
+        // slot receives look traced).
+        debug_assert!(
+            {
+                let mut b = bits;
+                let mut ok = true;
+                while b != 0 {
+                    let i = w * 64 + b.trailing_zeros() as usize;
+                    b &= b - 1;
+                    ok &= s.mark_byte(i).load(Ordering::Relaxed) == 0;
+                }
+                ok
+            },
+            "goheap: a free slot of span {:#x} is marked",
+            s.base
+        );
+        if e.premarked {
+            s.premark(w, bits);
+        }
         let n = bits.count_ones() as isize;
         self.pending.objects += n;
         self.pending.bytes += n * s.elemsize as isize;
+    }
+
+    /// [`Local::take`] while the heap profiler samples: the window may be cut short, and
+    /// the object taken may be a sample (`first_is_sample`: a deferred sample point).
+    #[cold]
+    fn take_sampled(&mut self, i: usize, mut e: Entry, first_is_sample: bool) -> usize {
+        let sample =
+            crate::profile::gc::window(&mut e.bits, &mut e.deferred, e.elemsize, first_is_sample);
+        let p = self.take(i, e);
+        if sample {
+            // SAFETY: the entry's span is held by this mutator.
+            crate::profile::gc::record(p, e.elemsize, unsafe { &*e.span });
+        }
+        p
     }
 
     #[inline(always)]
@@ -309,237 +428,367 @@ impl Local {
         e.word_base + b * e.elemsize
     }
 
-    /// Lets every current span go (to its pool's partial list, with its `freeindex`), and
-    /// forgets the tiny block. Called with the world stopped, or by the mutator itself
-    /// outside any session of its own (when it is dropped).
-    pub fn flush(&mut self) {
+    /// The session turned black during a mark: the free slots of every current window
+    /// are marked before they are handed out, and so is the current tiny block.
+    pub fn blacken(&mut self) {
+        for e in self.table.iter_mut() {
+            if e.span.is_null() || e.premarked {
+                continue;
+            }
+            // SAFETY: the entry's span is held by this cache.
+            unsafe { (*e.span).premark(e.word, e.bits | e.deferred) };
+            e.premarked = true;
+        }
+        if self.tiny != 0 {
+            let s = span::span_of(self.tiny);
+            s.mark_byte(s.index_of(self.tiny))
+                .store(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Lets the spans go if a mark ended since the cache last did (they await their sweep);
+    /// true when it did. By the cache's owner: its mutator, or the collector holding the
+    /// mutator's claim.
+    pub fn flush_if_stale(&mut self, heap: &HeapInner) -> bool {
+        let sg = heap.sweep.sweepgen.load(Ordering::Acquire);
+        if self.flushed.load(Ordering::Relaxed) == sg {
+            return false;
+        }
+        self.flush(heap);
+        publish(heap, &mut self.pending);
+        self.flushed.store(sg, Ordering::SeqCst);
+        true
+    }
+
+    /// Lets every current span go (to its pool's partial list, with its `freeindex`, or
+    /// to the unswept list if a mark ended while it was held), and forgets the tiny block.
+    /// Called by the mutator at a session boundary or when it is dropped, or by the
+    /// collector holding the mutator's claim.
+    pub fn flush(&mut self, heap: &HeapInner) {
         for e in self.table.iter_mut() {
             if e.span.is_null() {
                 continue;
             }
             // SAFETY: the entry's span is held by this cache.
             let s = unsafe { &*e.span };
+            // SAFETY: as above.
             let o = unsafe { s.owned() };
-            let left = e.bits.count_ones() as isize;
+            let untaken = e.bits | core::mem::take(&mut e.deferred);
+            let left = untaken.count_ones() as isize;
             self.pending.objects -= left;
             self.pending.bytes -= left * s.elemsize as isize;
-            o.freeindex = (e.word * 64 + e.bits.trailing_zeros() as usize).min(s.nelems);
+            if e.premarked {
+                s.unmark(e.word, untaken);
+            }
+            o.freeindex = (e.word * 64 + untaken.trailing_zeros() as usize).min(s.nelems);
             // SAFETY: pools live as long as the heap.
-            unsafe { (*e.pool).lists.lock().partial.push(e.span) };
+            unsafe { (*e.pool).lists.lock() }.put(e.span, false, &heap.sweep.sweepgen);
             e.span = ptr::null_mut();
             e.bits = 0;
+            e.premarked = false;
         }
         self.tiny = 0;
         self.tiny_off = 0;
     }
 }
 
-impl HeapInner {
-    /// The pool of (`ty`, `class`), created on first use.
-    pub(crate) fn pool(&self, ty: &'static GcType, class: usize) -> *const TypePool {
-        let mut p = self.pools.lock();
-        let k = key(ty, class);
-        if let Some(b) = p.map.get(&k) {
-            return &**b;
-        }
-        let b = Box::new(TypePool::new(ty, class));
-        let r: *const TypePool = &*b;
-        p.map.insert(k, b);
-        p.list.push(r);
-        r
+/// The pool of (`ty`, `class`), created on first use.
+pub(crate) fn pool(h: &HeapInner, ty: &'static GcType, class: usize) -> *const TypePool {
+    let mut p = h.pools.lock();
+    let k = key(ty, class);
+    if let Some(b) = p.map.get(&k) {
+        return &**b;
     }
+    let b = Box::new(TypePool::new(ty, class));
+    let r: *const TypePool = &*b;
+    p.map.insert(k, b);
+    p.list.push(r);
+    r
+}
 
-    /// Snapshot of every pool.
-    pub(crate) fn pool_list(&self) -> Vec<*const TypePool> {
-        self.pools.lock().list.clone()
-    }
+/// Snapshot of every pool.
+pub(crate) fn pool_list(h: &HeapInner) -> Vec<*const TypePool> {
+    h.pools.lock().list.clone()
+}
 
-    /// Publishes a mutator's pending counters and checks the trigger.
-    pub(crate) fn publish(&self, p: &mut Pending) {
-        if p.bytes != 0 {
-            let b = p.bytes;
-            let live = if b >= 0 {
-                self.counters.live.fetch_add(b as usize, Ordering::Relaxed) + b as usize
-            } else {
-                self.counters
-                    .live
-                    .fetch_sub((-b) as usize, Ordering::Relaxed)
-                    - (-b) as usize
-            };
-            if b > 0 {
-                self.counters
-                    .total_alloc
-                    .fetch_add(b as usize, Ordering::Relaxed);
-            } else {
-                self.counters
-                    .total_alloc
-                    .fetch_sub((-b) as usize, Ordering::Relaxed);
-            }
-            if live >= self.trigger.load(Ordering::Relaxed) {
-                self.request_gc();
-            }
-        }
-        if p.objects > 0 {
-            self.counters
-                .mallocs
-                .fetch_add(p.objects as usize, Ordering::Relaxed);
-        } else if p.objects < 0 {
-            self.counters
-                .mallocs
-                .fetch_sub((-p.objects) as usize, Ordering::Relaxed);
-        }
-        *p = Pending::default();
-    }
-
-    /// A span with free slots for `pool`, now held by the caller; null when out of memory.
-    fn acquire_span(&self, pool: &TypePool, pending: &mut Pending) -> *mut GcSpan {
-        self.publish(pending);
-        let sweep_ok = pool.ty.drop.is_none();
-        let mut count = SweepCount::default();
-        let sg = self.sweepgen.load(Ordering::Relaxed);
-        let got = loop {
-            let mut l = pool.lists.lock();
-            if let Some(s) = l.partial.pop().or_else(|| l.empty.pop()) {
-                // The self-check the span's sweep generation is kept for: the lists hold
-                // only spans swept in this cycle (flushed ones move to `unswept` at mark
-                // termination).
-                // SAFETY: span structs are never unmapped.
-                debug_assert_eq!(unsafe { (*s).sweepgen.load(Ordering::Relaxed) }, sg);
-                break s;
-            }
-            // Sweep lazily (Go's proportional sweep, simplified: until a span has room).
-            // Spans of types with destructors are left to the background sweeper, so that
-            // no destructor runs inside an allocation.
-            if !sweep_ok {
-                break ptr::null_mut();
-            }
-            let Some(s) = l.unswept.pop() else {
-                break ptr::null_mut();
-            };
-            drop(l);
-            // SAFETY: taken off the unswept list, so we hold it; the mark that set its bits
-            // is over (lists are refilled only at mark termination).
-            match unsafe { sweep_span(&*s, sg, &mut count) } {
-                Swept::Full => pool.lists.lock().full.push(s),
-                _ => break s,
-            }
-        };
-        self.count_swept(&count);
-        if !got.is_null() {
-            return got;
-        }
-        self.new_small_span(pool)
-    }
-
-    /// A fresh span for `pool` from the page heap.
-    fn new_small_span(&self, pool: &TypePool) -> *mut GcSpan {
-        let Some((base, _zeroed)) = pageheap::lock().alloc_pages(pool.npages) else {
-            return ptr::null_mut();
-        };
-        let s = span::new_span(
-            base,
-            pool.npages,
-            pool.elemsize,
-            pool.nelems,
-            pool.div_magic,
-            pool.span_ty(),
-            false,
-            self.sweepgen.load(Ordering::Relaxed),
-        );
-        if s.is_null() {
-            pageheap::lock().pages.free(base, pool.npages);
-            return s;
-        }
-        self.counters
-            .span_bytes
-            .fetch_add(pool.npages * PAGE_SIZE, Ordering::Relaxed);
-        pageheap::COUNTERS
-            .inuse
-            .fetch_add(pool.npages * PAGE_SIZE, Ordering::Relaxed);
-        s
-    }
-
-    /// A large object of `size` bytes of type `ty`: its address, or 0 when out of memory.
-    pub(crate) fn alloc_large(&self, ty: &'static GcType, size: usize) -> usize {
-        debug_assert!(size > MAX_SMALL_SIZE);
-        let npages = size.div_ceil(PAGE_SIZE);
-        let bytes = npages * PAGE_SIZE;
-        let base = if npages <= ARENA_PAGES {
-            match pageheap::lock().alloc_pages(npages) {
-                Some((b, _)) => b,
-                None => return 0,
-            }
+/// Publishes a mutator's pending counters and checks the trigger.
+pub(crate) fn publish(h: &HeapInner, p: &mut Pending) {
+    if p.bytes != 0 {
+        let b = p.bytes;
+        let live = if b >= 0 {
+            h.counters.live.fetch_add(b as usize, Ordering::Relaxed) + b as usize
         } else {
-            let p = crate::os::reserve(bytes, PAGE_SIZE);
-            if p.is_null() {
-                return 0;
-            }
-            p as usize
+            // Saturating: mark termination resets the count while mutators still hold
+            // windows counted before it, whose untaken rest they give back after.
+            let n = (-b) as usize;
+            let old = h
+                .counters
+                .live
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |x| {
+                    Some(x.saturating_sub(n))
+                })
+                .unwrap_or(0);
+            old.saturating_sub(n)
         };
-        let s = span::new_span(
-            base,
-            npages,
-            bytes,
-            1,
-            1,
-            ty,
-            true,
-            self.sweepgen.load(Ordering::Relaxed),
-        );
-        if s.is_null() {
-            free_large_pages(base, npages);
+        if b > 0 {
+            h.counters
+                .total_alloc
+                .fetch_add(b as usize, Ordering::Relaxed);
+        } else {
+            h.counters
+                .total_alloc
+                .fetch_sub((-b) as usize, Ordering::Relaxed);
+        }
+        if live + h.other_bytes() >= h.pacer.trigger() {
+            h.request_gc();
+        }
+    }
+    if p.objects > 0 {
+        h.counters
+            .mallocs
+            .fetch_add(p.objects as usize, Ordering::Relaxed);
+    } else if p.objects < 0 {
+        h.counters
+            .mallocs
+            .fetch_sub((-p.objects) as usize, Ordering::Relaxed);
+    }
+    *p = Pending::default();
+}
+
+/// A span with free slots for `pool`, now held by the caller; null when out of memory.
+fn acquire_span(h: &HeapInner, pool: &TypePool, pending: &mut Pending) -> *mut GcSpan {
+    publish(h, pending);
+    // In the goal's terms: the heap's objects plus the memory counted beside them
+    // (pacer.rs essay); the mark and sweep schedules start from the same measure.
+    let live = h.in_use_for_goal();
+    // The GC CPU limiter (pacer.rs) turns assists off while the collector takes more
+    // than half of the CPU.
+    if h.barrier.marking() && !h.pacer.limiter.on() {
+        let marked = h.barrier.marked.load(Ordering::Relaxed);
+        let debt = h.pacer.assist_debt(live, marked);
+        if debt > 0 {
+            let _pause = h.mutators.pauses.timer(PauseCause::Assist);
+            super::mark::assist(&h.barrier, debt);
+        }
+    }
+    let sweep_ok = pool.ty.drop.is_none();
+    if sweep_ok {
+        let behind = h.sweep.behind(live, h.pacer.trigger());
+        if behind > 0 {
+            sweep_ahead(h, pool, behind.min(SWEEP_AHEAD));
+        }
+    }
+    let mut count = SweepCount::default();
+    let got = loop {
+        let mut l = pool.lists.lock();
+        if let Some(s) = l.partial.pop() {
+            // Between a mark termination's generation bump and its moving the stale
+            // spans to `unswept`, `partial` still holds spans that await their sweep:
+            // such a span goes where it belongs instead of into a cache, where it would
+            // outlive the next sweep termination (which flushes only caches filled
+            // before the bump) and be swept during the next mark.
+            if stale(s, &h.sweep.sweepgen) {
+                l.unswept.push(s);
+                continue;
+            }
+            break s;
+        }
+        // Sweep lazily (Go's proportional sweep, simplified: until a span has room).
+        // Spans of types with destructors are left to the background sweeper, so that
+        // no destructor runs inside an allocation.
+        if !sweep_ok {
+            break ptr::null_mut();
+        }
+        drop(l);
+        let token = h.sweep.begin();
+        let Some(s) = pool.lists.lock().unswept.pop() else {
+            drop(token);
+            break ptr::null_mut();
+        };
+        let sg = h.sweep.sweepgen.load(Ordering::Acquire);
+        // Sweeping for the collector is time the mutator is held up by it.
+        let pause = h.mutators.pauses.timer(PauseCause::Sweep);
+        // SAFETY: taken off the unswept list, so we hold it; the mark that set its bits
+        // is over (spans reach `unswept` only after their mark's termination), and the
+        // token keeps the next mark from starting before we are done.
+        let r = unsafe { sweep_span(&*s, sg, &mut count) };
+        // Counted before the token goes (sweep.rs).
+        count_swept(h, &count);
+        count = SweepCount::default();
+        drop(token);
+        drop(pause);
+        match r {
+            Swept::Full => pool.lists.lock().put(s, true, &h.sweep.sweepgen),
+            _ => break s,
+        }
+    };
+    if !got.is_null() {
+        return got;
+    }
+    new_small_span(h, pool)
+}
+
+/// Proportional sweep (Go's `deductSweepCredit`): while the sweep is behind its schedule
+/// (`Sweeper::behind`: done by the time the heap reaches the next trigger), a mutator
+/// about to take a span first sweeps up to `spans` spans of its pool, so that sweeping
+/// keeps up with allocation where the background sweeper gets too little of the CPU,
+/// and the next cycle's sweep termination does not sweep the whole heap while the
+/// program allocates on. Spans left empty go back to the page heap.
+fn sweep_ahead(h: &HeapInner, pool: &TypePool, spans: usize) {
+    let mut pause = None;
+    for _ in 0..spans {
+        let token = h.sweep.begin();
+        let Some(s) = pool.lists.lock().unswept.pop() else {
+            break;
+        };
+        pause.get_or_insert_with(|| h.mutators.pauses.timer(PauseCause::Sweep));
+        let sg = h.sweep.sweepgen.load(Ordering::Acquire);
+        let mut count = SweepCount::default();
+        // SAFETY: taken off the unswept list, so we hold it; its mark is over, and the
+        // token keeps the next mark from starting before we are done.
+        match unsafe { sweep_span(&*s, sg, &mut count) } {
+            // SAFETY: no live object, and we hold it.
+            Swept::Empty => unsafe { free_span(h, s) },
+            Swept::Partial => pool.lists.lock().put(s, false, &h.sweep.sweepgen),
+            Swept::Full => pool.lists.lock().put(s, true, &h.sweep.sweepgen),
+        }
+        count_swept(h, &count);
+        drop(token);
+    }
+}
+
+/// A fresh span for `pool` from the page heap.
+fn new_small_span(h: &HeapInner, pool: &TypePool) -> *mut GcSpan {
+    let Some((base, _zeroed)) = pageheap::lock().alloc_pages(pool.npages) else {
+        return ptr::null_mut();
+    };
+    let s = span::new_span(
+        base,
+        pool.npages,
+        pool.elemsize,
+        pool.nelems,
+        pool.div_magic,
+        pool.span_ty(),
+        false,
+        h.sweep.sweepgen.load(Ordering::Acquire),
+        &h.barrier,
+    );
+    if s.is_null() {
+        pageheap::lock().pages.free(base, pool.npages);
+        return s;
+    }
+    h.counters
+        .span_bytes
+        .fetch_add(pool.npages * PAGE_SIZE, Ordering::Relaxed);
+    pageheap::add_inuse(pool.npages * PAGE_SIZE);
+    super::pacer::note_gc_pages(pool.npages * PAGE_SIZE, 0);
+    s
+}
+
+/// A large object of `size` bytes of type `ty` for the mutator with cache `local`: its
+/// address, or 0 when out of memory.
+pub(crate) fn alloc_large(
+    h: &HeapInner,
+    ty: &'static GcType,
+    size: usize,
+    local: &mut Local,
+) -> usize {
+    debug_assert!(size > MAX_SMALL_SIZE);
+    // As a refill does: a session that allocates only large objects lets its stale spans
+    // go too (found by review).
+    if local.flush_if_stale(h) {
+        h.mutators.stale_flushed();
+    }
+    let npages = size.div_ceil(PAGE_SIZE);
+    let bytes = npages * PAGE_SIZE;
+    let base = if npages <= ARENA_PAGES {
+        match pageheap::lock().alloc_pages(npages) {
+            Some((b, _)) => b,
+            None => return 0,
+        }
+    } else {
+        let p = crate::os::reserve(bytes, PAGE_SIZE);
+        if p.is_null() {
             return 0;
         }
-        // SAFETY: fresh span, ours: its one object is handed out now.
-        unsafe { (*s).owned().freeindex = 1 };
-        self.large.lock().live.push(s);
-        self.counters.span_bytes.fetch_add(bytes, Ordering::Relaxed);
-        if npages <= ARENA_PAGES {
-            pageheap::COUNTERS.inuse.fetch_add(bytes, Ordering::Relaxed);
-        } else {
-            self.counters.huge_bytes.fetch_add(bytes, Ordering::Relaxed);
-        }
-        let mut p = Pending {
-            bytes: bytes as isize,
-            objects: 1,
-        };
-        self.publish(&mut p);
-        base
-    }
-
-    /// Adds what a sweep freed to the heap's counters.
-    pub(crate) fn count_swept(&self, c: &SweepCount) {
-        if c.freed > 0 {
-            self.counters.frees.fetch_add(c.freed, Ordering::Relaxed);
-            self.counters
-                .freed_bytes
-                .fetch_add(c.freed_bytes, Ordering::Relaxed);
-        }
-    }
-
-    /// Returns an empty span's pages to the page heap and recycles its struct.
-    ///
-    /// # Safety
-    /// The caller holds `s`, which has no live object.
-    pub(crate) unsafe fn free_span(&self, s: *mut GcSpan) {
-        // SAFETY: caller's contract.
-        let (base, npages, large) = unsafe { ((*s).base, (*s).npages, (*s).large) };
-        // SAFETY: caller's contract: empty, so nothing points into it.
-        unsafe { retire_span(s) };
-        self.counters
-            .span_bytes
-            .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
-        if !large || npages <= ARENA_PAGES {
-            pageheap::COUNTERS
-                .inuse
-                .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
-        } else {
-            self.counters
-                .huge_bytes
-                .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
-        }
+        p as usize
+    };
+    let s = span::new_span(
+        base,
+        npages,
+        bytes,
+        1,
+        1,
+        ty,
+        true,
+        h.sweep.sweepgen.load(Ordering::Acquire),
+        &h.barrier,
+    );
+    if s.is_null() {
         free_large_pages(base, npages);
+        return 0;
     }
+    // SAFETY: fresh span, ours.
+    if local.allocates_black(h, unsafe { &*s }) {
+        // SAFETY: as above.
+        unsafe { (*s).mark_byte(0).store(1, Ordering::Relaxed) };
+    }
+    // SAFETY: fresh span, ours: its one object is handed out now.
+    unsafe { (*s).owned().freeindex = 1 };
+    if crate::profile::sampling() && crate::profile::gc::take_sample(size) {
+        // SAFETY: as above.
+        crate::profile::gc::record(base, size, unsafe { &*s });
+    }
+    h.large.lock().put(s, &h.sweep.sweepgen);
+    h.counters.span_bytes.fetch_add(bytes, Ordering::Relaxed);
+    if npages <= ARENA_PAGES {
+        pageheap::add_inuse(bytes);
+        super::pacer::note_gc_pages(bytes, 0);
+    } else {
+        h.counters.huge_bytes.fetch_add(bytes, Ordering::Relaxed);
+    }
+    let mut p = Pending {
+        bytes: bytes as isize,
+        objects: 1,
+    };
+    publish(h, &mut p);
+    base
+}
+
+/// Adds what a sweep freed to the heap's counters.
+pub(crate) fn count_swept(h: &HeapInner, c: &SweepCount) {
+    h.sweep.note_swept();
+    if c.freed > 0 {
+        h.counters.frees.fetch_add(c.freed, Ordering::Relaxed);
+        h.counters
+            .freed_bytes
+            .fetch_add(c.freed_bytes, Ordering::Relaxed);
+    }
+}
+
+/// Returns an empty span's pages to the page heap and recycles its struct.
+///
+/// # Safety
+/// The caller holds `s`, which has no live object.
+pub(crate) unsafe fn free_span(h: &HeapInner, s: *mut GcSpan) {
+    // SAFETY: caller's contract.
+    let (base, npages, large) = unsafe { ((*s).base, (*s).npages, (*s).large) };
+    // SAFETY: caller's contract: empty, so nothing points into it.
+    unsafe { retire_span(s) };
+    h.counters
+        .span_bytes
+        .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+    if !large || npages <= ARENA_PAGES {
+        pageheap::COUNTERS
+            .inuse
+            .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+        super::pacer::note_gc_pages(0, npages * PAGE_SIZE);
+    } else {
+        h.counters
+            .huge_bytes
+            .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
+    }
+    free_large_pages(base, npages);
 }
 
 /// Gives `npages` pages at `base` back to the page heap (or to the OS for a huge object).
@@ -552,6 +801,22 @@ fn free_large_pages(base: usize, npages: usize) {
     }
 }
 
+/// Heap-wide byte and object counts. Atomic; written by mutators and sweepers.
+#[derive(Default)]
+pub(crate) struct Counters {
+    /// Bytes of objects possibly live: marked at the last cycle plus taken since (Go's
+    /// heapLive). Drives the trigger.
+    pub live: AtomicUsize,
+    pub total_alloc: AtomicUsize,
+    pub mallocs: AtomicUsize,
+    pub frees: AtomicUsize,
+    pub freed_bytes: AtomicUsize,
+    /// Bytes of pages in the heap's spans (huge objects included).
+    pub span_bytes: AtomicUsize,
+    /// Bytes of huge objects (over 64 MiB, mapped outside the page heap).
+    pub huge_bytes: AtomicUsize,
+}
+
 /// Large spans of a heap.
 pub(crate) struct LargeLists {
     /// Swept (or allocated since the last mark).
@@ -561,3 +826,14 @@ pub(crate) struct LargeLists {
 }
 // SAFETY: as for `PoolLists`.
 unsafe impl Send for LargeLists {}
+
+impl LargeLists {
+    /// As [`PoolLists::put`], for a large span: `unswept` if stale, else `live`.
+    pub fn put(&mut self, s: *mut GcSpan, sweepgen: &core::sync::atomic::AtomicU32) {
+        if stale(s, sweepgen) {
+            self.unswept.push(s);
+        } else {
+            self.live.push(s);
+        }
+    }
+}

@@ -11,46 +11,25 @@
 //!
 //! # The barrier
 //!
-//! Every store goes through [`write_barrier`] (old value, new value) and every mutable
-//! borrow through [`borrow_barrier`]. While marking stops the world, as in this version,
-//! no store can happen during a mark and both are a load of a flag that is never set. The
-//! concurrent collector turns them into Go's hybrid barrier (shade the old value always,
-//! the new one while the storing mutator is grey) and, for `GcRefCell`, into "trace the
-//! object before the first mutable borrow during mark, grey it again after the borrow"
-//! (see `docs/design.md`).
+//! Every store swaps the new word in and then looks at the process-wide barrier filter;
+//! while some heap marks, the overwritten and the new pointer are shaded
+//! ([`super::barrier`], whose essay says why the swap comes first). A mutable borrow of a
+//! [`GcRefCell`] shades the whole value before it is handed out (once per mark) and, while
+//! grey sessions remain, again when it ends; the marker reads a cell's value under a marker
+//! read of its flag and skips a cell that is mutably borrowed.
 
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
+use super::barrier::{
+    self, cas_then_check, swap_then_check, ACTIVE, INSERTION, MARK_STARTS, STORE_GATE,
+};
+use super::borrow;
 use super::ptr::{Gc, GcPointee};
 use super::trace::{Rebrand, Trace, Tracer};
 use super::weak::Weak;
-
-/// Set while some heap marks concurrently with its mutators (never, in this version).
-pub(crate) static BARRIER_ON: AtomicBool = AtomicBool::new(false);
-
-/// The write barrier hook: `old` is overwritten by `new` (addresses, 0 for none).
-#[inline(always)]
-pub(crate) fn write_barrier(old: usize, new: usize) {
-    if BARRIER_ON.load(Ordering::Relaxed) {
-        barrier_slow(old, new)
-    }
-}
-
-#[cold]
-fn barrier_slow(_old: usize, _new: usize) {
-    unreachable!("goheap: concurrent marking is not enabled in this version")
-}
-
-/// The mutable-borrow barrier hook for the cell at `cell`.
-#[inline(always)]
-pub(crate) fn borrow_barrier(cell: usize) {
-    if BARRIER_ON.load(Ordering::Relaxed) {
-        barrier_slow(cell, 0)
-    }
-}
 
 mod sealed {
     pub trait Sealed {}
@@ -137,14 +116,33 @@ impl<T: CellValue> GcCell<T> {
     /// Stores `v`.
     #[inline(always)]
     pub fn set(&self, v: T) {
-        let new = v.to_word();
-        if BARRIER_ON.load(Ordering::Relaxed) {
-            let old = self.word.swap(new, Ordering::AcqRel);
-            barrier_slow(old, new);
-        } else {
-            write_barrier(0, new);
-            self.word.store(new, Ordering::Release);
+        self.swap_word(v.to_word());
+    }
+
+    /// The store and its barrier (barrier.rs): about 20 cycles for the swap when no mark
+    /// runs (the filter is read before and after it).
+    #[inline(always)]
+    fn swap_word(&self, new: usize) -> usize {
+        if ACTIVE.load(Ordering::SeqCst) != 0 {
+            return self.swap_gated(new);
         }
+        let (old, on) = swap_then_check(&self.word, new, &ACTIVE);
+        if on {
+            // The mark started around our swap: our session is grey for it, so it cannot
+            // end before we shade.
+            barrier::shade_pair(old, new);
+        }
+        old
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn swap_gated(&self, new: usize) -> usize {
+        STORE_GATE.read();
+        let old = self.word.swap(new, Ordering::SeqCst);
+        barrier::shade_pair(old, new);
+        STORE_GATE.read_done();
+        old
     }
 
     /// Stores `new` if the cell holds `current` (compared by address), returning the
@@ -152,15 +150,22 @@ impl<T: CellValue> GcCell<T> {
     /// shared pointer field without a lock (a stack push, for instance).
     pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
         let (c, n) = (current.to_word(), new.to_word());
-        match self
-            .word
-            .compare_exchange(c, n, Ordering::AcqRel, Ordering::Acquire)
-        {
-            Ok(old) => {
-                write_barrier(old, n);
-                // SAFETY: as in `get`.
-                Ok(unsafe { T::from_word(old) })
+        let gated = ACTIVE.load(Ordering::SeqCst) != 0;
+        if gated {
+            STORE_GATE.read();
+        }
+        let (r, on) = cas_then_check(&self.word, c, n, &ACTIVE);
+        if let Ok(old) = r {
+            if on {
+                barrier::shade_pair(old, n);
             }
+        }
+        if gated {
+            STORE_GATE.read_done();
+        }
+        match r {
+            // SAFETY: as in `get`.
+            Ok(old) => Ok(unsafe { T::from_word(old) }),
             // SAFETY: as in `get`.
             Err(old) => Err(unsafe { T::from_word(old) }),
         }
@@ -168,9 +173,7 @@ impl<T: CellValue> GcCell<T> {
 
     /// Stores `v`, returning the old value.
     pub fn replace(&self, v: T) -> T {
-        let new = v.to_word();
-        let old = self.word.swap(new, Ordering::AcqRel);
-        write_barrier(old, new);
+        let old = self.swap_word(v.to_word());
         // SAFETY: as in `get`.
         unsafe { T::from_word(old) }
     }
@@ -199,19 +202,20 @@ where
     type Branded = GcCell<T::Branded>;
 }
 
-/// Borrow flag: the number of shared borrows, or `WRITING`.
-const WRITING: usize = usize::MAX;
-
 /// A mutable traced value with dynamically checked borrows (an atomic `RefCell`).
 /// Borrowing mutably while borrowed panics, as `RefCell` does; the flag is atomic so that the
-/// concurrent marker can take a shared borrow to trace the value.
+/// concurrent marker can read the value between borrows. At most 65,534 shared borrows can
+/// be held at once.
 pub struct GcRefCell<T: ?Sized> {
-    flag: AtomicUsize,
+    /// The borrow flag (`borrow.rs`).
+    state: AtomicU32,
+    /// `MARK_STARTS` when a mutable borrow last shaded the value (barrier essay).
+    shaded: AtomicU64,
     value: UnsafeCell<T>,
 }
 
 // SAFETY: like `RwLock<T>`: shared borrows from several threads need `T: Sync`, a mutable
-// borrow on another thread moves access to `T`, so `T: Send`. The flag is atomic.
+// borrow on another thread moves access to `T`, so `T: Send`. The flags are atomic.
 unsafe impl<T: ?Sized + Send + Sync> Sync for GcRefCell<T> {}
 // SAFETY: owns a `T`.
 unsafe impl<T: ?Sized + Send> Send for GcRefCell<T> {}
@@ -220,7 +224,8 @@ impl<T> GcRefCell<T> {
     /// A cell holding `v`.
     pub fn new(v: T) -> Self {
         GcRefCell {
-            flag: AtomicUsize::new(0),
+            state: AtomicU32::new(0),
+            shaded: AtomicU64::new(0),
             value: UnsafeCell::new(v),
         }
     }
@@ -230,48 +235,72 @@ impl<T: ?Sized> GcRefCell<T> {
     /// Borrows the value.
     ///
     /// # Panics
-    /// If it is mutably borrowed.
+    /// If it is mutably borrowed, or 65,534 shared borrows are held.
     pub fn borrow(&self) -> GcRef<'_, T> {
         self.try_borrow()
-            .expect("goheap: GcRefCell already mutably borrowed")
+            .expect("goheap: GcRefCell already mutably borrowed (or too many shared borrows)")
     }
 
-    /// Borrows the value, or `None` if it is mutably borrowed.
+    /// Borrows the value, or `None` if it is mutably borrowed (or 65,534 shared borrows
+    /// are held).
     pub fn try_borrow(&self) -> Option<GcRef<'_, T>> {
-        let mut f = self.flag.load(Ordering::Relaxed);
-        loop {
-            if f == WRITING || f == WRITING - 1 {
-                return None;
-            }
-            match self
-                .flag
-                .compare_exchange_weak(f, f + 1, Ordering::Acquire, Ordering::Relaxed)
-            {
-                Ok(_) => return Some(GcRef { cell: self }),
-                Err(x) => f = x,
-            }
-        }
+        borrow::try_shared(&self.state).then_some(GcRef { cell: self })
     }
 
     /// Borrows the value mutably.
     ///
     /// # Panics
     /// If it is borrowed.
-    pub fn borrow_mut(&self) -> GcRefMut<'_, T> {
+    pub fn borrow_mut(&self) -> GcRefMut<'_, T>
+    where
+        T: Trace,
+    {
         self.try_borrow_mut()
             .expect("goheap: GcRefCell already borrowed")
     }
 
-    /// Borrows the value mutably, or `None` if it is borrowed.
-    pub fn try_borrow_mut(&self) -> Option<GcRefMut<'_, T>> {
-        self.flag
-            .compare_exchange(0, WRITING, Ordering::Acquire, Ordering::Relaxed)
-            .ok()?;
-        borrow_barrier(self as *const Self as *const u8 as usize);
-        Some(GcRefMut {
+    /// Borrows the value mutably, or `None` if it is borrowed. Waits (briefly) while a
+    /// marker reads the value.
+    pub fn try_borrow_mut(&self) -> Option<GcRefMut<'_, T>>
+    where
+        T: Trace,
+    {
+        // Seen on before the flag changes: hold the store gate until the value is shaded
+        // (barrier.rs: the end of a mark).
+        let gated = T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0;
+        if gated {
+            STORE_GATE.read();
+        }
+        let got = borrow::try_writing(&self.state);
+        if got && T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0 {
+            // Deletion half, once per mark: whatever the borrow removes is shaded first.
+            let k = MARK_STARTS.load(Ordering::SeqCst);
+            if self.shaded.load(Ordering::Relaxed) != k && self.shade_value() {
+                // Shaded under `MARK` after mark start `k`: skip until the next one.
+                self.shaded.store(k, Ordering::Relaxed);
+            }
+        }
+        if gated {
+            STORE_GATE.read_done();
+        }
+        got.then_some(GcRefMut {
             cell: self,
             _m: PhantomData,
         })
+    }
+
+    /// Shades everything the value holds; true when something was shaded with every heap
+    /// involved marking. The caller holds a borrow (mutable, or the shared one a mutable
+    /// borrow turns into as it ends).
+    #[cold]
+    fn shade_value(&self) -> bool
+    where
+        T: Trace,
+    {
+        let mut t = Tracer::shading();
+        // SAFETY: the caller's borrow excludes every mutable access but its own.
+        unsafe { (*self.value.get()).trace(&mut t) };
+        t.finish_shading()
     }
 }
 
@@ -290,17 +319,17 @@ impl<T: ?Sized> Deref for GcRef<'_, T> {
 
 impl<T: ?Sized> Drop for GcRef<'_, T> {
     fn drop(&mut self) {
-        self.cell.flag.fetch_sub(1, Ordering::Release);
+        borrow::release_shared(&self.cell.state);
     }
 }
 
 /// A mutable borrow of a [`GcRefCell`].
-pub struct GcRefMut<'a, T: ?Sized> {
+pub struct GcRefMut<'a, T: ?Sized + Trace> {
     cell: &'a GcRefCell<T>,
     _m: PhantomData<&'a mut T>,
 }
 
-impl<T: ?Sized> Deref for GcRefMut<'_, T> {
+impl<T: ?Sized + Trace> Deref for GcRefMut<'_, T> {
     type Target = T;
     fn deref(&self) -> &T {
         // SAFETY: the flag is WRITING for us alone.
@@ -308,19 +337,31 @@ impl<T: ?Sized> Deref for GcRefMut<'_, T> {
     }
 }
 
-impl<T: ?Sized> DerefMut for GcRefMut<'_, T> {
+impl<T: ?Sized + Trace> DerefMut for GcRefMut<'_, T> {
     fn deref_mut(&mut self) -> &mut T {
         // SAFETY: the flag is WRITING for us alone.
         unsafe { &mut *self.cell.value.get() }
     }
 }
 
-impl<T: ?Sized> Drop for GcRefMut<'_, T> {
+impl<T: ?Sized + Trace> Drop for GcRefMut<'_, T> {
     fn drop(&mut self) {
-        // The insertion half of the barrier for a borrow: everything the borrow may have
-        // stored is re-examined by the concurrent marker (no-op in this version).
-        borrow_barrier(self.cell as *const GcRefCell<T> as *const u8 as usize);
-        self.cell.flag.store(0, Ordering::Release);
+        if !T::NEEDS_TRACE {
+            borrow::release_writing(&self.cell.state);
+            return;
+        }
+        // Insertion half: a grey session may have put a white object in. The borrow turns
+        // into one shared borrow first (a swap), and only then looks at the flag: had it
+        // looked first and released after, a mark starting in between could find the cell
+        // still mutably borrowed (the release sitting in a store buffer), skip it, and
+        // never see what the borrow put in. This way, if the flag reads zero, the swap
+        // precedes the mark start and the marker finds the cell readable.
+        borrow::writing_to_shared(&self.cell.state);
+        if INSERTION.load(Ordering::SeqCst) != 0 {
+            // Reading under the shared borrow we now hold.
+            let _ = self.cell.shade_value();
+        }
+        borrow::release_shared(&self.cell.state);
     }
 }
 
@@ -333,14 +374,18 @@ impl<T: ?Sized + core::fmt::Debug> core::fmt::Debug for GcRefCell<T> {
     }
 }
 
-// SAFETY: reports everything the value holds. Marking stops the world in this version, and
-// no borrow outlives a session, so no borrow is active while it runs and the read is
-// race-free; the concurrent marker will take a shared borrow first (module essay).
+// SAFETY: reports everything the value holds, read under a marker read (so no mutable
+// borrow is active); a mutably borrowed cell is skipped, which the barrier essay shows to be
+// sound (the borrow shaded the value, or its grey session rescans it, or nobody can reach
+// the value again).
 unsafe impl<T: ?Sized + Trace> Trace for GcRefCell<T> {
     const NEEDS_TRACE: bool = T::NEEDS_TRACE;
     fn trace(&self, t: &mut Tracer) {
-        // SAFETY: see above.
-        unsafe { (*self.value.get()).trace(t) }
+        if borrow::marker_read(&self.state) {
+            // SAFETY: the marker read excludes mutable borrows.
+            unsafe { (*self.value.get()).trace(t) };
+            borrow::marker_read_done(&self.state);
+        }
     }
 }
 

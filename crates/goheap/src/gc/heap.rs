@@ -1,46 +1,39 @@
-//! The collected heap: [`Heap`], the stop-the-world protocol, and one collection cycle
-//! (Go's `gcStart` .. `gcMarkTermination`, in one piece).
+//! The collected heap: [`Heap`], the handle users hold, and [`HeapInner`], the shared state,
+//! which is a bundle of the parts below, each owning its state in its own file:
 //!
-//! # Sessions and the world
+//! | part | file | what |
+//! |---|---|---|
+//! | `barrier` | `barrier.rs` | the mark phase as barriers see it, the gate, the mark queue of spans |
+//! | `markers` | `mark.rs` | mark worker threads |
+//! | `sweep` | `sweep.rs` | sweep generation, background sweeper, sweep termination |
+//! | `cycle` | `cycle.rs` | cycle requests, the collector thread, cycle records |
+//! | `mutators` | `mutator.rs` | the registry of mutators and the session handshakes |
+//! | `pools`, `large`, `counters` | `alloc.rs` | span pools, large objects, byte counts |
+//! | `pacer` | `pacer.rs` | GOGC, memory limit, goal, trigger |
+//! | `roots` | `root.rs` | the root table |
+//! | `specials`, `cleanups` | `weak.rs` | weak slots and cleanups |
 //!
-//! Mutators touch the heap only inside sessions ([`super::mutator`]). A session is open while
-//! its mutator's `in_session` flag is set. To stop the world the collector sets `stop` and
-//! waits until no mutator is inside a session; a mutator entering a session sets its flag,
-//! then looks at `stop`, and if it is set clears its flag and waits. With all four accesses
-//! sequentially consistent (Dekker), either the collector sees the flag or the mutator sees
-//! `stop`, so no session runs while the world is stopped. Outside sessions no `Gc` exists,
-//! so the roots are exactly the root table: there are no stacks to scan.
-//!
-//! # A cycle
-//!
-//! 1. **Sweep termination** (world stopped): finish sweeping the previous cycle's spans,
-//!    make every mutator let its current spans go, free the empty spans nobody reused.
-//! 2. **Mark**: every core marks from the roots ([`super::mark`]), the caller included.
-//! 3. **Mark termination**: optional checkmark; weak pointers to dead objects are cleared
-//!    and their cleanups queued; the marked bytes become the live heap and set the next goal
-//!    ([`super::pacer`]); every span becomes unswept (`sweepgen += 2`).
-//! 4. The world restarts; one worker sweeps in the background while mutators sweep lazily
-//!    the spans they need (Go's concurrent sweep).
-//!
-//! Collections start when a mutator's allocation takes the live heap past the trigger: the
-//! request is noted, and the first mutator to end a session afterwards runs the cycle (its
-//! thread is outside any session then). `Heap::collect` runs one from any thread that is not
-//! inside a session of this heap.
+//! The cycle itself (Go's `gcStart` .. `gcMarkTermination`) is in `cycle.rs`: it runs on
+//! the heap's collector thread, concurrently with the mutators; nothing stops the world
+//! (except `gccheckmark`'s verification, a debug mode).
 
-use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Weak as ArcWeak};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
-use super::alloc::{LargeLists, Local, Pools, TypePool};
-use super::mark::{MarkQueue, Tracer};
-use super::pacer::{self, DebugFlags};
+use super::alloc::{self, Counters, LargeLists, Pools};
+use super::barrier::Barrier;
+use super::cycle::CycleCtl;
+use super::external::External;
+use super::mark::Markers;
+use super::mutator::Mutators;
+use super::pacer::{self, DebugFlags, Pacer};
 use super::root::RootTable;
-use super::span::{sweep_span, SweepCount, Swept};
-use super::stats::{self, GcStats, PauseRing};
+use super::span::{sweep_span, SweepCount};
+use super::stats::{self, GcStats};
+use super::sweep::Sweeper;
 use super::weak::{CleanupQueue, Special};
-use super::world;
 use crate::lock::Mutex;
 
 /// Settings of a heap. `Config::from_env()` reads Go's knobs under goheap's names.
@@ -52,7 +45,7 @@ pub struct Config {
     /// GOMEMLIMIT: soft limit on memory in bytes (`pacer::NO_LIMIT` for none).
     /// `GOHEAP_MEMLIMIT`, with Go's suffixes (`512MiB`).
     pub mem_limit: i64,
-    /// `GOHEAP_DEBUG`: `gctrace=1`, `gccheckmark=1`.
+    /// `GOHEAP_DEBUG`: `gctrace=1`, `gccheckmark=1`, `sessionwait=0`.
     pub debug: DebugFlags,
     /// Threads that mark (GOMAXPROCS): the cores of the machine by default.
     /// `GOHEAP_PROCS`.
@@ -102,128 +95,193 @@ impl Config {
     }
 }
 
-/// A mutator's state as the collector sees it.
-pub(crate) struct MutatorShared {
-    /// Inside a session (module essay).
-    pub in_session: AtomicBool,
-    /// Allocation caches: used by the mutator's thread inside its sessions, and by the
-    /// collector while the world is stopped; never both (module essay).
-    pub local: UnsafeCell<Local>,
-}
-// SAFETY: `local` is accessed under the protocol above, which orders the accesses (SeqCst
-// flag accesses plus the world mutex); the rest is atomic.
-unsafe impl Sync for MutatorShared {}
-// SAFETY: as above.
-unsafe impl Send for MutatorShared {}
-
-/// Heap-wide counters.
-#[derive(Default)]
-pub(crate) struct Counters {
-    /// Bytes of objects possibly live: marked at the last cycle plus taken since (Go's
-    /// heapLive). Drives the trigger.
-    pub live: AtomicUsize,
-    pub total_alloc: AtomicUsize,
-    pub mallocs: AtomicUsize,
-    pub frees: AtomicUsize,
-    pub freed_bytes: AtomicUsize,
-    /// Bytes of pages in the heap's spans (huge objects included).
-    pub span_bytes: AtomicUsize,
-    /// Bytes of huge objects (over 64 MiB, mapped outside the page heap).
-    pub huge_bytes: AtomicUsize,
+/// Strong references the heap's own threads hold for a while (a cycle, a sweep, a mark run),
+/// counted so that dropping the last user handle can wait for them: the heap is then torn
+/// down (destructors run, memory returned) on the user's thread, before the program can
+/// exit, not later on a background thread.
+pub(crate) struct Holders {
+    /// Count of threads holding the heap, and whether new holds are refused.
+    state: std::sync::Mutex<(usize, bool)>,
+    cv: std::sync::Condvar,
 }
 
-/// What one cycle measured, for statistics and gctrace.
-#[derive(Default, Clone, Copy, Debug)]
-pub(crate) struct CycleRecord {
-    pub start_ns: u64,
-    pub stw1_ns: u64,
-    pub mark_ns: u64,
-    pub stw2_ns: u64,
-    pub heap0: usize,
-    pub heap1: usize,
-    pub marked: usize,
-    pub goal: usize,
-    pub procs: usize,
-    pub forced: bool,
+impl Holders {
+    pub fn new() -> Holders {
+        Holders {
+            state: std::sync::Mutex::new((0, false)),
+            cv: std::sync::Condvar::new(),
+        }
+    }
+
+    /// Takes a strong reference to the heap for a while, unless it is closing.
+    pub fn hold(&self, w: &std::sync::Weak<HeapInner>) -> Option<Held<'_>> {
+        self.take(w, false)
+    }
+
+    /// As [`Self::hold`], for a mark worker joining the collector's work: while the heap
+    /// closes, it still succeeds as long as another thread holds the heap (the collector,
+    /// in a cycle that waits for its workers). Found by review: a worker refused there left
+    /// a grey buffer nobody would take, and the collector and the closing thread waited for
+    /// each other forever.
+    pub fn join(&self, w: &std::sync::Weak<HeapInner>) -> Option<Held<'_>> {
+        self.take(w, true)
+    }
+
+    fn take(&self, w: &std::sync::Weak<HeapInner>, joining: bool) -> Option<Held<'_>> {
+        {
+            let mut g = self.state.lock().unwrap();
+            if g.1 && !(joining && g.0 > 0) {
+                return None;
+            }
+            g.0 += 1;
+        }
+        match w.upgrade() {
+            Some(heap) => Some(Held {
+                heap: Some(heap),
+                holders: self,
+            }),
+            None => {
+                self.release();
+                None
+            }
+        }
+    }
+
+    fn release(&self) {
+        let mut g = self.state.lock().unwrap();
+        g.0 -= 1;
+        if g.0 == 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Refuses new holds and waits for the current ones to end.
+    fn close_and_wait(&self) {
+        let mut g = self.state.lock().unwrap();
+        g.1 = true;
+        while g.0 > 0 {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
 }
 
-/// State of the cycle lock: one cycle at a time.
-pub(crate) struct GcState {
-    pub num_gc: u32,
-    pub num_forced: u32,
-    pub pause_total_ns: u64,
-    pub gc_cpu_ns: u64,
-    pub pauses: PauseRing,
-    pub last: CycleRecord,
-    pub last_gc_unix_ns: u64,
+/// A background thread's hold on the heap (see [`Holders`]).
+pub(crate) struct Held<'a> {
+    heap: Option<Arc<HeapInner>>,
+    holders: &'a Holders,
 }
 
-/// Work handed to the worker threads.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Job {
-    Idle,
-    Mark,
-    Exit,
+impl core::ops::Deref for Held<'_> {
+    type Target = Arc<HeapInner>;
+    fn deref(&self) -> &Arc<HeapInner> {
+        self.heap.as_ref().expect("held")
+    }
 }
 
-struct WorkerCtl {
-    job: std::sync::Mutex<(Job, u64, usize)>,
-    cv: Condvar,
-    done: Condvar,
-    sweep_pending: AtomicBool,
-    sweep_cv: Condvar,
-    sweep_m: std::sync::Mutex<()>,
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        // The reference goes first, then the count: a waiting last handle then finds only
+        // its own reference left and tears the heap down itself.
+        drop(self.heap.take());
+        self.holders.release();
+    }
 }
 
-/// The heap's shared state.
+/// Every GC heap of the process, for [`collect_for_release`]: a weak reference and the
+/// holders that let a caller keep the heap for a while. Entries of dropped heaps are removed
+/// when the next heap is made.
+#[allow(clippy::type_complexity)]
+static HEAPS: std::sync::Mutex<Vec<(std::sync::Weak<HeapInner>, Arc<Holders>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The first step of [`crate::release_memory`] (Go's `debug.FreeOSMemory` collects first):
+/// collects and sweeps every GC heap of the process that can be collected without waiting
+/// for another thread's session, so that its dead objects' spans go back to the page heap.
+/// Returns how many were collected and, for each one skipped, why. Skipped: heaps with a
+/// session open on another thread (collecting would wait for it), heaps the calling thread
+/// is inside a session of (it would wait for itself), every heap when called from a
+/// destructor or cleanup, and a heap whose collection then waited a second for a session
+/// that opened meanwhile (that collection goes on in the background). Never waits for a
+/// session longer than that second.
+pub(crate) fn collect_for_release() -> (usize, Vec<String>) {
+    let all: Vec<_> = HEAPS.lock().unwrap().clone();
+    let mut collected = 0;
+    let mut skipped = Vec::new();
+    if super::mutator::in_finalizer() {
+        if !all.is_empty() {
+            skipped.push(format!(
+                "{} GC heap(s): called from a destructor or cleanup, which must not collect",
+                all.len()
+            ));
+        }
+        return (0, skipped);
+    }
+    for (i, (w, holders)) in all.iter().enumerate() {
+        let Some(h) = holders.hold(w) else { continue };
+        if super::mutator::in_session_of(&h) {
+            skipped.push(format!(
+                "GC heap {i}: the calling thread is inside a session of it"
+            ));
+            continue;
+        }
+        let busy = h
+            .mutators
+            .snapshot()
+            .into_iter()
+            .find(|m| super::world::open_session(&m.epoch).is_some());
+        if let Some(m) = busy {
+            skipped.push(format!(
+                "GC heap {i}: thread {} is inside a session of it",
+                m.thread
+            ));
+            continue;
+        }
+        let n = h.cycle.request(true);
+        match h.cycle.wait_finished_unless_blocked(n) {
+            Ok(()) => {
+                super::sweep::finish(&h);
+                h.settle_goal();
+                collected += 1;
+            }
+            Err(thread) => skipped.push(format!(
+                "GC heap {i}: its collection waits for thread {thread}'s session (left to finish in the background)"
+            )),
+        }
+    }
+    (collected, skipped)
+}
+
+/// The heap's shared state (module essay).
 pub(crate) struct HeapInner {
     /// User handles ([`Heap`], [`Mutator`](super::Mutator), [`Root`](super::Root)); at zero
-    /// the workers stop.
+    /// the threads stop.
     handles: AtomicUsize,
-    pub gc_percent: AtomicI32,
-    pub mem_limit: AtomicI64,
     pub debug: DebugFlags,
+    /// Threads that mark (GOMAXPROCS).
     pub procs: usize,
-    /// World stop requested or in effect.
-    pub stop: AtomicBool,
-    world: std::sync::Mutex<()>,
-    world_cv: Condvar,
-    /// The trigger was passed; the next session end runs a cycle.
-    pub gc_pending: AtomicBool,
-    /// Serialises cycles; held for a whole cycle, including the sweep termination that may
-    /// run destructors, so nothing a destructor may call takes it.
-    cycle: std::sync::Mutex<()>,
-    /// Cycle statistics; locked only briefly, never around user code.
-    pub gc: std::sync::Mutex<GcState>,
-    pub mutators: Mutex<Vec<Arc<MutatorShared>>>,
+    pub pacer: Pacer,
+    pub barrier: Barrier,
+    pub markers: Arc<Markers>,
+    pub sweep: Sweeper,
+    pub cycle: Arc<CycleCtl>,
+    /// External memory declared to the heap (`external.rs`).
+    pub external: Arc<External>,
+    /// Number of the current (or last) cycle; bumped at mark start, before the phase.
+    pub cycle_no: AtomicU64,
+    pub mutators: Mutators,
     pub pools: Mutex<Pools>,
     pub large: Mutex<LargeLists>,
+    pub counters: Counters,
     pub roots: Mutex<RootTable>,
     pub specials: Mutex<HashMap<usize, Special>>,
     pub cleanups: Arc<CleanupQueue>,
-    pub counters: Counters,
-    pub trigger: AtomicUsize,
-    pub goal: AtomicUsize,
-    pub sweepgen: AtomicU32,
-    /// Background sweeps in flight (sweep termination waits for them).
-    sweeping: AtomicUsize,
-    /// Spans to free in the background (empties nobody reused for a whole cycle).
-    to_free: Mutex<Vec<*mut super::span::GcSpan>>,
-    queue: MarkQueue,
-    ctl: Arc<WorkerCtl>,
-    workers_started: AtomicBool,
-    marked_total: AtomicUsize,
     pub start: Instant,
+    /// The heap's threads' holds on it.
+    pub holders: Arc<Holders>,
     /// Test hook run between mark and checkmark (clears marks to prove checkmark works).
     #[allow(clippy::type_complexity)]
     pub(crate) after_mark_hook: Mutex<Option<Box<dyn Fn() + Send>>>,
 }
-
-// SAFETY: the raw span pointers in `to_free` are owned by the list (mutex-protected); all
-// other fields are Sync.
-unsafe impl Sync for HeapInner {}
-// SAFETY: as above.
-unsafe impl Send for HeapInner {}
 
 /// A garbage-collected heap, shared by any number of threads. Cheap to clone (a handle).
 ///
@@ -245,7 +303,13 @@ impl Clone for Heap {
 impl Drop for Heap {
     fn drop(&mut self) {
         if self.inner.handles.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.inner.shutdown_workers();
+            self.inner.shutdown_threads();
+            // Let the heap's threads finish what they hold it for, so that the teardown
+            // happens here (a destructor dropping the last handle runs on the sweeper,
+            // which may be such a holder itself: it does not wait).
+            if !super::mutator::in_finalizer() {
+                self.inner.holders.close_and_wait();
+            }
         }
     }
 }
@@ -270,66 +334,53 @@ impl Heap {
 
     /// A heap with explicit settings.
     pub fn with_config(c: Config) -> Heap {
-        let goal = pacer::heap_goal(0, c.gc_percent, c.mem_limit, 0);
-        Heap {
-            inner: Arc::new(HeapInner {
-                handles: AtomicUsize::new(1),
-                gc_percent: AtomicI32::new(c.gc_percent),
-                mem_limit: AtomicI64::new(c.mem_limit),
-                debug: c.debug,
-                procs: c.procs.max(1),
-                stop: AtomicBool::new(false),
-                world: std::sync::Mutex::new(()),
-                world_cv: Condvar::new(),
-                gc_pending: AtomicBool::new(false),
-                cycle: std::sync::Mutex::new(()),
-                gc: std::sync::Mutex::new(GcState {
-                    num_gc: 0,
-                    num_forced: 0,
-                    pause_total_ns: 0,
-                    gc_cpu_ns: 0,
-                    pauses: PauseRing::default(),
-                    last: CycleRecord::default(),
-                    last_gc_unix_ns: 0,
-                }),
-                mutators: Mutex::new(Vec::new()),
-                pools: Mutex::new(Pools::new()),
-                large: Mutex::new(LargeLists {
-                    live: Vec::new(),
-                    unswept: Vec::new(),
-                }),
-                roots: Mutex::new(RootTable::new()),
-                specials: Mutex::new(HashMap::new()),
-                cleanups: Arc::new(CleanupQueue::new()),
-                counters: Counters::default(),
-                trigger: AtomicUsize::new(goal),
-                goal: AtomicUsize::new(goal),
-                sweepgen: AtomicU32::new(2),
-                sweeping: AtomicUsize::new(0),
-                to_free: Mutex::new(Vec::new()),
-                queue: MarkQueue::new(),
-                ctl: Arc::new(WorkerCtl {
-                    job: std::sync::Mutex::new((Job::Idle, 0, 0)),
-                    cv: Condvar::new(),
-                    done: Condvar::new(),
-                    sweep_pending: AtomicBool::new(false),
-                    sweep_cv: Condvar::new(),
-                    sweep_m: std::sync::Mutex::new(()),
-                }),
-                workers_started: AtomicBool::new(false),
-                marked_total: AtomicUsize::new(0),
-                start: Instant::now(),
-                after_mark_hook: Mutex::new(None),
+        super::timeline::start();
+        let cycle = Arc::new(CycleCtl::new());
+        let inner = Arc::new(HeapInner {
+            handles: AtomicUsize::new(1),
+            debug: c.debug,
+            procs: c.procs.max(1),
+            pacer: Pacer::new(c.gc_percent, c.mem_limit),
+            barrier: Barrier::new(),
+            markers: Arc::new(Markers::new()),
+            sweep: Sweeper::new(),
+            cycle: cycle.clone(),
+            external: Arc::new(External::new(cycle)),
+            cycle_no: AtomicU64::new(0),
+            mutators: Mutators::new(),
+            pools: Mutex::new(Pools::new()),
+            large: Mutex::new(LargeLists {
+                live: Vec::new(),
+                unswept: Vec::new(),
             }),
+            counters: Counters::default(),
+            roots: Mutex::new(RootTable::new()),
+            specials: Mutex::new(HashMap::new()),
+            cleanups: Arc::new(CleanupQueue::new()),
+            start: Instant::now(),
+            holders: Arc::new(Holders::new()),
+            after_mark_hook: Mutex::new(None),
+        });
+        super::pacer::register(&*inner);
+        {
+            let mut all = HEAPS.lock().unwrap();
+            all.retain(|(w, _)| w.strong_count() > 0);
+            all.push((Arc::downgrade(&inner), inner.holders.clone()));
         }
+        inner
+            .sweep
+            .start_thread(Arc::downgrade(&inner), inner.holders.clone());
+        super::cycle::start_thread(&inner);
+        Heap { inner }
     }
 
-    /// Runs a full collection now and returns when it is done (Go's `runtime.GC`). Spans are
-    /// swept in the background afterwards.
+    /// Runs a full collection now and returns when its mark is done (Go's `runtime.GC`):
+    /// everything unreachable when it was called is found dead (objects that sessions
+    /// allocate while it marks survive it). Spans are swept in the background afterwards.
     ///
     /// # Panics
     /// When called inside a session of this heap on the same thread (the cycle would wait for
-    /// that session to end: a deadlock).
+    /// that session to end: a deadlock), or from a destructor or cleanup.
     pub fn collect(&self) {
         assert!(
             !super::mutator::in_finalizer(),
@@ -339,13 +390,16 @@ impl Heap {
             !super::mutator::in_session_of(&self.inner),
             "goheap: Heap::collect() called inside a session of the same heap; call it outside `enter`"
         );
-        self.inner.run_cycle(true);
+        let n = self.inner.cycle.request(true);
+        if let Err(report) = self.inner.cycle.wait_finished(n) {
+            panic!("{report}");
+        }
     }
 
     /// Sets GOGC and returns the previous value (Go's `debug.SetGCPercent`). Negative turns
     /// proportional collection off.
     pub fn set_gc_percent(&self, p: i32) -> i32 {
-        let old = self.inner.gc_percent.swap(p, Ordering::Relaxed);
+        let old = self.inner.pacer.gc_percent.swap(p, Ordering::Relaxed);
         self.inner.update_goal();
         old
     }
@@ -354,11 +408,28 @@ impl Heap {
     /// `debug.SetMemoryLimit`); a negative value only reads it.
     pub fn set_memory_limit(&self, limit: i64) -> i64 {
         if limit < 0 {
-            return self.inner.mem_limit.load(Ordering::Relaxed);
+            return self.inner.pacer.mem_limit.load(Ordering::Relaxed);
         }
-        let old = self.inner.mem_limit.swap(limit, Ordering::Relaxed);
+        let old = self.inner.pacer.mem_limit.swap(limit, Ordering::Relaxed);
         self.inner.update_goal();
         old
+    }
+
+    /// Declares `bytes` of memory that this heap's objects hold outside goheap (gc-arena's
+    /// `mark_external_allocation`): the heap's goal and memory limit count it until
+    /// [`Self::mark_external_deallocation`] takes it back, typically in the destructor that
+    /// frees it. For programs whose global allocator is not `GoAlloc` (with it, every buffer
+    /// counts already); see also [`ExternalVec`](super::ExternalVec), which does this itself.
+    pub fn mark_external_allocation(&self, bytes: usize) {
+        self.inner.external.add(bytes);
+        if self.inner.in_use_for_goal() >= self.inner.pacer.trigger() {
+            self.inner.request_gc();
+        }
+    }
+
+    /// Takes back `bytes` declared by [`Self::mark_external_allocation`].
+    pub fn mark_external_deallocation(&self, bytes: usize) {
+        self.inner.external.sub(bytes);
     }
 
     /// Statistics (Go's `runtime.ReadMemStats`).
@@ -374,7 +445,7 @@ impl Heap {
         if super::mutator::in_finalizer() {
             return;
         }
-        self.inner.finish_sweep();
+        super::sweep::finish(&self.inner);
     }
 
     /// Runs every queued cleanup on the calling thread and returns how many ran (cleanups
@@ -391,369 +462,74 @@ impl Heap {
 }
 
 impl HeapInner {
-    fn shutdown_workers(&self) {
-        let mut j = self.ctl.job.lock().unwrap();
-        j.0 = Job::Exit;
-        j.1 += 1;
-        self.ctl.cv.notify_all();
-        drop(j);
-        self.ctl.sweep_pending.store(true, Ordering::SeqCst);
-        let _g = self.ctl.sweep_m.lock().unwrap();
-        self.ctl.sweep_cv.notify_all();
+    fn shutdown_threads(&self) {
+        self.cycle.shutdown();
+        self.markers.shutdown();
+        self.sweep.shutdown();
         self.cleanups.close();
     }
 
-    /// Notes that the trigger was passed.
+    /// The live heap passed the trigger: asks the collector thread for a cycle.
+    #[inline]
     pub(crate) fn request_gc(&self) {
-        if !self.gc_pending.load(Ordering::Relaxed) {
-            self.gc_pending.store(true, Ordering::Relaxed);
-        }
+        self.cycle.request(false);
     }
 
+    /// GOGC or the limit changed: a new goal and trigger from the last cycle's live heap.
     fn update_goal(&self) {
-        let marked = self.gc.lock().unwrap().last.marked;
-        let goal = pacer::heap_goal(
-            marked,
-            self.gc_percent.load(Ordering::Relaxed),
-            self.mem_limit.load(Ordering::Relaxed),
-            self.overhead(),
-        );
-        self.goal.store(goal, Ordering::Relaxed);
-        self.trigger.store(goal, Ordering::Relaxed);
-        if self.counters.live.load(Ordering::Relaxed) >= goal {
+        self.pacer.retarget(self.other_bytes(), self.beside_bytes());
+        self.rearm_external();
+        if self.in_use_for_goal() >= self.pacer.trigger() {
             self.request_gc();
         }
     }
 
-    /// Memory counted against the limit that is not this heap's object bytes: the rest of
-    /// what goheap holds from the OS (other heaps, malloc) and span slack.
-    pub(crate) fn overhead(&self) -> usize {
-        // `COUNTERS.inuse` counts page-heap spans only; huge objects are mapped apart.
+    /// Memory the goal counts besides this heap's objects (`pacer.rs` essay: Go has one
+    /// heap): every byte goheap's page heap and large objects hold outside GC heaps
+    /// (`GoAlloc` allocations, among them the buffers this heap's objects own), plus the
+    /// external memory declared to this heap. Other GC heaps are paced by their own goals:
+    /// only the limit counts them ([`Self::beside_bytes`]).
+    pub(crate) fn other_bytes(&self) -> usize {
         let core = crate::heap::COUNTERS.inuse.load(Ordering::Relaxed);
+        core.saturating_sub(super::pacer::gc_page_bytes())
+            + self.external.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Memory the limit counts besides [`Self::other_bytes`] and this heap's objects: the
+    /// other GC heaps' spans and this heap's span slack.
+    pub(crate) fn beside_bytes(&self) -> usize {
+        // This heap's huge objects are mapped apart from the page heap.
         let huge = self.counters.huge_bytes.load(Ordering::Relaxed);
         let mine = self
             .counters
             .span_bytes
             .load(Ordering::Relaxed)
             .saturating_sub(huge);
-        core.saturating_sub(mine) + (64 << 10)
+        super::pacer::gc_page_bytes().saturating_sub(mine) + (64 << 10)
     }
 
-    // ---- The world.
-
-    pub(crate) fn register(&self, m: Arc<MutatorShared>) {
-        self.mutators.lock().push(m);
+    /// What the trigger and the goal are compared with: live objects plus
+    /// [`Self::other_bytes`].
+    #[inline]
+    pub(crate) fn in_use_for_goal(&self) -> usize {
+        self.counters.live.load(Ordering::Relaxed) + self.other_bytes()
     }
 
-    pub(crate) fn unregister(&self, m: &Arc<MutatorShared>) {
-        self.mutators.lock().retain(|x| !Arc::ptr_eq(x, m));
-    }
-
-    /// Opens a session for `m` (blocks while the world is stopped).
-    pub(crate) fn enter_world(&self, m: &MutatorShared, nested: bool) {
-        loop {
-            if world::try_enter(&m.in_session, &self.stop, nested) {
-                return;
-            }
-            let mut g = self.world.lock().unwrap();
-            self.world_cv.notify_all();
-            while self.stop.load(Ordering::SeqCst) {
-                g = self.world_cv.wait(g).unwrap();
-            }
+    /// A sweep of the last mark is over: the goal is set again from what is held now
+    /// (`pacer.rs` essay, the settled count), and a cycle asked for if that passes it.
+    pub(crate) fn settle_goal(&self) {
+        self.pacer.settle(self.other_bytes(), self.beside_bytes());
+        self.rearm_external();
+        super::cycle::enforce_limit(self);
+        if self.in_use_for_goal() >= self.pacer.trigger() {
+            self.request_gc();
         }
     }
 
-    /// Closes a session of `m`.
-    pub(crate) fn exit_world(&self, m: &MutatorShared) {
-        if world::exit(&m.in_session, &self.stop) {
-            let _g = self.world.lock().unwrap();
-            self.world_cv.notify_all();
-        }
-    }
-
-    fn stop_the_world(&self) {
-        world::request_stop(&self.stop);
-        let mut g = self.world.lock().unwrap();
-        loop {
-            if world::all_outside(self.mutators.lock().iter().map(|m| &m.in_session)) {
-                return;
-            }
-            g = self
-                .world_cv
-                .wait_timeout(g, Duration::from_millis(1))
-                .unwrap()
-                .0;
-        }
-    }
-
-    fn start_the_world(&self) {
-        let _g = self.world.lock().unwrap();
-        self.stop.store(false, Ordering::SeqCst);
-        self.world_cv.notify_all();
-    }
-
-    /// Runs the cycle a passed trigger asked for, unless one is running already.
-    pub(crate) fn collect_if_pending(self: &Arc<Self>) {
-        if self.gc_pending.load(Ordering::Relaxed) {
-            self.run_cycle(false);
-        }
-    }
-
-    // ---- The cycle.
-
-    pub(crate) fn run_cycle(self: &Arc<Self>, forced: bool) {
-        // A poisoned lock (a gccheckmark failure panicked out of a cycle) does not stop
-        // later cycles: the panic restarted the world first.
-        let _cycle = if forced {
-            self.cycle.lock().unwrap_or_else(|e| e.into_inner())
-        } else {
-            match self.cycle.try_lock() {
-                Ok(g) => g,
-                Err(std::sync::TryLockError::Poisoned(e)) => e.into_inner(),
-                Err(std::sync::TryLockError::WouldBlock) => return,
-            }
-        };
-        if !forced && !self.gc_pending.load(Ordering::Relaxed) {
-            return; // another thread just ran it
-        }
-        self.ensure_workers();
-        let t0 = Instant::now();
-        self.stop_the_world();
-
-        // 1. Sweep termination.
-        self.finish_sweep();
-        for m in self.mutators.lock().iter() {
-            // SAFETY: the world is stopped: no mutator is in a session, and none can enter
-            // one (or drop itself) before `start_the_world`.
-            let local = unsafe { &mut *m.local.get() };
-            local.flush();
-            self.publish(&mut local.pending);
-        }
-        let pools = self.pool_list();
-        {
-            let mut tf = self.to_free.lock();
-            for &p in &pools {
-                // SAFETY: pools live as long as the heap.
-                let mut l = unsafe { (*p).lists.lock() };
-                tf.append(&mut l.empty);
-            }
-        }
-        let heap0 = self.counters.live.load(Ordering::Relaxed);
-        // The goal this cycle ran under (gctrace prints it, as Go's lastHeapGoal).
-        let cycle_goal = self.goal.load(Ordering::Relaxed);
-        let t1 = Instant::now();
-
-        // 2. Mark.
-        let marked = self.mark();
-        let t2 = Instant::now();
-
-        // 3. Mark termination.
-        if let Some(h) = self.after_mark_hook.lock().as_ref() {
-            h();
-        }
-        if self.debug.gccheckmark {
-            self.checkmark();
-        }
-        super::weak::process_specials(self);
-        self.counters.live.store(marked, Ordering::Relaxed);
-        self.sweepgen.fetch_add(2, Ordering::Relaxed);
-        for &p in &pools {
-            // SAFETY: pools live as long as the heap.
-            let mut l = unsafe { (*p).lists.lock() };
-            let l = &mut *l;
-            l.unswept.append(&mut l.partial);
-            l.unswept.append(&mut l.full);
-        }
-        {
-            let mut l = self.large.lock();
-            let l = &mut *l;
-            l.unswept.append(&mut l.live);
-        }
-        let goal = pacer::heap_goal(
-            marked,
-            self.gc_percent.load(Ordering::Relaxed),
-            self.mem_limit.load(Ordering::Relaxed),
-            self.overhead(),
-        );
-        self.goal.store(goal, Ordering::Relaxed);
-        self.trigger.store(goal, Ordering::Relaxed);
-        self.gc_pending.store(false, Ordering::Relaxed);
-        let t3 = Instant::now();
-        let rec = CycleRecord {
-            start_ns: (t0 - self.start).as_nanos() as u64,
-            stw1_ns: (t1 - t0).as_nanos() as u64,
-            mark_ns: (t2 - t1).as_nanos() as u64,
-            stw2_ns: (t3 - t2).as_nanos() as u64,
-            heap0,
-            heap1: heap0,
-            marked,
-            goal: cycle_goal,
-            procs: self.procs,
-            forced,
-        };
-        let mut gc = self.gc.lock().unwrap();
-        gc.num_gc += 1;
-        if forced {
-            gc.num_forced += 1;
-        }
-        let pause = (t3 - t0).as_nanos() as u64;
-        gc.pause_total_ns += pause;
-        gc.gc_cpu_ns += pause * self.procs as u64;
-        let end_unix = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        gc.pauses.push(pause, end_unix);
-        gc.last_gc_unix_ns = end_unix;
-        gc.last = rec;
-        let trace = self
-            .debug
-            .gctrace
-            .then(|| stats::gctrace_line(&gc, &rec, self.start.elapsed().as_nanos() as u64));
-        drop(gc);
-        self.start_the_world();
-
-        // 4. Concurrent sweep, and memory back to the OS under a limit.
-        self.kick_sweeper();
-        self.enforce_limit();
-        if let Some(line) = trace {
-            stats::print_line(&line);
-        }
-    }
-
-    /// Marks from the roots on every core; returns the bytes marked.
-    fn mark(&self) -> usize {
-        let n = self.procs;
-        self.queue.reset(n);
-        self.marked_total.store(0, Ordering::Relaxed);
-        let mut t = Tracer::new(&self.queue);
-        self.roots.lock().for_each(|a| t.mark(a));
-        if n > 1 {
-            let mut j = self.ctl.job.lock().unwrap();
-            j.0 = Job::Mark;
-            j.1 += 1;
-            j.2 = n - 1;
-            self.ctl.cv.notify_all();
-        }
-        t.run();
-        if n > 1 {
-            let mut j = self.ctl.job.lock().unwrap();
-            while j.2 > 0 {
-                j = self.ctl.done.wait(j).unwrap();
-            }
-            j.0 = Job::Idle;
-        }
-        self.marked_total
-            .fetch_add(t.marked_bytes, Ordering::Relaxed);
-        self.marked_total.load(Ordering::Relaxed)
-    }
-
-    /// `gccheckmark`: marks again from scratch on one thread and panics naming any
-    /// reachable object the real mark missed.
-    fn checkmark(&self) {
-        let mut t = Tracer::checker(&self.queue);
-        self.roots.lock().for_each(|a| t.mark(a));
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| t.run_alone()));
-        if let Err(e) = r {
-            self.gc_pending.store(false, Ordering::Relaxed);
-            self.start_the_world();
-            std::panic::resume_unwind(e);
-        }
-    }
-
-    /// Starts the mark and sweep worker threads (Go's background mark workers, bgsweep).
-    fn ensure_workers(self: &Arc<Self>) {
-        if self.workers_started.swap(true, Ordering::Relaxed) {
-            return;
-        }
-        // Workers hold only a weak reference, so that dropping the last handle frees the heap.
-        let weak = Arc::downgrade(self);
-        for i in 0..self.procs - 1 {
-            let w = weak.clone();
-            let ctl = self.ctl.clone();
-            std::thread::Builder::new()
-                .name(format!("goheap-mark-{i}"))
-                .spawn(move || mark_worker(w, ctl))
-                .expect("goheap: cannot start a mark worker thread");
-        }
-        let ctl = self.ctl.clone();
-        std::thread::Builder::new()
-            .name("goheap-sweep".into())
-            .spawn(move || sweep_worker(weak, ctl))
-            .expect("goheap: cannot start the sweeper thread");
-    }
-
-    fn kick_sweeper(&self) {
-        self.ctl.sweep_pending.store(true, Ordering::SeqCst);
-        let _g = self.ctl.sweep_m.lock().unwrap();
-        self.ctl.sweep_cv.notify_one();
-    }
-
-    /// Sweeps every unswept span (of every pool, and large ones), and frees the spans queued
-    /// for freeing. Safe to run from several threads at once.
-    pub(crate) fn sweep_all(&self) {
-        super::mutator::as_finalizer("a destructor run by the sweeper", || self.sweep_all_inner())
-    }
-
-    fn sweep_all_inner(&self) {
-        self.sweeping.fetch_add(1, Ordering::SeqCst);
-        let sg = self.sweepgen.load(Ordering::Relaxed);
-        let mut count = SweepCount::default();
-        loop {
-            let s = self.to_free.lock().pop();
-            let Some(s) = s else { break };
-            // SAFETY: spans on `to_free` are empty and held by that list alone.
-            unsafe { self.free_span(s) };
-        }
-        for p in self.pool_list() {
-            // SAFETY: pools live as long as the heap.
-            let pool: &TypePool = unsafe { &*p };
-            loop {
-                let s = pool.lists.lock().unswept.pop();
-                let Some(s) = s else { break };
-                // SAFETY: taken off the unswept list, so we hold it; its mark is over.
-                let r = unsafe { sweep_span(&*s, sg, &mut count) };
-                let mut l = pool.lists.lock();
-                match r {
-                    Swept::Empty => l.empty.push(s),
-                    Swept::Partial => l.partial.push(s),
-                    Swept::Full => l.full.push(s),
-                }
-            }
-        }
-        loop {
-            let s = self.large.lock().unswept.pop();
-            let Some(s) = s else { break };
-            // SAFETY: as above.
-            match unsafe { sweep_span(&*s, sg, &mut count) } {
-                // SAFETY: its one object is dead and dropped.
-                Swept::Empty => unsafe { self.free_span(s) },
-                _ => self.large.lock().live.push(s),
-            }
-        }
-        self.count_swept(&count);
-        self.sweeping.fetch_sub(1, Ordering::SeqCst);
-    }
-
-    /// Sweep termination: sweeps what is left and waits for sweeps in flight.
-    pub(crate) fn finish_sweep(&self) {
-        self.sweep_all();
-        while self.sweeping.load(Ordering::SeqCst) > 0 {
-            std::thread::yield_now();
-        }
-    }
-
-    /// Under a memory limit, returns free pages to the OS until goheap's resident heap is
-    /// under it (Go's scavenger does this in the background; here right after the cycle).
-    fn enforce_limit(&self) {
-        let limit = self.mem_limit.load(Ordering::Relaxed);
-        if limit == pacer::NO_LIMIT || limit < 0 {
-            return;
-        }
-        let (total, _free, scav) = crate::heap::page_counts();
-        let ready = (total - scav) * crate::sizeclass::PAGE_SIZE;
-        if ready > limit as usize {
-            crate::heap::scavenge(ready - limit as usize, 64);
-        }
+    /// After a goal change: the external count at which the trigger is passed.
+    pub(crate) fn rearm_external(&self) {
+        let room = self.pacer.trigger().saturating_sub(self.in_use_for_goal());
+        self.external.rearm(room);
     }
 }
 
@@ -761,20 +537,18 @@ impl Drop for HeapInner {
     /// The last handle is gone, so no object is reachable: every destructor and every
     /// pending cleanup runs, and all memory goes back to the page heap.
     fn drop(&mut self) {
+        super::pacer::unregister(self);
         super::mutator::as_finalizer("a destructor run at heap teardown", || self.teardown())
     }
 }
 
 impl HeapInner {
     fn teardown(&self) {
-        self.finish_sweep();
-        for m in self.mutators.lock().iter() {
-            // SAFETY: no mutator exists any more (each holds a handle).
-            unsafe { (*m.local.get()).flush() };
-        }
-        let sg = self.sweepgen.load(Ordering::Relaxed) + 2;
+        self.shutdown_threads();
+        super::sweep::finish(self);
+        let sg = self.sweep.sweepgen.load(Ordering::Relaxed) + 2;
         let mut count = SweepCount::default();
-        for p in self.pool_list() {
+        for p in alloc::pool_list(self) {
             // SAFETY: pools live as long as the heap, which is being dropped by us alone.
             let pool = unsafe { &*p };
             let mut g = pool.lists.lock();
@@ -784,7 +558,6 @@ impl HeapInner {
                 .drain(..)
                 .chain(l.full.drain(..))
                 .chain(l.unswept.drain(..))
-                .chain(l.empty.drain(..))
                 .collect();
             drop(g);
             for s in all {
@@ -793,7 +566,7 @@ impl HeapInner {
                 unsafe {
                     (*s).clear_marks();
                     sweep_span(&*s, sg, &mut count);
-                    self.free_span(s);
+                    alloc::free_span(self, s);
                 }
             }
         }
@@ -807,7 +580,7 @@ impl HeapInner {
             unsafe {
                 (*s).clear_marks();
                 sweep_span(&*s, sg, &mut count);
-                self.free_span(s);
+                alloc::free_span(self, s);
             }
         }
         let rest: Vec<Box<dyn FnOnce() + Send>> = self
@@ -821,65 +594,4 @@ impl HeapInner {
         }
         self.cleanups.run_all();
     }
-}
-
-fn mark_worker(heap: ArcWeak<HeapInner>, ctl: Arc<WorkerCtl>) {
-    let mut seen = 0u64;
-    loop {
-        {
-            let mut j = ctl.job.lock().unwrap();
-            while j.1 == seen {
-                j = ctl.cv.wait(j).unwrap();
-            }
-            seen = j.1;
-            match j.0 {
-                Job::Exit => return,
-                Job::Idle => continue,
-                Job::Mark => {}
-            }
-        }
-        let Some(h) = heap.upgrade() else { return };
-        let mut t = Tracer::new(&h.queue);
-        t.run();
-        h.marked_total.fetch_add(t.marked_bytes, Ordering::Relaxed);
-        drop(h);
-        let mut j = ctl.job.lock().unwrap();
-        j.2 -= 1;
-        if j.2 == 0 {
-            ctl.done.notify_all();
-        }
-    }
-}
-
-fn sweep_worker(heap: ArcWeak<HeapInner>, ctl: Arc<WorkerCtl>) {
-    loop {
-        {
-            let mut g = ctl.sweep_m.lock().unwrap();
-            while !ctl.sweep_pending.swap(false, Ordering::SeqCst) {
-                g = ctl.sweep_cv.wait(g).unwrap();
-            }
-        }
-        if ctl.job.lock().unwrap().0 == Job::Exit {
-            return;
-        }
-        let Some(h) = heap.upgrade() else { return };
-        h.sweep_all();
-        // Dropping the last strong reference here would tear the heap down on this thread;
-        // that is fine: the teardown does not wait for the workers.
-        drop(h);
-    }
-}
-
-/// Used by stats: counters of the last cycle.
-pub(crate) fn last_cycle(h: &HeapInner) -> (u32, u32, u64, u64, u64, CycleRecord, Vec<u64>) {
-    let g = h.gc.lock().unwrap();
-    (
-        g.num_gc,
-        g.num_forced,
-        g.pause_total_ns,
-        g.gc_cpu_ns,
-        g.last_gc_unix_ns,
-        g.last,
-        g.pauses.recent(),
-    )
 }

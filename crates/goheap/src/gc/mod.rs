@@ -51,8 +51,14 @@
 
 #[cfg(not(loom))]
 pub mod alloc;
+pub mod barrier;
+pub mod borrow;
 #[cfg(not(loom))]
 pub mod cell;
+#[cfg(not(loom))]
+pub mod cycle;
+#[cfg(not(loom))]
+pub mod external;
 #[cfg(not(loom))]
 pub mod heap;
 #[cfg(not(loom))]
@@ -62,6 +68,8 @@ pub mod mutator;
 #[cfg(not(loom))]
 pub mod pacer;
 #[cfg(not(loom))]
+mod pause;
+#[cfg(not(loom))]
 pub mod ptr;
 #[cfg(not(loom))]
 pub mod root;
@@ -69,6 +77,10 @@ pub mod root;
 pub mod span;
 #[cfg(not(loom))]
 pub mod stats;
+#[cfg(not(loom))]
+pub mod sweep;
+#[cfg(not(loom))]
+pub(crate) mod timeline;
 #[cfg(not(loom))]
 pub mod trace;
 #[cfg(not(loom))]
@@ -79,11 +91,15 @@ pub mod world;
 #[cfg(not(loom))]
 pub use cell::{GcCell, GcRef, GcRefCell, GcRefMut};
 #[cfg(not(loom))]
+pub use external::ExternalVec;
+#[cfg(not(loom))]
 pub use heap::{Config, Heap};
 #[cfg(not(loom))]
 pub use mutator::{Mutator, Session};
 #[cfg(not(loom))]
 pub use pacer::DebugFlags;
+#[cfg(not(loom))]
+pub use pause::{PauseBreakdown, PauseFigures, PauseHistogram};
 #[cfg(not(loom))]
 pub use ptr::{Gc, GcPointee};
 #[cfg(not(loom))]

@@ -1,28 +1,47 @@
 //! Mutators and sessions: how threads reach the heap.
 //!
 //! A [`Mutator`] is one thread's handle on a [`Heap`]: its allocation caches and its place in
-//! the stop-the-world protocol ([`super::heap`]). It is not `Send`. All work on objects
-//! happens inside [`Mutator::enter`], whose closure receives a [`Session<'gc>`] with a fresh
-//! lifetime `'gc`; every `Gc<'gc, _>` made or read in the session carries it and so cannot
-//! outlive the closure. Between sessions the thread holds no pointer into the heap: that is
-//! where collections happen, and why no stack needs scanning. Values that must survive a
-//! session go in [`Root`]s.
+//! the session handshakes ([`super::world`]). It is not `Send`. All work on objects happens
+//! inside [`Mutator::enter`], whose closure receives a [`Session<'gc>`] with a fresh lifetime
+//! `'gc`; every `Gc<'gc, _>` made or read in the session carries it and so cannot outlive the
+//! closure. Between sessions the thread holds no pointer into the heap: a session boundary
+//! is where the collector's "stack scan" happens (a session open when a mark starts is grey
+//! until it ends, see `barrier.rs`), and why no stack needs scanning. Values that must
+//! survive a session go in [`Root`]s.
 //!
-//! A thread blocked inside a session holds up every collection (as a goroutine in a
-//! non-preemptible loop did before Go 1.14): keep sessions short, for instance one per
-//! request or per batch of interpreter instructions, and never wait inside a session for
-//! another thread that needs to enter one.
+//! # Session boundaries
+//!
+//! At each entry and exit the mutator does the collector's bidding for its own cache: after
+//! a mark termination it lets its spans go (they await their sweep), and when it enters a
+//! session during a mark it marks the free slots of its current windows (its allocation is
+//! black from then on). The collector does the same for mutators outside their sessions by
+//! claiming them (`world.rs`). Nothing else ever waits at a boundary, except a mutator whose
+//! cache the collector is flushing at that moment (microseconds).
+//!
+//! Marking does not wait for a session to end, but mark termination does wait for the
+//! sessions that were open when the mark started, and the start of the next cycle for
+//! sessions that have not let their spans go since the last one: a thread blocked inside a
+//! session holds up collections (the heap overshoots its goal meanwhile), as a goroutine in
+//! a non-preemptible loop did before Go 1.14. Keep sessions short, for instance one per
+//! request or per batch of interpreter instructions.
 
-use core::cell::{Cell, RefCell};
+use core::cell::{Cell, RefCell, UnsafeCell};
 use core::marker::PhantomData;
-use std::sync::Arc;
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar};
+use std::time::Instant;
 
-use super::alloc::{Local, TINY_SIZE};
-use super::heap::{Heap, HeapInner, MutatorShared};
+use super::alloc::{self, Local, TINY_SIZE};
+use super::heap::{Heap, HeapInner};
+use super::pause::{PauseCause, Pauses};
 use super::ptr::{self, Brand, Gc, GcPointee};
 use super::root::Root;
 use super::trace::{Rebrand, Trace};
+use super::world;
 use crate::sizeclass::{size_to_class, size_to_class_aligned, MAX_SMALL_SIZE, PAGE_SIZE};
+
+/// How long a collector waits for a session before it says so on stderr.
+const BLOCKED_REPORT_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 thread_local! {
     /// Sessions open on this thread, per heap (address of its shared state, depth).
@@ -34,39 +53,35 @@ thread_local! {
 /// Whether this thread is inside a session of `h`.
 pub(crate) fn in_session_of(h: &HeapInner) -> bool {
     let k = h as *const HeapInner as usize;
-    OPEN.with(|o| o.borrow().iter().any(|&(x, d)| x == k && d > 0))
+    OPEN.try_with(|o| o.borrow().iter().any(|&(x, d)| x == k && d > 0))
+        .unwrap_or(false)
 }
 
-fn open_session(h: &HeapInner) -> bool {
+/// Notes a session of `h` open on this thread (for `Heap::collect`'s misuse check). A
+/// thread-local being destroyed just skips the note.
+fn open_session(h: &HeapInner) {
     let k = h as *const HeapInner as usize;
-    OPEN.with(|o| {
+    let _ = OPEN.try_with(|o| {
         let mut o = o.borrow_mut();
         if let Some(e) = o.iter_mut().find(|e| e.0 == k) {
             e.1 += 1;
-            e.1 > 1
         } else {
             o.push((k, 1));
-            false
         }
-    })
+    });
 }
 
-fn close_session(h: &HeapInner) -> bool {
+fn close_session(h: &HeapInner) {
     let k = h as *const HeapInner as usize;
-    OPEN.with(|o| {
+    let _ = OPEN.try_with(|o| {
         let mut o = o.borrow_mut();
-        let i = o
-            .iter()
-            .position(|e| e.0 == k)
-            .expect("session bookkeeping");
-        o[i].1 -= 1;
-        if o[i].1 == 0 {
-            o.swap_remove(i);
-            true
-        } else {
-            false
+        if let Some(i) = o.iter().position(|e| e.0 == k) {
+            o[i].1 -= 1;
+            if o[i].1 == 0 {
+                o.swap_remove(i);
+            }
         }
-    })
+    });
 }
 
 /// Runs `f` marked as finalizer code (destructors and cleanups run by the collector), which
@@ -89,7 +104,244 @@ pub(crate) fn as_finalizer<R>(what: &str, f: impl FnOnce() -> R) -> R {
 
 /// Whether the calling thread is running collector-invoked code (destructor, cleanup).
 pub(crate) fn in_finalizer() -> bool {
-    IN_FINALIZER.with(|c| c.get())
+    IN_FINALIZER.try_with(|c| c.get()).unwrap_or(false)
+}
+
+/// A mutator's state as the collector sees it.
+pub(crate) struct MutatorShared {
+    /// Session counter, odd inside a session (`world.rs`). The mutator's thread writes it.
+    pub epoch: AtomicU64,
+    /// The collector is working on `local` (`world.rs`). The collector writes it.
+    pub claim: AtomicBool,
+    /// The sweep generation `local` last let its spans go under: the same counter as
+    /// `Local::flushed`, which writes it.
+    pub flushed: Arc<AtomicU32>,
+    /// The thread the mutator belongs to, for reports (`wait_until`). Fixed at creation.
+    pub thread: String,
+    /// Allocation caches: owned by the mutator's thread inside its sessions, by the
+    /// collector while it holds the claim; never both (`world.rs`).
+    pub local: UnsafeCell<Local>,
+}
+// SAFETY: `local` is accessed under the claim protocol (world.rs), which orders the accesses
+// with SeqCst flag accesses; the rest is atomic.
+unsafe impl Sync for MutatorShared {}
+// SAFETY: as above.
+unsafe impl Send for MutatorShared {}
+
+/// A heap's mutators, the waiting between them and the collector, and the time mutators
+/// spent blocked by the collector (the honest pause: measured in the mutator).
+pub(crate) struct Mutators {
+    /// Registered mutators, and whether the world is stopped (new ones start held).
+    list: crate::lock::Mutex<(Vec<Arc<MutatorShared>>, bool)>,
+    /// Mutators that backed out wait here for a claim's release; the collector waits here
+    /// for epochs to move, and weak upgrades for the end of mark termination.
+    wait: std::sync::Mutex<()>,
+    cv: Condvar,
+    /// The collector waits for epochs (`world.rs`).
+    watched: AtomicBool,
+    /// Time mutators spent held up by the collector (`pause.rs`).
+    pub pauses: Pauses,
+}
+
+impl Mutators {
+    pub fn new() -> Mutators {
+        Mutators {
+            list: crate::lock::Mutex::new((Vec::new(), false)),
+            wait: std::sync::Mutex::new(()),
+            cv: Condvar::new(),
+            watched: AtomicBool::new(false),
+            pauses: Pauses::new(),
+        }
+    }
+
+    fn register(&self, m: Arc<MutatorShared>) {
+        let mut l = self.list.lock();
+        if l.1 {
+            world::hold(&m.claim);
+        }
+        l.0.push(m);
+    }
+
+    fn unregister(&self, m: &Arc<MutatorShared>) {
+        self.list.lock().0.retain(|x| !Arc::ptr_eq(x, m));
+    }
+
+    /// The registered mutators now.
+    pub fn snapshot(&self) -> Vec<Arc<MutatorShared>> {
+        self.list.lock().0.clone()
+    }
+
+    fn wake(&self) {
+        let _g = self.wait.lock().unwrap();
+        self.cv.notify_all();
+    }
+
+    /// Opens a session of `m` and does the boundary work (module essay).
+    fn enter(&self, h: &HeapInner, m: &MutatorShared) {
+        while let world::Entry::BackedOut { wake } =
+            world::try_enter(&m.epoch, &m.claim, &self.watched)
+        {
+            if wake {
+                self.wake();
+            }
+            let _pause = self.pauses.timer(PauseCause::SessionEntry);
+            let mut g = self.wait.lock().unwrap();
+            while m.claim.load(Ordering::SeqCst) {
+                g = self.cv.wait(g).unwrap();
+            }
+        }
+        // SAFETY: inside our session the cache is ours (world.rs).
+        let local = unsafe { &mut *m.local.get() };
+        // A sweep termination may have found this session entering and waits for the
+        // flush (found by review: without the wake it slept until the session's end).
+        if local.flush_if_stale(h) {
+            self.stale_flushed();
+        }
+        let phase = h.barrier.phase.load(Ordering::SeqCst);
+        let cycle = h.cycle_no.load(Ordering::Acquire);
+        if let Some(c) = super::barrier::session_black_for(phase, cycle) {
+            if local.black_for != c {
+                local.blacken();
+                local.black_for = c;
+            }
+        }
+    }
+
+    /// A mutator's cache let its stale spans go inside a session (`Local::refill`): wakes
+    /// a sweep termination that waits for it (world.rs: waking).
+    pub fn stale_flushed(&self) {
+        if world::announce(&self.watched) {
+            self.wake();
+        }
+    }
+
+    /// Closes a session of `m` (boundary work first).
+    fn exit(&self, h: &HeapInner, m: &MutatorShared) {
+        // SAFETY: still inside our session: the cache is ours.
+        let local = unsafe { &mut *m.local.get() };
+        alloc::publish(h, &mut local.pending);
+        local.flush_if_stale(h);
+        if world::exit(&m.epoch, &self.watched) {
+            self.wake();
+        }
+    }
+
+    /// The collector: flushes the cache of `m` if `m` is outside its sessions (claiming
+    /// it meanwhile); false when `m` is inside one (it flushes at its next boundary).
+    /// Every claim taken, even one given up at once, wakes the mutators that may have backed
+    /// out meanwhile (found by review: a claim given up without a wake-up left a mutator
+    /// asleep for good). `locked`: the caller holds `wait` (inside [`Self::wait_until`]).
+    pub fn flush_idle(&self, h: &HeapInner, m: &MutatorShared, locked: bool) -> bool {
+        let sg = h.sweep.sweepgen.load(Ordering::Acquire);
+        if m.flushed.load(Ordering::SeqCst) == sg {
+            return true;
+        }
+        let claimed = world::try_claim(&m.epoch, &m.claim);
+        if claimed {
+            // SAFETY: claimed: the mutator is outside its sessions and cannot enter one.
+            let local = unsafe { &mut *m.local.get() };
+            local.flush_if_stale(h);
+            world::release(&m.claim);
+        }
+        if locked {
+            self.cv.notify_all();
+        } else {
+            self.wake();
+        }
+        claimed
+    }
+
+    /// The collector sleeps until `pending()` finds no mutator left to wait for; `pending`
+    /// reads epochs or flags that mutators change before `world::exit` (module essay of
+    /// `world.rs`: no lost wake-up) and returns one mutator still waited for. It runs with
+    /// `wait` held: it must not take it (pass `locked` to `flush_idle`).
+    ///
+    /// A wait that lasts [`BLOCKED_REPORT_AFTER`] prints once to stderr which thread holds
+    /// it up and since when (`since`: the session has been open at least since then; `why`
+    /// names the wait), unless `GOHEAP_DEBUG=sessionwait=0`, and tells the cycle control,
+    /// so that `release_memory` stops waiting for this heap. The first sleep has that
+    /// deadline; the others are untimed.
+    pub fn wait_until<'m>(
+        &self,
+        h: &HeapInner,
+        why: &str,
+        since: Instant,
+        mut pending: impl FnMut() -> Option<&'m MutatorShared>,
+    ) {
+        let deadline = Instant::now() + BLOCKED_REPORT_AFTER;
+        let mut reported = false;
+        let mut g = self.wait.lock().unwrap();
+        loop {
+            world::watch(&self.watched);
+            let Some(m) = pending() else {
+                self.watched.store(false, Ordering::SeqCst);
+                return;
+            };
+            let now = Instant::now();
+            if reported {
+                g = self.cv.wait(g).unwrap();
+                continue;
+            } else if now < deadline {
+                g = self.cv.wait_timeout(g, deadline - now).unwrap().0;
+                continue;
+            }
+            reported = true;
+            // `release_memory` gives up on this heap rather than wait with us.
+            h.cycle.note_blocked(&m.thread);
+            if h.debug.sessionwait {
+                eprintln!(
+                    "goheap: {why} has waited {:.1} s for thread {} inside a session open since \
+                     {:.3} s or earlier (heap clock; now {:.3} s); a thread blocked inside a \
+                     session holds collections up (GOHEAP_DEBUG=sessionwait=0 silences this)",
+                    (now - deadline + BLOCKED_REPORT_AFTER).as_secs_f64(),
+                    m.thread,
+                    since.saturating_duration_since(h.start).as_secs_f64(),
+                    now.saturating_duration_since(h.start).as_secs_f64(),
+                );
+            }
+        }
+    }
+
+    /// A weak upgrade waits here while mark termination decides which weak targets die.
+    pub fn wait_phase_off(&self, h: &HeapInner) {
+        let _pause = self.pauses.timer(PauseCause::WeakUpgrade);
+        let mut g = self.wait.lock().unwrap();
+        while h.barrier.phase.load(Ordering::SeqCst) == super::barrier::MARK_DONE {
+            g = self.cv.wait(g).unwrap();
+        }
+    }
+
+    /// Wakes the mutators waiting for [`Self::wait_phase_off`] (the phase changed).
+    pub fn phase_changed(&self) {
+        self.wake();
+    }
+
+    /// `gccheckmark`'s stop of the world: every mutator out of its sessions and held.
+    pub fn stop_all(&self, h: &HeapInner) {
+        let ms = {
+            let mut l = self.list.lock();
+            l.1 = true;
+            for m in &l.0 {
+                world::hold(&m.claim);
+            }
+            l.0.clone()
+        };
+        self.wait_until(h, "gccheckmark's stop", Instant::now(), || {
+            ms.iter().find(|m| !world::outside(&m.epoch)).map(|m| &**m)
+        });
+    }
+
+    /// Ends [`Self::stop_all`].
+    pub fn restart_all(&self) {
+        {
+            let mut l = self.list.lock();
+            l.1 = false;
+            for m in &l.0 {
+                world::release(&m.claim);
+            }
+        }
+        self.wake();
+    }
 }
 
 /// One thread's handle on a heap. See the module documentation.
@@ -102,11 +354,16 @@ pub struct Mutator {
 impl Heap {
     /// A mutator for the calling thread.
     pub fn mutator(&self) -> Mutator {
+        let local = Local::new(self.inner.sweep.sweepgen.load(Ordering::Acquire));
+        let t = std::thread::current();
         let shared = Arc::new(MutatorShared {
-            in_session: core::sync::atomic::AtomicBool::new(false),
-            local: core::cell::UnsafeCell::new(Local::new()),
+            thread: format!("{:?} ({:?})", t.name().unwrap_or("<unnamed>"), t.id()),
+            epoch: AtomicU64::new(0),
+            claim: AtomicBool::new(false),
+            flushed: local.flushed.clone(),
+            local: UnsafeCell::new(local),
         });
-        self.inner.register(shared.clone());
+        self.inner.mutators.register(shared.clone());
         Mutator {
             heap: self.clone(),
             shared,
@@ -123,14 +380,8 @@ struct SessionGuard<'a> {
 impl Drop for SessionGuard<'_> {
     fn drop(&mut self) {
         let h = &self.m.heap.inner;
-        // SAFETY: inside our session, the local state is ours.
-        unsafe { h.publish(&mut (*self.m.shared.local.get()).pending) };
-        let last = close_session(h);
-        // Nested or not, this mutator's own flag was set by its `enter`.
-        h.exit_world(&self.m.shared);
-        if last && !std::thread::panicking() {
-            h.collect_if_pending();
-        }
+        close_session(h);
+        h.mutators.exit(h, &self.m.shared);
     }
 }
 
@@ -142,19 +393,19 @@ impl Mutator {
 
     /// Runs `f` in a session: inside it, `f` may allocate, read and mutate objects. No
     /// `Gc` can leave `f` (its lifetime `'gc` is fresh); keep objects with [`Session::root`].
-    /// Blocks while a collection is running. A collection that became due during the
-    /// session runs when it ends, on this thread.
+    /// Collections run concurrently with sessions; a mark that starts while `f` runs ends
+    /// only after `f` returns.
     ///
     /// # Panics
     /// If called from a destructor or cleanup run by the collector.
     pub fn enter<R>(&mut self, f: impl for<'gc> FnOnce(&Session<'gc>) -> R) -> R {
         assert!(
-            !IN_FINALIZER.with(|c| c.get()),
+            !in_finalizer(),
             "goheap: a destructor or cleanup tried to enter a session; they must not use the heap"
         );
         let h = &self.heap.inner;
-        let nested = open_session(h);
-        h.enter_world(&self.shared, nested);
+        open_session(h);
+        h.mutators.enter(h, &self.shared);
         let guard = SessionGuard { m: self };
         let cx = Session {
             heap: &self.heap,
@@ -172,17 +423,17 @@ impl Mutator {
 impl Drop for Mutator {
     fn drop(&mut self) {
         let h = &self.heap.inner;
-        let nested = open_session(h);
-        h.enter_world(&self.shared, nested);
-        // SAFETY: we are in our own session: the collector cannot touch the local state.
+        // A session of our own (no bookkeeping in thread-locals: a mutator may be dropped
+        // during thread-local destruction): the cache is ours while we flush it.
+        h.mutators.enter(h, &self.shared);
+        // SAFETY: inside our own session the cache is ours.
         unsafe {
             let l = &mut *self.shared.local.get();
-            l.flush();
-            h.publish(&mut l.pending);
+            l.flush(h);
+            alloc::publish(h, &mut l.pending);
         }
-        h.unregister(&self.shared);
-        close_session(h);
-        h.exit_world(&self.shared);
+        h.mutators.unregister(&self.shared);
+        h.mutators.exit(h, &self.shared);
     }
 }
 
@@ -233,7 +484,7 @@ impl<'gc> Session<'gc> {
         if align > PAGE_SIZE || size > isize::MAX as usize / 2 {
             return 0;
         }
-        self.heap.inner.alloc_large(ty, size)
+        alloc::alloc_large(self.inner, ty, size, self.local())
     }
 
     /// Allocates `v` in the heap.
@@ -261,6 +512,8 @@ impl<'gc> Session<'gc> {
         if a == 0 {
             return Err(v);
         }
+        // A slot poisoned when its last object died (`crate::asan`; nothing without it).
+        crate::asan::unpoison(a & !7, (a & 7) + core::mem::size_of::<T>().max(1));
         // SAFETY: `a` is fresh storage for a `T` (size and alignment as asked), owned by
         // nobody else; after the write it holds an initialised `T` of the type its span
         // describes.
@@ -295,6 +548,7 @@ impl<'gc> Session<'gc> {
         if a == 0 {
             std::alloc::handle_alloc_error(layout);
         }
+        crate::asan::unpoison(a, size);
         // SAFETY: `a` is fresh storage of `size` bytes aligned for `usize` and `T`. The
         // length word always counts exactly the initialised elements, so a panic in the
         // iterator leaves a valid (shorter) object that the sweeper drops correctly.

@@ -20,6 +20,7 @@ use core::fmt;
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
+use super::span::GcSpan;
 use super::trace::{Rebrand, Trace, Tracer};
 
 /// Marks `'gc` invariant.
@@ -34,12 +35,21 @@ pub struct GcType {
     pub(crate) align: usize,
     /// Objects are `[len][elements]` (slices and `str`).
     pub(crate) slice: bool,
-    /// Reports the object's pointers; `None` for noscan types.
-    pub(crate) trace: Option<unsafe fn(usize, &mut Tracer)>,
+    /// How the marker reads the objects; `None` for noscan types.
+    pub(crate) trace: Option<&'static Scan>,
     /// Runs the object's destructor; `None` when it has none.
     pub(crate) drop: Option<unsafe fn(usize)>,
     /// The type's name, for reports (`gccheckmark`, leaks).
     pub(crate) name: fn() -> &'static str,
+}
+
+/// The marker's two ways into the objects of a scan type.
+pub(crate) struct Scan {
+    /// Reports the pointers of the object at an address (checkmark).
+    pub(crate) object: unsafe fn(usize, &mut Tracer),
+    /// Scans the grey objects of a span of the type ([`Tracer::scan_span`] with the type's
+    /// `Trace` inlined); returns the objects traced.
+    pub(crate) span: unsafe fn(&GcSpan, usize, &mut Tracer) -> usize,
 }
 
 impl fmt::Debug for GcType {
@@ -69,9 +79,29 @@ pub(crate) const fn slice_data_offset(align: usize) -> usize {
 ///
 /// # Safety
 /// `addr` holds an initialised `T` that stays alive for the call.
+#[inline(always)]
 unsafe fn trace_sized<T: Trace>(addr: usize, t: &mut Tracer) {
     // SAFETY: caller's contract.
     unsafe { (*(addr as *const T)).trace(t) }
+}
+
+/// Scan a span of `T` (see [`Scan::span`]).
+///
+/// # Safety
+/// As [`Tracer::scan_span`], for a span of `T`.
+unsafe fn scan_sized<T: Trace>(s: &GcSpan, first: usize, t: &mut Tracer) -> usize {
+    // SAFETY: caller's contract: every object `scan_span` traces is a marked, initialised T.
+    unsafe { t.scan_span(s, first, |addr, t| trace_sized::<T>(addr, t)) }
+}
+
+/// Scan a span of `[T]` (see [`Scan::span`]).
+///
+/// # Safety
+/// As [`Tracer::scan_span`], for a span of `[T]`.
+unsafe fn scan_slice<T: Trace>(s: &GcSpan, first: usize, t: &mut Tracer) -> usize {
+    // SAFETY: caller's contract: every object `scan_span` traces is a marked, initialised
+    // slice object of T.
+    unsafe { t.scan_span(s, first, |addr, t| trace_slice::<T>(addr, t)) }
 }
 
 /// Drop the sized `T` at `addr`.
@@ -87,6 +117,7 @@ unsafe fn drop_sized<T>(addr: usize) {
 ///
 /// # Safety
 /// `addr` holds an initialised slice object of `T` (length word, then elements).
+#[inline(always)]
 unsafe fn trace_slice<T: Trace>(addr: usize, t: &mut Tracer) {
     // SAFETY: caller's contract; the layout is the one `Session::alloc_slice*` writes.
     unsafe { <[T] as GcPointee>::deref(addr as *const u8).trace(t) }
@@ -110,12 +141,20 @@ unsafe fn drop_slice<T>(addr: usize) {
 pub(crate) struct Desc<T>(PhantomData<T>);
 
 impl<T: Trace> Desc<T> {
+    const SCAN_SIZED: Scan = Scan {
+        object: trace_sized::<T>,
+        span: scan_sized::<T>,
+    };
+    const SCAN_SLICE: Scan = Scan {
+        object: trace_slice::<T>,
+        span: scan_slice::<T>,
+    };
     pub(crate) const SIZED: GcType = GcType {
         size: core::mem::size_of::<T>(),
         align: core::mem::align_of::<T>(),
         slice: false,
         trace: if T::NEEDS_TRACE {
-            Some(trace_sized::<T>)
+            Some(&Self::SCAN_SIZED)
         } else {
             None
         },
@@ -131,7 +170,7 @@ impl<T: Trace> Desc<T> {
         align: core::mem::align_of::<T>(),
         slice: true,
         trace: if T::NEEDS_TRACE {
-            Some(trace_slice::<T>)
+            Some(&Self::SCAN_SLICE)
         } else {
             None
         },

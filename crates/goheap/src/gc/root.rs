@@ -3,9 +3,14 @@
 //! A [`Root`] is a slot in its heap's root table plus the object's address. The collector
 //! marks from every occupied slot (a slot is the only kind of root this collector has, since
 //! no `Gc` exists outside a session). Creating, cloning and dropping a root lock the table;
-//! the collector reads the whole table under the same lock, so it sees a consistent set: a
-//! clone is made while its original still holds the object, so at every instant one of them
-//! is in the table.
+//! the collector reads the whole table under the same lock at mark start, so it sees a
+//! consistent set: a clone is made while its original still holds the object, so at every
+//! instant one of them is in the table.
+//!
+//! Root changes are stores for the barrier (`barrier.rs`): while the heap marks, a new root
+//! shades its object (a session may hold it only by the new root once it ends) and a
+//! dropped root shades its object before leaving the table (a black session may have read
+//! it from the root and still use it).
 
 use core::marker::PhantomData;
 
@@ -77,6 +82,9 @@ unsafe impl<T: ?Sized + GcPointee + Sync> Sync for Root<T> {}
 impl<T: ?Sized + GcPointee> Root<T> {
     pub(crate) fn new(h: &Heap, addr: usize) -> Root<T> {
         let slot = h.inner.roots.lock().add(addr);
+        if h.inner.barrier.marking() {
+            h.inner.barrier.shade(addr);
+        }
         Root {
             heap: h.clone(),
             slot,
@@ -118,7 +126,12 @@ impl<T: ?Sized + GcPointee> Clone for Root<T> {
 
 impl<T: ?Sized + GcPointee> Drop for Root<T> {
     fn drop(&mut self) {
-        self.heap.inner.roots.lock().remove(self.slot);
+        let h = &self.heap.inner;
+        let mut t = h.roots.lock();
+        if h.barrier.marking() {
+            h.barrier.shade(self.addr);
+        }
+        t.remove(self.slot);
     }
 }
 

@@ -27,15 +27,16 @@
 //!
 //! `sweepgen` follows Go: with `sg` the heap's generation (incremented by 2 at each mark
 //! termination), a span with `sweepgen == sg - 2` needs sweeping, `sg - 1` is being swept,
-//! `sg` is swept. Here the lists a span sits on already say which is which; the field is
-//! kept for a self-check (debug builds assert that spans taken from the swept lists carry
-//! the current generation).
+//! `sg` is swept. The lists a span sits on say which is which for spans on lists; for a span
+//! a mutator holds across a mark termination the field is what tells the mutator that the
+//! span now awaits its sweep (it allocates black in it, and hands it to the unswept list
+//! when it lets it go; see `alloc.rs`).
 //!
 //! # Ownership
 //!
 //! The non-atomic fields (`owned`) belong to whoever holds the span: the pool list it is on
-//! (under that pool's lock), the mutator cache that took it, the sweeper that took it, or
-//! the collector while the world is stopped. Hand-overs go through a mutex or the stop of
+//! (under that pool's lock), the mutator cache that took it (or the collector holding that
+//! mutator's claim, `world.rs`), or the sweeper that took it. Hand-overs go through a mutex or the stop of
 //! the world, which order the accesses.
 //!
 //! # Mark bytes
@@ -47,6 +48,11 @@
 //! same moment may both grey it; tracing it twice is harmless. The cost is a byte per
 //! object instead of a bit (6% of a 16-byte object; Go pays 4 heap-bitmap bits plus a mark
 //! bit). Sweeping packs the bytes into the alloc bitmap eight at a time.
+//!
+//! The byte also holds the object's colour during a mark: 0 white, [`GREY`] reached and
+//! waiting in its span for the span's scan (the span is queued; `mark.rs`), [`MARKED`]
+//! black (traced, being traced, pointer-free, or allocated black). Every grey byte is
+//! scanned before the mark ends, so a finished mark leaves 0 and 1 only.
 
 use core::cell::UnsafeCell;
 use core::ptr;
@@ -57,6 +63,11 @@ use crate::lock::Mutex;
 use crate::os;
 use crate::pagealloc::{ARENA_PAGES, ARENA_SHIFT};
 use crate::sizeclass::{obj_index, PAGE_SHIFT, PAGE_SIZE};
+
+/// Mark byte: reached, and traced or not to be traced (module essay).
+pub(crate) const MARKED: u8 = 1;
+/// Mark byte: reached, waiting in its queued span to be traced (module essay).
+pub(crate) const GREY: u8 = 2;
 
 /// Most objects in one span: 8-byte objects in one page.
 pub(crate) const MAX_OBJECTS: usize = PAGE_SIZE / 8;
@@ -69,28 +80,34 @@ pub(crate) struct Owned {
     pub alloc: [u64; BITMAP_WORDS],
     /// Objects below this index were handed out since the last sweep.
     pub freeindex: usize,
+    /// Live objects here that the heap profiler sampled (`crate::profile::gc`).
+    pub sampled: u32,
 }
 
-/// A span of the collected heap.
+/// A span of the collected heap. The fields a marker reads to mark an object come first,
+/// in the struct's first cache line (structs are 64-byte aligned).
+#[repr(C)]
 pub(crate) struct GcSpan {
     /// First byte.
     pub base: usize,
-    /// Pages.
-    pub npages: usize,
     /// Bytes per object (for a large span: the whole object, rounded up to pages).
     pub elemsize: usize,
     /// Objects (1 for a large span).
     pub nelems: usize,
-    /// `obj_index` multiplier (unused for large spans).
-    pub div_magic: u32,
-    /// The type of every object here; null for tiny blocks (noscan, no destructor).
-    pub ty: *const GcType,
-    /// One object per span, mapped at its first page only.
-    pub large: bool,
-    /// Go's sweep generation (module essay).
-    pub sweepgen: AtomicU32,
     /// Mark bytes, 1 = reached: `marks_cap` of them, `nelems` used (module essay).
     marks: *const AtomicU8,
+    /// The type of every object here; null for tiny blocks (noscan, no destructor).
+    pub ty: *const GcType,
+    /// The mark phase of the span's heap, for barriers that know only an address.
+    pub barrier: *const super::barrier::Barrier,
+    /// `obj_index` multiplier (unused for large spans).
+    pub div_magic: u32,
+    /// One object per span, mapped at its first page only.
+    pub large: bool,
+    /// Pages.
+    pub npages: usize,
+    /// Go's sweep generation (module essay).
+    pub sweepgen: AtomicU32,
     marks_cap: usize,
     owned: UnsafeCell<Owned>,
     /// Link in the metadata free list.
@@ -156,6 +173,35 @@ impl GcSpan {
         unsafe { &*self.marks.add(i) }
     }
 
+    /// The mark bytes of the span's objects.
+    #[inline(always)]
+    pub fn marks(&self) -> &[AtomicU8] {
+        // SAFETY: `marks` has `marks_cap >= nelems` bytes for the span's life.
+        unsafe { core::slice::from_raw_parts(self.marks, self.nelems) }
+    }
+
+    /// Marks every slot of word `w` set in `bits` (free slots a black mutator is about to
+    /// hand out: allocation during mark is black).
+    #[inline]
+    pub fn premark(&self, w: usize, mut bits: u64) {
+        while bits != 0 {
+            let i = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            self.mark_byte(i).store(MARKED, Ordering::Relaxed);
+        }
+    }
+
+    /// Clears the marks of the slots of word `w` set in `bits` (premarked slots a mutator
+    /// did not take: they are free and must not look allocated to the sweep).
+    #[inline]
+    pub fn unmark(&self, w: usize, mut bits: u64) {
+        while bits != 0 {
+            let i = w * 64 + bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            self.mark_byte(i).store(0, Ordering::Relaxed);
+        }
+    }
+
     /// Whether the object holding `addr` is marked.
     #[inline]
     pub fn is_marked(&self, addr: usize) -> bool {
@@ -174,6 +220,11 @@ impl GcSpan {
             // SAFETY: bytes `i..i+8` are inside the mark array (`i + 8 <= nelems <=
             // marks_cap`), and nobody writes them concurrently (above).
             let b = unsafe { core::ptr::read_unaligned(self.marks.add(i) as *const u64) };
+            debug_assert!(
+                b & !0x0101_0101_0101_0101 == 0,
+                "goheap: span {:#x} holds a grey object after its mark",
+                self.base
+            );
             bits |= pack8(b) << (i - w * 64);
             i += 8;
         }
@@ -279,14 +330,23 @@ pub(crate) unsafe fn sweep_span(s: &GcSpan, sg: u32, count: &mut SweepCount) -> 
         let allocated = unsafe { s.allocated_word(w) };
         let mut dead = allocated & !marks;
         freed += dead.count_ones() as usize;
-        if let Some(d) = drop {
-            while dead != 0 {
-                let i = w * 64 + dead.trailing_zeros() as usize;
-                dead &= dead - 1;
+        if o.sampled != 0 && dead != 0 {
+            o.sampled -= crate::profile::gc::freed(s.addr_of(w * 64), s.elemsize, dead);
+        }
+        let poison = crate::asan::ENABLED && !(s.large && s.npages > crate::pagealloc::ARENA_PAGES);
+        while dead != 0 && (drop.is_some() || poison) {
+            let i = w * 64 + dead.trailing_zeros() as usize;
+            dead &= dead - 1;
+            if let Some(d) = drop {
                 // SAFETY: object `i` was allocated (so initialised) and is unreachable
                 // (caller's contract): this is its one and only drop, since its alloc bit is
                 // cleared below and its slot is reused only after that.
                 unsafe { d(s.addr_of(i)) };
+            }
+            if poison {
+                // Dead from now on (`crate::asan`): a later read is reported. A huge
+                // object's mapping goes back to the OS unpoisoned.
+                crate::asan::poison(s.addr_of(i), s.elemsize);
             }
         }
         o.alloc[w] = marks & s.valid_bits(w);
@@ -325,18 +385,25 @@ static MAP_LOCK: Mutex<()> = Mutex::new(());
 /// ever looks up pointers that `Gc` values hold.
 #[inline(always)]
 pub(crate) fn span_of(addr: usize) -> &'static GcSpan {
+    // SAFETY: as in `span_slot`; tables and span structs are never freed.
+    unsafe {
+        let s = (*span_slot(addr)).load(Ordering::Relaxed);
+        debug_assert!(!s.is_null(), "goheap: {addr:#x} has no span");
+        &*s
+    }
+}
+
+/// The map entry of `addr`'s page (the marker prefetches it), `addr` as in [`span_of`].
+#[inline(always)]
+pub(crate) fn span_slot(addr: usize) -> *const AtomicPtr<GcSpan> {
     let t = MAP[addr >> ARENA_SHIFT].load(Ordering::Relaxed);
     debug_assert!(
         !t.is_null(),
         "goheap: {addr:#x} is not in the collected heap"
     );
     // SAFETY: `addr` is in a live GC span (caller's contract), so its table was published
-    // before any `Gc` to it existed, and tables and span structs are never freed.
-    unsafe {
-        let s = (*t).spans[(addr >> PAGE_SHIFT) & (ARENA_PAGES - 1)].load(Ordering::Relaxed);
-        debug_assert!(!s.is_null(), "goheap: {addr:#x} has no span");
-        &*s
-    }
+    // before any `Gc` to it existed; tables are never freed.
+    unsafe { &(*t).spans[(addr >> PAGE_SHIFT) & (ARENA_PAGES - 1)] }
 }
 
 /// Enters `s` (or null) in the map for `n` pages from `base`.
@@ -391,6 +458,12 @@ static SPAN_POOL: Mutex<SpanPool> = Mutex::new(SpanPool {
 });
 const SPAN_CHUNK: usize = 256 << 10;
 
+/// The address of the span-struct pool's lock (`lock-count` tells its acquisitions apart).
+#[cfg(feature = "lock-count")]
+pub(crate) fn span_pool_lock() -> usize {
+    core::ptr::addr_of!(SPAN_POOL) as usize
+}
+
 /// A span struct for `npages` pages at `base`, mapped. Null if out of memory.
 #[allow(clippy::too_many_arguments)] // one call per span kind; a builder would only rename them
 pub(crate) fn new_span(
@@ -402,6 +475,7 @@ pub(crate) fn new_span(
     ty: *const GcType,
     large: bool,
     sg: u32,
+    barrier: *const super::barrier::Barrier,
 ) -> *mut GcSpan {
     debug_assert!(nelems <= MAX_OBJECTS);
     let mc = mark_class(nelems);
@@ -448,11 +522,13 @@ pub(crate) fn new_span(
             ty,
             large,
             sweepgen: AtomicU32::new(sg),
+            barrier,
             marks,
             marks_cap: cap,
             owned: UnsafeCell::new(Owned {
                 alloc: [0; BITMAP_WORDS],
                 freeindex: 0,
+                sampled: 0,
             }),
             next_free: ptr::null_mut(),
         })

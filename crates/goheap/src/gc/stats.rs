@@ -4,7 +4,88 @@
 use core::sync::atomic::Ordering;
 use std::io::Write;
 
-use super::heap::{last_cycle, CycleRecord, GcState, HeapInner};
+use super::heap::HeapInner;
+use super::pause::{PauseBreakdown, PauseHistogram};
+
+/// What one cycle measured, for statistics and gctrace.
+#[derive(Default, Clone, Copy, Debug)]
+pub(crate) struct CycleRecord {
+    pub start_ns: u64,
+    /// Sweep termination (Go's first stop-the-world phase; nothing is stopped here).
+    pub stw1_ns: u64,
+    /// Concurrent mark.
+    pub mark_ns: u64,
+    /// Mark termination (Go's second stop-the-world phase; nothing is stopped here).
+    pub stw2_ns: u64,
+    /// Live heap at the start, at the end of the mark, and marked.
+    pub heap0: usize,
+    pub heap1: usize,
+    pub marked: usize,
+    pub goal: usize,
+    pub procs: usize,
+    /// Mark workers of the cycle.
+    pub workers: usize,
+    pub forced: bool,
+}
+
+/// The statistics of finished cycles (under `CycleCtl::stats`).
+#[derive(Default)]
+pub(crate) struct GcState {
+    pub num_gc: u32,
+    pub num_forced: u32,
+    /// Collector CPU time: mark workers' wall time plus the collector thread's.
+    pub gc_cpu_ns: u64,
+    /// The longest mutator block of each recent cycle.
+    pub pauses: PauseRing,
+    pub last: CycleRecord,
+    pub last_gc_unix_ns: u64,
+    /// The last cycle that ended with the GC CPU limiter on (0: none).
+    pub limiter_last_on: u32,
+}
+
+/// Collector CPU time so far: mark workers and the collector thread (per finished cycle)
+/// plus the mutators' assists and sweeps.
+pub(crate) fn gc_cpu_ns(h: &HeapInner) -> u64 {
+    h.cycle.stats.lock().unwrap().gc_cpu_ns + h.mutators.pauses.total()
+}
+
+/// Brings the GC CPU limiter up to now (collector thread); true when it is on. It turns on
+/// only under a memory limit: the collector's CPU is estimated from wall times (a mark
+/// worker counts as busy for the whole mark), which on one or two cores puts a collector
+/// running back to back at GOGC=100 over half the CPU, where Go's measured limiter would
+/// not turn on (found by review).
+pub(crate) fn update_limiter(h: &HeapInner) -> bool {
+    let wall = h.start.elapsed().as_nanos() as u64;
+    let armed = h.pacer.mem_limit.load(Ordering::Relaxed) != super::pacer::NO_LIMIT;
+    h.pacer.limiter.update(wall, gc_cpu_ns(h), h.procs, armed)
+}
+
+/// Records a finished cycle; returns its gctrace line if gctrace is on.
+pub(crate) fn record_cycle(h: &HeapInner, rec: &CycleRecord, max_block_ns: u64) -> Option<String> {
+    // The cycle's time first, then the limiter (found by review: updated before, the
+    // limiter saw each mark as the program's time and never turned on).
+    h.cycle.stats.lock().unwrap().gc_cpu_ns +=
+        rec.stw1_ns + rec.mark_ns * rec.workers as u64 + rec.stw2_ns;
+    let limited = update_limiter(h);
+    let mut gc = h.cycle.stats.lock().unwrap();
+    gc.num_gc += 1;
+    if limited {
+        gc.limiter_last_on = gc.num_gc;
+    }
+    if rec.forced {
+        gc.num_forced += 1;
+    }
+    let end_unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    gc.pauses.push(max_block_ns, end_unix);
+    gc.last_gc_unix_ns = end_unix;
+    gc.last = *rec;
+    super::timeline::cycle(h, rec, gc.num_gc, gc.gc_cpu_ns);
+    h.debug
+        .gctrace
+        .then(|| gctrace_line(&gc, rec, h.start.elapsed().as_nanos() as u64))
+}
 
 /// Recent pauses (Go's `PauseNs`/`PauseEnd`: a circular buffer of 256).
 #[derive(Clone)]
@@ -61,23 +142,41 @@ pub struct GcStats {
     pub frees: usize,
     /// The heap goal: the next cycle starts when the live heap reaches it.
     pub next_gc: usize,
-    /// Bytes marked live by the last cycle.
+    /// Bytes marked live by the last cycle's tracing.
     pub last_marked: usize,
+    /// Bytes the last cycle left allocated: `last_marked` plus what was allocated while it
+    /// marked, up to the runway the trigger left for that (Go's `heapMarked`, which counts
+    /// black allocations as marked). The goal is
+    /// `heap_marked * (1 + GOGC/100)` (at least 4 MiB * GOGC/100), under any memory limit.
+    pub heap_marked: usize,
     /// Completed cycles.
     pub num_gc: u32,
     /// Cycles run by `Heap::collect`.
     pub num_forced_gc: u32,
-    /// Total stop-the-world time, nanoseconds.
+    /// Total time mutators spent blocked by the collector, nanoseconds. Nothing stops the
+    /// world; a *pause* is any time a mutator thread waits for the collector, measured in
+    /// the mutator: a session entry waiting for a cache flush, a lazy sweep, a weak upgrade
+    /// waiting for mark termination.
     pub pause_total_ns: u64,
-    /// Recent pauses, oldest first (at most 256), nanoseconds.
+    /// The longest pause of each recent cycle, oldest first (at most 256), nanoseconds.
     pub pause_ns: Vec<u64>,
-    /// Longest of `pause_ns`.
+    /// The longest pause so far, nanoseconds.
     pub max_pause_ns: u64,
+    /// The longest pause and the total of each kind (a session entry's wait, a mark assist,
+    /// a sweep, a weak upgrade's wait).
+    pub pauses: PauseBreakdown,
+    /// Every pause so far by length.
+    pub pause_histogram: PauseHistogram,
     /// End of the last cycle, nanoseconds since the Unix epoch (0 if none).
     pub last_gc: u64,
     /// Fraction of the program's available CPU time used by the collector since the heap
-    /// was made (Go's `GCCPUFraction`).
+    /// was made (Go's `GCCPUFraction`: over wall time times the cores): mark workers, the
+    /// collector thread, and the mutators' assists and sweeps.
     pub gc_cpu_fraction: f64,
+    /// The last cycle that ended with the GC CPU limiter on, 0 if none (Go's
+    /// `/gc/limiter/last-enabled:gc-cycle`): while it is on, assists are off, so that the
+    /// collector takes at most about half of the CPU and the heap may pass its memory limit.
+    pub gc_cpu_limiter_last_on: u32,
     /// GOGC in effect.
     pub gc_percent: i32,
     /// Memory limit in effect (`i64::MAX` for none).
@@ -87,7 +186,20 @@ pub struct GcStats {
 }
 
 pub(crate) fn read(h: &HeapInner) -> GcStats {
-    let (num_gc, num_forced, pause_total, cpu, last_gc, last, pauses) = last_cycle(h);
+    let (num_gc, num_forced, cpu, last_gc, last, pauses, limiter_last_on) = {
+        let g = h.cycle.stats.lock().unwrap();
+        (
+            g.num_gc,
+            g.num_forced,
+            g.gc_cpu_ns,
+            g.last_gc_unix_ns,
+            g.last,
+            g.pauses.recent(),
+            g.limiter_last_on,
+        )
+    };
+    let pauses_now = &h.mutators.pauses;
+    let cpu = cpu + pauses_now.total();
     let c = &h.counters;
     let total_alloc = c.total_alloc.load(Ordering::Relaxed);
     let freed = c.freed_bytes.load(Ordering::Relaxed);
@@ -106,12 +218,15 @@ pub(crate) fn read(h: &HeapInner) -> GcStats {
         total_alloc,
         mallocs,
         frees,
-        next_gc: h.goal.load(Ordering::Relaxed),
+        next_gc: h.pacer.goal(),
         last_marked: last.marked,
+        heap_marked: h.pacer.heap_marked(),
         num_gc,
         num_forced_gc: num_forced,
-        pause_total_ns: pause_total,
-        max_pause_ns: pauses.iter().copied().max().unwrap_or(0),
+        pause_total_ns: pauses_now.total(),
+        max_pause_ns: pauses_now.max(),
+        pauses: pauses_now.breakdown(),
+        pause_histogram: pauses_now.histogram(),
         pause_ns: pauses,
         last_gc,
         gc_cpu_fraction: if elapsed > 0.0 {
@@ -119,8 +234,9 @@ pub(crate) fn read(h: &HeapInner) -> GcStats {
         } else {
             0.0
         },
-        gc_percent: h.gc_percent.load(Ordering::Relaxed),
-        memory_limit: h.mem_limit.load(Ordering::Relaxed),
+        gc_cpu_limiter_last_on: limiter_last_on,
+        gc_percent: h.pacer.gc_percent.load(Ordering::Relaxed),
+        memory_limit: h.pacer.mem_limit.load(Ordering::Relaxed),
         roots: h.roots.lock().len(),
     }
 }
@@ -161,7 +277,10 @@ fn itoa_div(mut val: u64, dec: usize) -> String {
     String::from_utf8_lossy(&buf[i..]).into_owned()
 }
 
-/// The gctrace line of a cycle, in the format of Go's `GODEBUG=gctrace=1`.
+/// The gctrace line of a cycle, in the format of Go's `GODEBUG=gctrace=1`. The first and
+/// last clock fields are sweep and mark termination, which stop nothing here (the
+/// collector thread runs them alone, so their CPU is their clock time); the background
+/// mark CPU is the mark's clock time on each of its workers.
 pub(crate) fn gctrace_line(g: &GcState, r: &CycleRecord, elapsed_ns: u64) -> String {
     let p = r.procs as u64;
     let util = if elapsed_ns > 0 {
@@ -177,11 +296,11 @@ pub(crate) fn gctrace_line(g: &GcState, r: &CycleRecord, elapsed_ns: u64) -> Str
         fmt_ns_as_ms(r.stw1_ns),
         fmt_ns_as_ms(r.mark_ns),
         fmt_ns_as_ms(r.stw2_ns),
-        fmt_ns_as_ms(r.stw1_ns * p),
+        fmt_ns_as_ms(r.stw1_ns),
         fmt_ns_as_ms(0),
-        fmt_ns_as_ms(r.mark_ns * p),
+        fmt_ns_as_ms(r.mark_ns * r.workers as u64),
         fmt_ns_as_ms(0),
-        fmt_ns_as_ms(r.stw2_ns * p),
+        fmt_ns_as_ms(r.stw2_ns),
         r.heap0 >> 20,
         r.heap1 >> 20,
         r.marked >> 20,
@@ -224,11 +343,11 @@ mod tests {
         let g = GcState {
             num_gc: 6,
             num_forced: 0,
-            pause_total_ns: 0,
             gc_cpu_ns: 12_000_000,
             pauses: PauseRing::default(),
             last: CycleRecord::default(),
             last_gc_unix_ns: 0,
+            limiter_last_on: 0,
         };
         let r = CycleRecord {
             start_ns: 51_000_000,
@@ -240,12 +359,13 @@ mod tests {
             marked: 19 << 20,
             goal: 27 << 20,
             procs: 2,
+            workers: 2,
             forced: false,
         };
         let line = gctrace_line(&g, &r, 51_000_000);
         assert_eq!(
             line,
-            "gc 6 @0.051s 11%: 0.012+16+0.039 ms clock, 0.024+0/32/0+0.078 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"
+            "gc 6 @0.051s 11%: 0.012+16+0.039 ms clock, 0.012+0/32/0+0.039 ms cpu, 23->29->19 MB, 27 MB goal, 0 MB stacks, 0 MB globals, 2 P"
         );
         let r = CycleRecord { forced: true, ..r };
         assert!(gctrace_line(&g, &r, 51_000_000).ends_with(" 2 P (forced)"));

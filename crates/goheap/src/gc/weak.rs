@@ -5,10 +5,28 @@
 //!
 //! An object has at most one weak slot: a small pointer-free heap object holding the target's
 //! address. A [`Weak`] points to the slot, not to the target, so tracing a `Weak` keeps the
-//! slot alive and never the target. At mark termination (world stopped) every special whose
-//! target is unmarked has its slot cleared, before the sweep can free or reuse the target's
-//! memory: an upgrade after that finds null. Slots that nobody references are dropped from
-//! the table and swept like any dead object.
+//! slot alive and never the target. At mark termination (phase `MARK_DONE`: marks final, no
+//! shading) every special whose target is unmarked has its slot cleared, before the sweep
+//! can free or reuse the target's memory: an upgrade after that finds null. Slots that
+//! nobody references are dropped from the table and swept like any dead object.
+//!
+//! Marks are per 16-byte block for tiny objects (pointer-free, under 16 bytes, no
+//! destructor: `alloc.rs`), so a tiny target stays alive, and its weak pointers valid, as
+//! long as any object of its block is reachable, as Go documents for `weak.Pointer` and
+//! `runtime.AddCleanup` on tiny objects. The slot itself is never tiny, so it never keeps
+//! its own target's block alive (`tests/gc_regressions.rs`).
+//!
+//! # Upgrades while the heap marks
+//!
+//! An upgrade hands the session a strong pointer to an object that may be white (reachable
+//! only weakly). While the heap marks, the upgrade shades the target, so a black session
+//! never holds a white object. Between the end of the mark and the clearing of the slots
+//! (`MARK_DONE`), an unmarked target is dead but its slot not yet cleared: the upgrade
+//! waits for the phase to end (mark termination does nothing else meanwhile), then reads
+//! the slot again. With the phase `OFF` the slot is the truth. A session open when a mark
+//! starts needs no shade (it is grey: whatever it holds reaches the heap through a barrier),
+//! and a session that saw `OFF` and is still open when the next mark starts is grey for it.
+//! Reusing an existing slot in [`Session::downgrade`] follows the same rule for the slot.
 //!
 //! # Cleanups
 //!
@@ -23,6 +41,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 use std::collections::VecDeque;
 use std::sync::{Condvar, Mutex};
 
+use super::barrier::{MARK, OFF};
 use super::heap::HeapInner;
 use super::mutator::Session;
 use super::ptr::{Gc, GcPointee};
@@ -40,7 +59,12 @@ pub(crate) struct Special {
     pub cleanups: Vec<Cleanup>,
 }
 
-/// The heap object a [`Weak`] points to.
+/// The heap object a [`Weak`] points to. Aligned to 16 so that it is never a tiny object
+/// (those are under 16 bytes): in a tiny block next to its own target, the slot, which its
+/// `Weak`s keep alive, would keep the block and so the target marked for ever (issue 10,
+/// bug 1). Other live tiny objects in the target's block do keep it alive, as in Go (module
+/// essay).
+#[repr(align(16))]
 pub struct WeakSlot {
     target: AtomicUsize,
 }
@@ -67,11 +91,11 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Copy for Weak<'gc, T> {}
 
 impl<'gc, T: ?Sized + GcPointee + 'gc> Weak<'gc, T> {
     /// The target, if it has not been collected.
-    pub fn upgrade(self, _cx: &Session<'gc>) -> Option<Gc<'gc, T>> {
-        let a = self.slot.target.load(Ordering::Acquire);
-        // SAFETY: a non-zero slot means the target was marked by every cycle since the slot
-        // was made (slots are cleared at the first mark that misses the target, before its
-        // sweep), so it is a live `T`; the session keeps it alive from here on.
+    pub fn upgrade(self, cx: &Session<'gc>) -> Option<Gc<'gc, T>> {
+        let a = hold_in_session(cx.heap_inner(), || self.slot.target.load(Ordering::Acquire));
+        // SAFETY: a non-zero slot read with the phase `OFF`, or shaded during the mark,
+        // names a target every cycle since the slot was made has marked (module essay), so
+        // it is a live `T`; the session keeps it alive from here on.
         (a != 0).then(|| unsafe { Gc::from_addr(a) })
     }
 
@@ -98,12 +122,37 @@ where
     type Branded = Weak<'b, T::Branded>;
 }
 
+/// Reads an object address from a weak slot or the specials table (`read`; 0 for none)
+/// and makes it safe to hold in a session of `h` (module essay). The phase is read before
+/// the source: a slot read after seeing `OFF` was cleared by any mark termination that
+/// found its target dead; a slot read after seeing `MARK` is shaded, and if the shade finds
+/// the mark over, the whole read starts again (found by review: reading the slot first let
+/// a mark termination clear it between the two reads).
+fn hold_in_session(h: &HeapInner, read: impl Fn() -> usize) -> usize {
+    loop {
+        let phase = h.barrier.phase.load(Ordering::SeqCst);
+        let cycle = h.cycle_no.load(Ordering::SeqCst);
+        match phase {
+            OFF => return read(),
+            MARK => {
+                let a = read();
+                if a == 0 || h.barrier.shade_in_cycle(a, cycle, &h.cycle_no) {
+                    return a;
+                }
+                // The mark ended meanwhile (the target may be swept already: not touched):
+                // read again once its slot clearing is done.
+            }
+            _ => h.mutators.wait_phase_off(h),
+        }
+    }
+}
+
 impl<'gc> Session<'gc> {
     /// A weak pointer to `g`'s object.
     pub fn downgrade<T: ?Sized + GcPointee + 'gc>(&self, g: Gc<'gc, T>) -> Weak<'gc, T> {
         let target = Gc::addr(g);
         let h = self.heap_inner();
-        let existing = h.specials.lock().get(&target).map_or(0, |s| s.weak);
+        let existing = hold_in_session(h, || h.specials.lock().get(&target).map_or(0, |s| s.weak));
         let slot = if existing != 0 {
             // SAFETY: a slot in the table is a live WeakSlot (dead ones are removed at mark
             // termination, before they are swept).
@@ -115,15 +164,17 @@ impl<'gc> Session<'gc> {
             // Another thread may have registered a slot for the same target meanwhile: the
             // first one registered wins and ours becomes garbage. (Every slot handed out
             // must be in the table, or mark termination could not clear it.)
-            let mut sp = h.specials.lock();
-            let e = sp.entry(target).or_default();
-            if e.weak == 0 {
-                e.weak = Gc::addr(s);
-                s
-            } else {
-                // SAFETY: as above: a registered slot is live.
-                unsafe { Gc::from_addr(e.weak) }
-            }
+            let w = hold_in_session(h, || {
+                let mut sp = h.specials.lock();
+                let e = sp.entry(target).or_default();
+                if e.weak == 0 {
+                    e.weak = Gc::addr(s);
+                }
+                e.weak
+            });
+            // SAFETY: as above: a registered slot is live (ours, or the first one
+            // registered, made safe to hold).
+            unsafe { Gc::from_addr(w) }
         };
         Weak {
             slot,
@@ -149,7 +200,8 @@ impl<'gc> Session<'gc> {
 }
 
 /// Mark termination: clears weak slots of dead targets, queues their cleanups, forgets
-/// specials nobody needs. World stopped, marks final.
+/// specials nobody needs. Phase `MARK_DONE`: marks final, nothing shades, no span is swept
+/// before this returns; sessions run, and upgrades wait (module essay).
 pub(crate) fn process_specials(h: &HeapInner) {
     let mut queued = Vec::new();
     h.specials.lock().retain(|&target, sp| {

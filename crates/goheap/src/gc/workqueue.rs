@@ -1,39 +1,97 @@
-//! The shared part of parallel marking: buffers of grey objects that busy workers hand to
-//! idle ones, and the termination rule. Generic over the item type so that its loom model
-//! (`tests/loom.rs`, `mark_termination`) runs this very code.
+//! The shared part of parallel marking: buffers of work items that busy workers hand to
+//! idle ones, producers outside the workers (write barriers, the root scan, assists), idle
+//! workers that sleep until there is work, and the termination rule. Generic over the item
+//! type (the marker's items are spans, `mark.rs`) so that its loom model (`tests/loom.rs`,
+//! `mark_termination`) runs this very code.
+//!
+//! # Sharing
+//!
+//! A worker takes items from its own local queue (for the marker a FIFO ring of spans). When
+//! it holds more than [`SHARE_DEPTH`] items and another worker is idle, or more than
+//! [`LOCAL_MAX`] at all, it moves about half of them, the oldest, to the shared list of
+//! buffers (Go's full work buffers) and wakes one idle worker. Barriers, assists and the root
+//! scan push whole buffers the same way. One lock acquisition moves a buffer, not an item.
+//!
+//! # Sleeping
+//!
+//! A worker that finds no buffer counts itself idle and sleeps on `work_cv` until a buffer
+//! arrives or the mark is declared over. Every push happens under the queue's mutex and
+//! notifies while a worker is idle, and an idle worker re-checks the list under the same
+//! mutex before sleeping, so no wake-up is lost. Nothing spins or yields.
 //!
 //! # Termination
 //!
-//! A worker shares (pushes half its stack) only while it is not idle, and it increments
-//! `nbufs` under the buffer lock, before it could go idle. A worker goes idle only after
-//! finding no buffer. So when `idle == workers`, every buffer ever pushed has been popped
-//! and no worker holds work: the mark is complete. An idle worker that sees `nbufs > 0`
-//! leaves the idle count before taking a buffer.
+//! The queue is *quiet* when every worker that joined the run is idle and no buffer is left. With only workers
+//! producing work (`auto_finish`, the loom model), quiet is final:
+//! a worker shares only while it is not idle, under the mutex, before it could go idle, so
+//! the last worker to go idle sees every buffer ever pushed already taken, and ends the run.
+//! With outside producers (concurrent marking), quiet is only a hint: the collector waits for
+//! it ([`WorkQueue::wait_quiet`]), then blocks the producers (the barrier's gate) and checks
+//! again ([`WorkQueue::is_quiet`]) before it ends the run with [`WorkQueue::finish`].
 
-use crate::sync::{spin_hint, AtomicUsize, Ordering};
+use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-use loom::sync::Mutex;
+use loom::sync::{Condvar, Mutex};
 #[cfg(not(loom))]
-use std::sync::Mutex;
+use std::sync::{Condvar, Mutex};
 
-/// One worker's view: its private stack and what it does with an item.
+/// One worker's view: its local queue of items and what it does with an item.
 pub trait Worker<T> {
-    /// The worker's stack of items.
-    fn stack(&mut self) -> &mut Vec<T>;
-    /// Processes one item (may push more onto the stack).
+    /// Takes the next item of the local queue.
+    fn next(&mut self) -> Option<T>;
+    /// Items in the local queue.
+    fn local(&self) -> usize;
+    /// Gives away about half of the local items (the oldest), at least one when it holds
+    /// more than one.
+    fn spill(&mut self) -> Vec<T>;
+    /// Receives a shared buffer (the local queue is empty).
+    fn take(&mut self, buf: Vec<T>);
+    /// Processes one item (may queue more locally).
     fn process(&mut self, item: T);
+    /// The worker is about to go idle (publish what it counted: the run may end while it
+    /// sleeps).
+    fn on_idle(&mut self) {}
+    /// The worker took a shared buffer.
+    fn on_work(&mut self) {}
 }
 
-/// Depth of a worker's stack above which it gives half to an idle worker.
+/// Local items above which a worker gives half to an idle worker.
 pub const SHARE_DEPTH: usize = 8;
+/// Local items above which a worker moves half to the shared list even when no worker is
+/// idle (keeps its queue bounded and the work stealable).
+pub const LOCAL_MAX: usize = 256;
+
+/// The mutex-protected part. Written only under `WorkQueue::state`.
+struct State<T> {
+    bufs: Vec<Vec<T>>,
+    /// Workers counted idle (asleep or about to sleep).
+    idle: usize,
+    /// Workers of this run.
+    workers: usize,
+    /// Workers that have entered this run and not left it.
+    running: usize,
+    /// The run is over: workers return.
+    done: bool,
+    /// Quiet ends the run (no outside producers).
+    auto_finish: bool,
+}
 
 /// Buffers shared between workers, and the idle count.
 pub struct WorkQueue<T> {
-    bufs: Mutex<Vec<Vec<T>>>,
+    state: Mutex<State<T>>,
+    /// Idle workers wait here for a buffer or the end of the run.
+    work_cv: Condvar,
+    /// The collector waits here for quiet.
+    quiet_cv: Condvar,
+    /// Mirror of `state.bufs.len()`, read without the lock before taking it.
     nbufs: AtomicUsize,
+    /// Mirror of `state.idle`, read by busy workers to decide whether to share.
     idle: AtomicUsize,
-    workers: AtomicUsize,
+    /// An outside helper (a mark assist) found no buffer to take: the next busy worker to
+    /// see it shares half its stack, as for an idle worker. Without it a lone worker never
+    /// shares, and assists, finding nothing, cannot slow the allocation that outruns it.
+    hungry: AtomicBool,
 }
 
 impl<T> Default for WorkQueue<T> {
@@ -43,84 +101,165 @@ impl<T> Default for WorkQueue<T> {
 }
 
 impl<T> WorkQueue<T> {
-    /// An empty queue for one worker.
+    /// An empty queue for one worker, ending when quiet.
     pub fn new() -> Self {
         WorkQueue {
-            bufs: Mutex::new(Vec::new()),
+            state: Mutex::new(State {
+                bufs: Vec::new(),
+                idle: 0,
+                workers: 1,
+                running: 0,
+                done: false,
+                auto_finish: true,
+            }),
+            work_cv: Condvar::new(),
+            quiet_cv: Condvar::new(),
             nbufs: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
-            workers: AtomicUsize::new(1),
+            hungry: AtomicBool::new(false),
         }
     }
 
-    /// Prepares a run with `n` workers (no worker may be running).
-    pub fn reset(&self, n: usize) {
-        self.idle.store(0, Ordering::SeqCst);
-        self.workers.store(n, Ordering::SeqCst);
+    /// Prepares a run with `workers` workers. With `auto_finish` the run ends when quiet;
+    /// otherwise at [`Self::finish`]. A worker still in the last run (late to see its end)
+    /// stays and works in this one: the idle and running counts carry over.
+    pub fn reset(&self, workers: usize, auto_finish: bool) {
+        let mut g = self.state.lock().unwrap();
+        g.workers = workers;
+        g.done = false;
+        g.auto_finish = auto_finish;
+        self.idle.store(0, Ordering::Relaxed);
+        self.hungry.store(false, Ordering::Relaxed);
     }
 
-    fn push(&self, b: Vec<T>) {
-        let mut g = self.bufs.lock().unwrap();
-        g.push(b);
-        self.nbufs.fetch_add(1, Ordering::SeqCst);
+    /// Hands a buffer of items to the workers (from a worker or from outside).
+    pub fn push(&self, b: Vec<T>) {
+        if b.is_empty() {
+            return;
+        }
+        let mut g = self.state.lock().unwrap();
+        g.bufs.push(b);
+        self.nbufs.fetch_add(1, Ordering::Relaxed);
+        if g.idle > 0 {
+            self.work_cv.notify_one();
+        }
     }
 
-    fn pop(&self) -> Option<Vec<T>> {
-        if self.nbufs.load(Ordering::SeqCst) == 0 {
+    /// An outside helper found no buffer: asks busy workers to share.
+    pub fn want(&self) {
+        if !self.hungry.load(Ordering::Relaxed) {
+            self.hungry.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// An outside helper (a mark assist) took every buffer and processed it: if the run
+    /// is quiet now, tell the collector.
+    pub fn helper_done(&self) {
+        let g = self.state.lock().unwrap();
+        if !g.auto_finish && g.idle == g.running && g.bufs.is_empty() {
+            self.quiet_cv.notify_all();
+        }
+    }
+
+    /// Processes items until the local queue is empty, sharing when others are idle.
+    fn drain(&self, w: &mut impl Worker<T>) {
+        while let Some(item) = w.next() {
+            let n = w.local();
+            if n > LOCAL_MAX
+                || (n > SHARE_DEPTH
+                    && (self.idle.load(Ordering::Relaxed) > 0
+                        || (self.hungry.load(Ordering::Relaxed)
+                            && self.hungry.swap(false, Ordering::Relaxed))))
+            {
+                self.push(w.spill());
+            }
+            w.process(item);
+        }
+    }
+
+    /// Runs worker `w` until the run ends (module essay).
+    pub fn run(&self, w: &mut impl Worker<T>) {
+        self.state.lock().unwrap().running += 1;
+        loop {
+            self.drain(w);
+            w.on_idle();
+            let mut g = self.state.lock().unwrap();
+            if let Some(b) = g.bufs.pop() {
+                self.nbufs.fetch_sub(1, Ordering::Relaxed);
+                drop(g);
+                w.take(b);
+                w.on_work();
+                continue;
+            }
+            g.idle += 1;
+            self.idle.fetch_add(1, Ordering::Relaxed);
+            loop {
+                if g.done {
+                    g.idle -= 1;
+                    g.running -= 1;
+                    return;
+                }
+                if !g.bufs.is_empty() {
+                    g.idle -= 1;
+                    self.idle.fetch_sub(1, Ordering::Relaxed);
+                    break;
+                }
+                if g.auto_finish {
+                    if g.idle == g.workers {
+                        g.done = true;
+                        g.idle -= 1;
+                        g.running -= 1;
+                        self.work_cv.notify_all();
+                        return;
+                    }
+                } else if g.idle == g.running {
+                    self.quiet_cv.notify_all();
+                }
+                g = self.work_cv.wait(g).unwrap();
+            }
+        }
+    }
+
+    /// Some buffer waits to be taken.
+    pub fn has_buffers(&self) -> bool {
+        self.nbufs.load(Ordering::Relaxed) > 0
+    }
+
+    /// Takes one buffer, for a helper outside the workers (a mutator's mark assist), which
+    /// must keep the run from ending while it holds it (the barrier's gate does that).
+    pub fn steal(&self) -> Option<Vec<T>> {
+        if self.nbufs.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut g = self.bufs.lock().unwrap();
-        let b = g.pop()?;
-        self.nbufs.fetch_sub(1, Ordering::SeqCst);
+        let mut g = self.state.lock().unwrap();
+        let b = g.bufs.pop()?;
+        self.nbufs.fetch_sub(1, Ordering::Relaxed);
         Some(b)
     }
 
-    /// Processes items until the stack is empty, sharing when others are idle.
-    fn drain(&self, w: &mut impl Worker<T>) {
-        while let Some(item) = w.stack().pop() {
-            let s = w.stack();
-            if s.len() > SHARE_DEPTH && self.idle.load(Ordering::Relaxed) > 0 {
-                let rest = s.split_off(s.len() / 2);
-                let older = core::mem::replace(s, rest);
-                self.push(older);
-            }
-            w.process(item);
+    /// Whether no buffer is left and every worker that joined the run is idle (a worker
+    /// that has not started yet holds no work: termination need not wait for the OS to
+    /// schedule it).
+    pub fn is_quiet(&self) -> bool {
+        let g = self.state.lock().unwrap();
+        g.idle == g.running && g.bufs.is_empty()
+    }
+
+    /// Sleeps until the queue is quiet (module essay: a hint while producers run).
+    pub fn wait_quiet(&self) {
+        let mut g = self.state.lock().unwrap();
+        while !(g.idle == g.running && g.bufs.is_empty()) {
+            g = self.quiet_cv.wait(g).unwrap();
         }
     }
 
-    /// Runs worker `w` until every worker's work is done (module essay).
-    pub fn run(&self, w: &mut impl Worker<T>) {
-        loop {
-            self.drain(w);
-            if let Some(b) = self.pop() {
-                *w.stack() = b;
-                continue;
-            }
-            self.idle.fetch_add(1, Ordering::SeqCst);
-            let mut spins = 0u32;
-            loop {
-                if self.nbufs.load(Ordering::SeqCst) > 0 {
-                    self.idle.fetch_sub(1, Ordering::SeqCst);
-                    break;
-                }
-                if self.idle.load(Ordering::SeqCst) == self.workers.load(Ordering::SeqCst) {
-                    return;
-                }
-                spins += 1;
-                if cfg!(loom) || spins < 64 {
-                    spin_hint();
-                } else {
-                    #[cfg(not(loom))]
-                    std::thread::yield_now();
-                }
-            }
-        }
-    }
-
-    /// Runs `w` alone (no sharing, no termination protocol).
-    pub fn run_alone(&self, w: &mut impl Worker<T>) {
-        while let Some(item) = w.stack().pop() {
-            w.process(item);
-        }
+    /// Ends the run: workers return once idle. Buffers left (none, after a quiet check
+    /// with the producers blocked) are dropped.
+    pub fn finish(&self) {
+        let mut g = self.state.lock().unwrap();
+        g.done = true;
+        g.bufs.clear();
+        self.nbufs.store(0, Ordering::Relaxed);
+        self.work_cv.notify_all();
     }
 }

@@ -1,0 +1,260 @@
+//! Pauses, measured where they are felt: in the mutator.
+//!
+//! Nothing stops the world, so goheap has no stop-the-world phase to time. A *pause* is any
+//! stretch in which a mutator thread, inside the heap's code, waits for the collector or
+//! does the collector's work instead of its own. There are four kinds:
+//!
+//! ```text
+//!   SessionEntry  a session entry waited while the collector held the mutator's claim
+//!                 (flushing its caches)                                 mutator.rs
+//!   Assist        a mark assist: marking paid for by an allocation      alloc.rs
+//!   Sweep         a lazy or proportional sweep by an allocation         alloc.rs
+//!   WeakUpgrade   a weak upgrade waited for mark termination's verdict  mutator.rs
+//! ```
+//!
+//! Each kind keeps its longest pause, its total and its count; one more maximum covers the current
+//! cycle (taken by the cycle's record, for gctrace and `GcStats::pause_ns`). Time the OS
+//! takes the thread away in the middle of such a stretch counts too: the issue is what the
+//! program sees, not what the collector meant.
+//!
+//! Cost: one `Instant::now()` at each end and four relaxed atomic updates per pause; a pause
+//! is at least a span's sweep, so this is never on an allocation's fast path.
+
+use core::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+/// What held a mutator up (module essay).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PauseCause {
+    SessionEntry = 0,
+    Assist = 1,
+    Sweep = 2,
+    WeakUpgrade = 3,
+}
+
+const CAUSES: usize = 4;
+
+/// Pause accounting of one heap. Every field is written by mutators (relaxed atomics: the
+/// figures are statistics, read without ordering by `GcStats` and the cycle record).
+pub(crate) struct Pauses {
+    /// Longest pause of each cause, nanoseconds.
+    max_ns: [AtomicU64; CAUSES],
+    /// Total pause time of each cause, nanoseconds.
+    total_ns: [AtomicU64; CAUSES],
+    /// Pauses of each cause.
+    count: [AtomicU64; CAUSES],
+    /// Pauses of any cause by length (`PauseHistogram`).
+    hist: [AtomicU64; BUCKETS],
+    /// Longest pause of any cause since the last cycle ended; the collector thread takes
+    /// and zeroes it in each cycle's record.
+    cycle_max_ns: AtomicU64,
+}
+
+/// The longest pause and the total, per cause, in nanoseconds (`GcStats::pauses`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PauseBreakdown {
+    /// Session entries that waited for the collector to flush the mutator's caches.
+    pub session_entry: PauseFigures,
+    /// Mark assists charged to allocations.
+    pub assist: PauseFigures,
+    /// Lazy and proportional sweeps done by allocations.
+    pub sweep: PauseFigures,
+    /// Weak upgrades that waited for mark termination.
+    pub weak_upgrade: PauseFigures,
+}
+
+/// The pauses of one cause: the longest and the total (nanoseconds), and how many.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PauseFigures {
+    pub max_ns: u64,
+    pub total_ns: u64,
+    pub count: u64,
+}
+
+/// Buckets of the pause histogram: bucket 0 holds pauses under 1 us, bucket `i > 0` those of
+/// `[2^(i-1), 2^i)` us, the last everything longer.
+pub const BUCKETS: usize = 32;
+
+fn bucket(ns: u64) -> usize {
+    ((64 - (ns / 1000).leading_zeros()) as usize).min(BUCKETS - 1)
+}
+
+/// Every pause so far by length, in powers of two of microseconds (`GcStats::pause_histogram`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PauseHistogram {
+    /// `counts[0]`: pauses under 1 us; `counts[i]`: pauses of `[2^(i-1), 2^i)` us.
+    pub counts: [u64; BUCKETS],
+}
+
+impl Default for PauseHistogram {
+    fn default() -> Self {
+        PauseHistogram {
+            counts: [0; BUCKETS],
+        }
+    }
+}
+
+impl PauseHistogram {
+    /// Pauses counted.
+    pub fn total(&self) -> u64 {
+        self.counts.iter().sum()
+    }
+
+    /// Pauses at least `us` microseconds long, to the bucket: every pause in the bucket that
+    /// holds `us` and above (exact when `us` is a power of two).
+    pub fn at_least_us(&self, us: u64) -> u64 {
+        self.counts[bucket(us * 1000)..].iter().sum()
+    }
+
+    /// An upper bound, in microseconds, of the `q` quantile (0 < q <= 1) of pause length:
+    /// the top of the bucket that holds it.
+    pub fn quantile_us(&self, q: f64) -> u64 {
+        let want = (self.total() as f64 * q).ceil() as u64;
+        let mut seen = 0;
+        for (i, c) in self.counts.iter().enumerate() {
+            seen += c;
+            if seen >= want && *c > 0 {
+                return 1 << i;
+            }
+        }
+        0
+    }
+}
+
+/// A pause in progress; it is recorded when dropped.
+pub(crate) struct PauseTimer<'a> {
+    pauses: &'a Pauses,
+    cause: PauseCause,
+    start: Instant,
+}
+
+impl Drop for PauseTimer<'_> {
+    fn drop(&mut self) {
+        let ns = self.start.elapsed().as_nanos() as u64;
+        self.pauses.note(self.cause, ns);
+        super::timeline::pause(self.cause, self.start, ns);
+    }
+}
+
+impl Pauses {
+    pub const fn new() -> Pauses {
+        Pauses {
+            max_ns: [const { AtomicU64::new(0) }; CAUSES],
+            total_ns: [const { AtomicU64::new(0) }; CAUSES],
+            count: [const { AtomicU64::new(0) }; CAUSES],
+            hist: [const { AtomicU64::new(0) }; BUCKETS],
+            cycle_max_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Starts timing a pause of `cause`; it ends when the timer is dropped.
+    pub fn timer(&self, cause: PauseCause) -> PauseTimer<'_> {
+        PauseTimer {
+            pauses: self,
+            cause,
+            start: Instant::now(),
+        }
+    }
+
+    /// Records a pause of `ns` nanoseconds.
+    pub fn note(&self, cause: PauseCause, ns: u64) {
+        let c = cause as usize;
+        self.max_ns[c].fetch_max(ns, Ordering::Relaxed);
+        self.total_ns[c].fetch_add(ns, Ordering::Relaxed);
+        self.count[c].fetch_add(1, Ordering::Relaxed);
+        self.hist[bucket(ns)].fetch_add(1, Ordering::Relaxed);
+        self.cycle_max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// Longest pause of any cause so far.
+    pub fn max(&self) -> u64 {
+        self.max_ns
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .max()
+            .unwrap_or(0)
+    }
+
+    /// Total pause time of every cause so far.
+    pub fn total(&self) -> u64 {
+        self.total_ns
+            .iter()
+            .map(|m| m.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Longest pause since the last call (one call per cycle).
+    pub fn take_cycle_max(&self) -> u64 {
+        self.cycle_max_ns.swap(0, Ordering::Relaxed)
+    }
+
+    /// Every pause so far by length.
+    pub fn histogram(&self) -> PauseHistogram {
+        PauseHistogram {
+            counts: core::array::from_fn(|i| self.hist[i].load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The figures of every cause.
+    pub fn breakdown(&self) -> PauseBreakdown {
+        let f = |c: PauseCause| PauseFigures {
+            max_ns: self.max_ns[c as usize].load(Ordering::Relaxed),
+            total_ns: self.total_ns[c as usize].load(Ordering::Relaxed),
+            count: self.count[c as usize].load(Ordering::Relaxed),
+        };
+        PauseBreakdown {
+            session_entry: f(PauseCause::SessionEntry),
+            assist: f(PauseCause::Assist),
+            sweep: f(PauseCause::Sweep),
+            weak_upgrade: f(PauseCause::WeakUpgrade),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn causes_are_kept_apart_and_the_cycle_maximum_resets() {
+        let p = Pauses::new();
+        p.note(PauseCause::Assist, 30);
+        p.note(PauseCause::Assist, 10);
+        p.note(PauseCause::Sweep, 50);
+        let b = p.breakdown();
+        let f = |max_ns, total_ns, count| PauseFigures {
+            max_ns,
+            total_ns,
+            count,
+        };
+        assert_eq!(b.assist, f(30, 40, 2));
+        assert_eq!(b.sweep, f(50, 50, 1));
+        assert_eq!(b.session_entry, PauseFigures::default());
+        assert_eq!((p.max(), p.total()), (50, 90));
+        assert_eq!(p.take_cycle_max(), 50);
+        assert_eq!(p.take_cycle_max(), 0);
+        {
+            let _t = p.timer(PauseCause::WeakUpgrade);
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        assert!(p.breakdown().weak_upgrade.max_ns >= 2_000_000);
+        let h = p.histogram();
+        // 30, 10 and 50 ns under 1 us (bucket 0); the sleep of 2 ms or more in [1024, 2048) us
+        // or above.
+        assert_eq!(h.counts[0], 3);
+        assert_eq!(h.total(), 4);
+        assert_eq!(h.at_least_us(1024), 1);
+        assert_eq!(h.quantile_us(0.5), 1);
+        assert!(h.quantile_us(1.0) >= 2048);
+    }
+
+    #[test]
+    fn buckets_are_powers_of_two_of_microseconds() {
+        assert_eq!(bucket(999), 0);
+        assert_eq!(bucket(1_000), 1);
+        assert_eq!(bucket(1_999), 1);
+        assert_eq!(bucket(2_000), 2);
+        assert_eq!(bucket(500_000), 9); // [256, 512) us
+        assert_eq!(bucket(u64::MAX), BUCKETS - 1);
+    }
+}
