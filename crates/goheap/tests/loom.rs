@@ -1155,3 +1155,71 @@ mod gc_colour {
         colour_model(black_while_marking);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Sweep tokens (`goheap::gc::sweep_tokens`): sweeps in flight are counted in an atomic word
+// that sweepers take and drop without blocking; sweep termination sleeps on it until it is
+// zero. The last drop must wake a waiter that saw a token (the store-buffer handshake in
+// `gc/sweep.rs`'s essay), and the waiter must see what every sweep did before its drop.
+mod sweep_tokens {
+    use goheap::gc::sweep_tokens::{release, wait_none};
+    use goheap::sync::{AtomicU32, Ordering};
+    use loom::sync::Arc;
+    use loom::thread;
+
+    struct Words {
+        in_flight: AtomicU32,
+        waiters: AtomicU32,
+        /// What each sweep wrote before dropping its token.
+        swept: [AtomicU32; 2],
+    }
+
+    /// Two sweeps hold tokens; sweep termination waits for none. `drop_token` is the real
+    /// `release` or a broken one.
+    fn model(drop_token: fn(&AtomicU32, &AtomicU32)) {
+        loom::model(move || {
+            let w = Arc::new(Words {
+                in_flight: AtomicU32::new(2), // both tokens taken before the wait
+                waiters: AtomicU32::new(0),
+                swept: [AtomicU32::new(0), AtomicU32::new(0)],
+            });
+            let sweepers: Vec<_> = (0..2)
+                .map(|i| {
+                    let w = w.clone();
+                    thread::spawn(move || {
+                        w.swept[i].store(1, Ordering::Relaxed);
+                        drop_token(&w.in_flight, &w.waiters);
+                    })
+                })
+                .collect();
+            wait_none(&w.in_flight, &w.waiters);
+            for s in &w.swept {
+                assert_eq!(s.load(Ordering::Relaxed), 1, "a sweep was still in flight");
+            }
+            for t in sweepers {
+                t.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn sweep_termination_is_woken_by_the_last_token() {
+        model(release);
+    }
+
+    /// The last drop without its SeqCst fence (under loom a SeqCst access is only AcqRel):
+    /// its read of the waiter count may miss the waiter, which then sleeps forever.
+    fn release_unfenced(in_flight: &AtomicU32, waiters: &AtomicU32) {
+        let last = in_flight.fetch_sub(1, Ordering::SeqCst) == 1;
+        if last && waiters.load(Ordering::SeqCst) > 0 {
+            goheap::sync::futex_wake(in_flight, u32::MAX >> 1);
+        }
+    }
+
+    /// The model is able to fail: the store-buffer outcome strands the waiter.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_drop_that_misses_the_waiter_is_caught() {
+        model(release_unfenced);
+    }
+}

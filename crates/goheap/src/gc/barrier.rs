@@ -319,6 +319,28 @@ mod real {
             }
         }
 
+        /// Enters as a reader unless a writer holds the gate or waits for it; false then.
+        /// For mark assists, which are optional work inside a mutator's pause: a writer is
+        /// mark termination checking for the end of the mark, and an assist that waited for
+        /// it would wait for the collector thread to get a core.
+        pub fn try_read(&self) -> bool {
+            let mut s = self.state.load(Ordering::Relaxed);
+            loop {
+                if s & WRITER != 0 {
+                    return false;
+                }
+                match self.state.compare_exchange_weak(
+                    s,
+                    s + 1,
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => return true,
+                    Err(x) => s = x,
+                }
+            }
+        }
+
         /// Leaves as a reader; the last reader wakes a waiting writer.
         pub fn read_done(&self) {
             let s = self.state.fetch_sub(1, Ordering::SeqCst);

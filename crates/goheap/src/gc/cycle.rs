@@ -369,7 +369,7 @@ fn mark_done(h: &HeapInner, greys: &[GreySession], mark_start: Instant) -> Resul
         // buffer nobody takes (found under TSan: the collector waited for it while the
         // closing thread waited for the collector).
         while h.barrier.queue.has_buffers() {
-            super::mark::assist(&h.barrier, usize::MAX);
+            super::mark::take_waiting(&h.barrier);
         }
         h.barrier.queue.wait_quiet();
         // The store gate first (stores and borrow starts take it before a heap's gate).

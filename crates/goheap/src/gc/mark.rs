@@ -554,6 +554,26 @@ impl Tracer {
         self.all_on == Some(true)
     }
 
+    /// Hands the queued spans to `q` unless its lock is held (an assist's end: see
+    /// `help`); false when they are still here.
+    fn try_publish(&mut self, q: &MarkQueue) -> bool {
+        if self.ring.is_empty() {
+            return true;
+        }
+        let n = self.ring.len() as u64;
+        match q.try_push(Vec::from(core::mem::take(&mut self.ring))) {
+            Ok(()) => {
+                self.queued.fill(NOT_QUEUED);
+                self.ring_head += n;
+                true
+            }
+            Err(v) => {
+                self.ring = v.into();
+                false
+            }
+        }
+    }
+
     /// Hands the queued spans to `q` (the root scan's tracer, an assist, a shade).
     pub(crate) fn publish(&mut self, q: &MarkQueue) {
         if !self.ring.is_empty() {
@@ -728,6 +748,10 @@ impl super::workqueue::Worker<SpanRef> for Tracer {
 /// assist makes.
 const ASSIST_OBJECTS: usize = 4096;
 
+/// Spans an assist traces past its budget while the work queue's lock is held by another
+/// thread, before it waits for the lock to hand over what is left.
+const PUBLISH_TRIES: usize = 8;
+
 /// A mark assist (Go's `gcAssistAlloc`): a mutator that takes a span while its heap marks
 /// past the trigger traces grey objects worth `debt` bytes first (the pacer's share of the
 /// mark for that much allocation, `pacer::assist_debt`), so that allocation cannot outrun
@@ -735,8 +759,28 @@ const ASSIST_OBJECTS: usize = 4096;
 /// ends the mark while it holds grey objects; it never waits for the mark to end (a session
 /// holding up termination makes the heap overshoot, and the overshoot shows in gctrace's
 /// heap figures). Returns the bytes it marked.
+///
+/// An assist is a pause, so it never sleeps: not on the gate while mark termination holds
+/// it (the assist is skipped), and not on the work queue's lock while a worker holds it
+/// (the assist ends, `WorkQueue::steal`, or traces more before it hands its rest over);
+/// the allocation goes on, and the next span it takes assists again.
 pub(crate) fn assist(b: &Barrier, debt: usize) -> usize {
-    b.gate.read();
+    help(b, debt, false)
+}
+
+/// The collector's own share at mark termination: takes every waiting buffer (waiting for
+/// the queue's lock, unlike an assist) and traces what it holds, bounded as an assist is.
+pub(crate) fn take_waiting(b: &Barrier) -> usize {
+    help(b, usize::MAX, true)
+}
+
+fn help(b: &Barrier, debt: usize, wait: bool) -> usize {
+    if wait {
+        b.gate.read();
+    } else if !b.gate.try_read() {
+        // Mark termination is checking whether the mark is over (`Gate::try_read`).
+        return 0;
+    }
     let mut marked = 0;
     if b.phase.load(Ordering::SeqCst) == MARK {
         let mut t = Tracer::with_mode(Mode::Mark);
@@ -745,8 +789,10 @@ pub(crate) fn assist(b: &Barrier, debt: usize) -> usize {
         let mut n = 0;
         while n < ASSIST_OBJECTS && t.marked_bytes < debt {
             if t.ring.is_empty() {
-                let Some(buf) = b.queue.steal() else {
-                    b.queue.want();
+                let Some(buf) = b.queue.steal(wait) else {
+                    if !b.queue.has_buffers() {
+                        b.queue.want();
+                    }
                     break;
                 };
                 // The buffer was pushed after the mark started (barrier.rs: a marker's
@@ -757,7 +803,19 @@ pub(crate) fn assist(b: &Barrier, debt: usize) -> usize {
             let e = t.next().expect("non-empty");
             n += t.scan(e);
         }
-        t.publish(&b.queue);
+        // What is left goes to the workers. While a worker holds the queue's lock, trace
+        // a span more instead of sleeping on it (a holder the OS took off the CPU held
+        // assists up for 10 ms); after PUBLISH_TRIES spans, wait for the lock after all.
+        let mut tries = 0;
+        while !t.try_publish(&b.queue) {
+            tries += 1;
+            if tries >= PUBLISH_TRIES {
+                t.publish(&b.queue);
+                break;
+            }
+            let Some(e) = t.next() else { break };
+            t.scan(e);
+        }
         marked = t.marked_bytes;
         b.marked.fetch_add(marked, Ordering::Relaxed);
         b.queue.helper_done();

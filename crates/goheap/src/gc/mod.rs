@@ -79,6 +79,7 @@ pub mod span;
 pub mod stats;
 #[cfg(not(loom))]
 pub mod sweep;
+pub mod sweep_tokens;
 #[cfg(not(loom))]
 pub(crate) mod timeline;
 #[cfg(not(loom))]

@@ -17,6 +17,22 @@
 //! takes the thread away in the middle of such a stretch counts too: the issue is what the
 //! program sees, not what the collector meant.
 //!
+//! # A pause never sleeps on a collector thread
+//!
+//! On a machine whose cores are all busy, a mutator that sleeps on a lock or a futex word
+//! held by one of the collector's threads waits until the kernel next runs that thread:
+//! milliseconds, not microseconds. binary-trees 21 with one mutator on two cores made 87
+//! pauses of 0.5 ms or more, almost all of them sleeps (counted with getrusage's voluntary
+//! context switches around each long pause): assists behind the work queue's lock and the
+//! gate mark termination closes, lazy sweeps behind the sweep-token mutex. So nothing in a
+//! pause waits for a collector thread: sweep tokens are an atomic count
+//! (`sweep_tokens.rs`); an assist skips its work when mark termination holds the gate
+//! (`Gate::try_read`), takes a buffer only if the queue's lock is free, and traces a span
+//! more rather than wait to hand its rest over (`mark::help`). After that: 2 pauses of
+//! 0.5 ms or more in 600,000, both the kernel preempting the mutator. What remains is
+//! preemption when there are more runnable threads than cores (two mutators and a mark
+//! worker on two cores), which no protocol of ours can remove.
+//!
 //! Cost: one `Instant::now()` at each end and four relaxed atomic updates per pause; a pause
 //! is at least a span's sweep, so this is never on an allocation's fast path.
 

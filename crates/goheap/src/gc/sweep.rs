@@ -10,12 +10,36 @@
 //!
 //! Sweep termination, at the start of the next cycle, sweeps whatever is left and waits
 //! for sweeps in flight: the next mark may not set a mark byte of a span whose previous
-//! marks are still being read. Every sweep holds a [`SweepToken`] while it runs; the count
-//! of tokens is kept under a mutex, and the waiter sleeps on a condition variable until it
-//! falls to zero.
+//! marks are still being read. Every sweep holds a [`SweepToken`] while it runs.
+//!
+//! # The token count
+//!
+//! Tokens are taken by allocating mutators, inside what counts as their pauses, so taking
+//! and dropping one never blocks: the count is an atomic word, and only the waiter sleeps
+//! (on the word, a futex). It once was a count under a mutex, and a mutator's lazy sweep
+//! then waited for that mutex behind the background sweeper whenever the OS had taken the
+//! sweeper off the CPU while it held it: 175 of the 250 futex sleeps of binary-trees 18's
+//! one mutator, and sweep pauses of milliseconds. The wake-up is the store-buffer pattern:
+//!
+//! ```text
+//!   waiter (sweep termination)          last token's drop
+//!   W1 waiters += 1         (SeqCst)    W2 in_flight -= 1 -> 0   (SeqCst)
+//!   R1 n = in_flight        (SeqCst)    R2 w = waiters           (SeqCst)
+//!   n > 0: sleep while in_flight == n   w > 0: wake every sleeper on in_flight
+//! ```
+//!
+//! In the single order of SeqCst operations, if R1 comes before W2 (the waiter saw a token)
+//! then W1 < R1 < W2 < R2, so the drop sees the waiter and wakes it; the futex sleeps only
+//! while the word still holds the value the waiter read, so a drop between R1 and the
+//! sleep makes the sleep return at once. A waiter that read `n > 1` wakes on no drop but
+//! the last, and re-reads the word each time the futex returns. Weakening either pair to
+//! Release/Acquire lets both reads miss both writes, and the waiter sleeps forever: the
+//! loom model `sweep_tokens` (tests/loom.rs) finds that.
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};
+
+pub use super::sweep_tokens::{SweepToken, SweepTokens};
 
 use super::alloc::{self, TypePool};
 use super::heap::HeapInner;
@@ -28,9 +52,8 @@ pub(crate) struct Sweeper {
     pub sweepgen: AtomicU32,
     /// The generation the running (or last) mark started under. Collector thread.
     pub mark_sweepgen: AtomicU32,
-    /// Sweeps in flight. Under its mutex; `idle_cv` signals zero.
-    in_flight: Mutex<usize>,
-    idle_cv: Condvar,
+    /// Sweeps in flight (module essay: the token count).
+    pub tokens: SweepTokens,
     /// Wakes the background sweeper.
     kick: Arc<Kick>,
     /// The proportional sweep's schedule (`pacer::sweep_due`): spans handed to the sweep by
@@ -52,28 +75,12 @@ struct KickState {
     exit: bool,
 }
 
-/// A sweep in flight (see the module essay).
-pub(crate) struct SweepToken<'a> {
-    s: &'a Sweeper,
-}
-
-impl Drop for SweepToken<'_> {
-    fn drop(&mut self) {
-        let mut n = self.s.in_flight.lock().unwrap();
-        *n -= 1;
-        if *n == 0 {
-            self.s.idle_cv.notify_all();
-        }
-    }
-}
-
 impl Sweeper {
     pub fn new() -> Sweeper {
         Sweeper {
             sweepgen: AtomicU32::new(2),
             mark_sweepgen: AtomicU32::new(2),
-            in_flight: Mutex::new(0),
-            idle_cv: Condvar::new(),
+            tokens: SweepTokens::new(),
             kick: Arc::new(Kick {
                 state: Mutex::new(KickState {
                     pending: false,
@@ -114,10 +121,10 @@ impl Sweeper {
         due.saturating_sub(self.swept.load(Ordering::Relaxed))
     }
 
-    /// Registers a sweep in flight.
+    /// Registers a sweep in flight (never blocks).
+    #[inline]
     pub fn begin(&self) -> SweepToken<'_> {
-        *self.in_flight.lock().unwrap() += 1;
-        SweepToken { s: self }
+        self.tokens.take()
     }
 
     /// Wakes the background sweeper.
@@ -224,9 +231,5 @@ fn sweep_all_inner(h: &HeapInner) {
 /// Sweep termination: sweeps what is left and waits for sweeps in flight.
 pub(crate) fn finish(h: &HeapInner) {
     sweep_all(h);
-    let s = &h.sweep;
-    let mut n = s.in_flight.lock().unwrap();
-    while *n > 0 {
-        n = s.idle_cv.wait(n).unwrap();
-    }
+    h.sweep.tokens.wait_none();
 }

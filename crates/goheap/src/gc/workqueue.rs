@@ -88,6 +88,10 @@ pub struct WorkQueue<T> {
     nbufs: AtomicUsize,
     /// Mirror of `state.idle`, read by busy workers to decide whether to share.
     idle: AtomicUsize,
+    /// The collector sleeps in [`WorkQueue::wait_quiet`]: an outside helper that took a
+    /// buffer must tell it when the queue turns quiet. Set and cleared under `state` by the
+    /// collector; read without it by helpers ([`WorkQueue::helper_done`]).
+    quiet_waiting: AtomicBool,
     /// An outside helper (a mark assist) found no buffer to take: the next busy worker to
     /// see it shares half its stack, as for an idle worker. Without it a lone worker never
     /// shares, and assists, finding nothing, cannot slow the allocation that outruns it.
@@ -116,6 +120,7 @@ impl<T> WorkQueue<T> {
             quiet_cv: Condvar::new(),
             nbufs: AtomicUsize::new(0),
             idle: AtomicUsize::new(0),
+            quiet_waiting: AtomicBool::new(false),
             hungry: AtomicBool::new(false),
         }
     }
@@ -152,10 +157,41 @@ impl<T> WorkQueue<T> {
         }
     }
 
-    /// An outside helper (a mark assist) took every buffer and processed it: if the run
-    /// is quiet now, tell the collector.
+    /// Hands a buffer to the workers unless the lock is held (then gives it back): for a
+    /// helper in a pause, which does more of its own work and tries again rather than
+    /// sleep behind a holder the OS may have taken off the CPU.
+    pub fn try_push(&self, b: Vec<T>) -> Result<(), Vec<T>> {
+        if b.is_empty() {
+            return Ok(());
+        }
+        let Ok(mut g) = self.state.try_lock() else {
+            return Err(b);
+        };
+        g.bufs.push(b);
+        self.nbufs.fetch_add(1, Ordering::Relaxed);
+        if g.idle > 0 {
+            self.work_cv.notify_one();
+        }
+        Ok(())
+    }
+
+    /// An outside helper (a mark assist) took buffers and processed them: if the run is
+    /// quiet now and the collector waits for that, tell it. A helper is a mutator in a
+    /// pause, so it never sleeps on the lock here:
+    /// - the flag is set under the lock before the collector's check, and the helper's
+    ///   steal took the same lock, so either the check saw the steal or this load sees
+    ///   the flag;
+    /// - when the lock is held, its holder took it after the helper's steal and sees its
+    ///   effect: the collector (checking quiet itself), a worker (which notifies when it
+    ///   finds the run quiet as it goes idle, takes a buffer, so that the run is not quiet,
+    ///   or pushes one, likewise), or another helper (which comes here after).
     pub fn helper_done(&self) {
-        let g = self.state.lock().unwrap();
+        if !self.quiet_waiting.load(Ordering::Relaxed) {
+            return;
+        }
+        let Ok(g) = self.state.try_lock() else {
+            return;
+        };
         if !g.auto_finish && g.idle == g.running && g.bufs.is_empty() {
             self.quiet_cv.notify_all();
         }
@@ -227,11 +263,18 @@ impl<T> WorkQueue<T> {
 
     /// Takes one buffer, for a helper outside the workers (a mutator's mark assist), which
     /// must keep the run from ending while it holds it (the barrier's gate does that).
-    pub fn steal(&self) -> Option<Vec<T>> {
+    /// Unless `wait`, never waits: when a worker holds the lock, the helper (a mutator in a
+    /// pause) goes without, rather than sleep behind a worker the OS may have taken off the
+    /// CPU.
+    pub fn steal(&self, wait: bool) -> Option<Vec<T>> {
         if self.nbufs.load(Ordering::Relaxed) == 0 {
             return None;
         }
-        let mut g = self.state.lock().unwrap();
+        let mut g = if wait {
+            self.state.lock().unwrap()
+        } else {
+            self.state.try_lock().ok()?
+        };
         let b = g.bufs.pop()?;
         self.nbufs.fetch_sub(1, Ordering::Relaxed);
         Some(b)
@@ -248,9 +291,11 @@ impl<T> WorkQueue<T> {
     /// Sleeps until the queue is quiet (module essay: a hint while producers run).
     pub fn wait_quiet(&self) {
         let mut g = self.state.lock().unwrap();
+        self.quiet_waiting.store(true, Ordering::Relaxed);
         while !(g.idle == g.running && g.bufs.is_empty()) {
             g = self.quiet_cv.wait(g).unwrap();
         }
+        self.quiet_waiting.store(false, Ordering::Relaxed);
     }
 
     /// Ends the run: workers return once idle. Buffers left (none, after a quiet check
