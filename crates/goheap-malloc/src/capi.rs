@@ -65,7 +65,10 @@ const fn parse_u32(s: &str) -> u32 {
 const MAJOR: u32 = parse_u32(env!("CARGO_PKG_VERSION_MAJOR"));
 const MINOR: u32 = parse_u32(env!("CARGO_PKG_VERSION_MINOR"));
 const PATCH: u32 = parse_u32(env!("CARGO_PKG_VERSION_PATCH"));
-const _: () = assert!(MINOR < 1000 && PATCH < 1000, "GOHEAP_VERSION_NUMBER's encoding");
+const _: () = assert!(
+    MINOR < 1000 && PATCH < 1000,
+    "GOHEAP_VERSION_NUMBER's encoding"
+);
 
 /// The version as a C string; Cargo's version string is "MAJOR.MINOR.PATCH" (pre-release
 /// tags would show too).
@@ -120,11 +123,7 @@ pub unsafe extern "C" fn goheap_stats(out: *mut Stats) -> c_int {
     // of at least `filled` bytes, so the two do not overlap. Then the size field, which
     // `filled` covers.
     unsafe {
-        ptr::copy_nonoverlapping(
-            ptr::addr_of!(full).cast::<u8>(),
-            out.cast::<u8>(),
-            filled,
-        );
+        ptr::copy_nonoverlapping(ptr::addr_of!(full).cast::<u8>(), out.cast::<u8>(), filled);
         ptr::addr_of_mut!((*out).size).write(filled);
     }
     0

@@ -86,11 +86,17 @@ fn install_lays_out_a_c_library() {
     let link = |name: &str| -> PathBuf {
         std::fs::read_link(lib.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
     };
-    assert_eq!(link(SONAME), PathBuf::from(format!("libgoheap_malloc.so.{version}")));
+    assert_eq!(
+        link(SONAME),
+        PathBuf::from(format!("libgoheap_malloc.so.{version}"))
+    );
     assert_eq!(link("libgoheap_malloc.so"), PathBuf::from(SONAME));
     assert!(prefix.join("include/goheap.h").is_file());
     let pc = std::fs::read_to_string(lib.join("pkgconfig/goheap.pc")).unwrap();
-    assert!(pc.contains(&format!("prefix={}\n", prefix.display())), "{pc}");
+    assert!(
+        pc.contains(&format!("prefix={}\n", prefix.display())),
+        "{pc}"
+    );
     assert!(pc.contains(&format!("Version: {version}\n")), "{pc}");
     assert!(!pc.contains('@'), "unfilled template field:\n{pc}");
     let flags = pkg_config_flags(&prefix);
