@@ -76,6 +76,8 @@ pub fn run(n: u32, threads: usize, quiet: bool) {
 
     let depths: Vec<u32> = (min_depth..=max_depth).step_by(2).collect();
     let iterations = |d: u32| 1u32 << (max_depth - d + min_depth);
+    // More threads than depths would have nothing to do.
+    let threads = threads.min(depths.len());
     let results: Vec<u32> = if threads <= 1 {
         depths
             .iter()
@@ -129,7 +131,7 @@ pub fn run(n: u32, threads: usize, quiet: bool) {
         ru.ru_maxrss / 1024
     );
     eprintln!(
-        "  {} GCs, pause total {:.2} ms, max {:.3} ms, GC CPU {:.1}%; {} objects allocated ({} MiB), heap in use {} MiB, goal {} MiB",
+        "  {} GCs, pause total {:.2} ms, max {:.3} ms, GC CPU {:.1}%; {} objects allocated ({} MiB), heap in use {} MiB, goal {}",
         s.num_gc,
         s.pause_total_ns as f64 / 1e6,
         s.max_pause_ns as f64 / 1e6,
@@ -137,7 +139,7 @@ pub fn run(n: u32, threads: usize, quiet: bool) {
         s.mallocs,
         s.total_alloc >> 20,
         s.heap_inuse >> 20,
-        s.next_gc >> 20,
+        goal_text(s.next_gc),
     );
     let p = &s.pauses;
     let kinds = [
@@ -177,5 +179,15 @@ pub fn run(n: u32, threads: usize, quiet: bool) {
             "lock-acquisitions: {} (page heap {}, gc span structs {}, central {}, contended {})",
             l.acquired, l.page_heap, l.gc_span_structs, l.central, l.contended
         );
+    }
+}
+
+/// The heap goal as the summary prints it: MiB, or "off" when there is none (the pacer's
+/// goal is `usize::MAX` with `GOHEAP_GOGC=off` and no memory limit).
+fn goal_text(next_gc: usize) -> String {
+    if next_gc == usize::MAX {
+        "off".to_string()
+    } else {
+        format!("{} MiB", next_gc >> 20)
     }
 }

@@ -1,9 +1,9 @@
 //! The `goheap` tool: `goheap binary-trees 10` prints exactly the Benchmarks Game's expected
 //! output (`binarytrees-output.txt`), with one thread and with `--threads 2`, and with
 //! `GOHEAP_DEBUG=gctrace=1` every collection prints one line on stderr in Go's
-//! `GODEBUG=gctrace=1` format.
+//! `GODEBUG=gctrace=1` format. Misuse of the command line is tested in `misuse.rs`.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 const EXPECTED_10: &str = "stretch tree of depth 11\t check: 4095
 1024\t trees of depth 4\t check: 31744
@@ -40,26 +40,6 @@ fn binary_trees_10_prints_the_expected_output() {
     // The statistics go to stderr, never to stdout (even without --quiet).
     let loud = goheap(&["binary-trees", "10"], &[]);
     assert_eq!(stdout(&loud), EXPECTED_10);
-}
-
-#[test]
-fn binary_trees_rejects_bad_arguments() {
-    for args in [
-        &["binary-trees", "ten"][..],
-        &["binary-trees", "10", "--threads", "0"],
-        &["binary-trees", "10", "--threads"],
-        &["binary-trees", "10", "11"],
-        &["no-such-command"],
-        &[],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_goheap"))
-            .args(args)
-            .output()
-            .unwrap();
-        assert_eq!(out.status.code(), Some(2), "goheap {args:?}");
-        assert!(out.stdout.is_empty(), "goheap {args:?}");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("usage:"));
-    }
 }
 
 #[path = "../../goheap/tests/common/gctrace.rs"]

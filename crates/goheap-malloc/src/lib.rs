@@ -48,6 +48,15 @@
 //! takes). A thread's cache goes back to the heap when the thread exits (goheap's
 //! pthread key destructor).
 //!
+//! # The C API, the SONAME and installing
+//!
+//! Beside the malloc family the library exports goheap's own C API, declared in
+//! `include/goheap.h` (`capi.rs`): `goheap_version`, `goheap_version_string`,
+//! `goheap_stats` (the main `MemStats` figures in a struct that can grow) and
+//! `goheap_release_memory`. Its SONAME is `libgoheap_malloc.so.0` (`build.rs`), and
+//! `install.sh` installs the library, the header and a pkg-config file (`goheap.pc.in`), so
+//! that C programs can link it (`pkg-config --libs goheap`) as well as preload it.
+//!
 //! # Bad pointers
 //!
 //! `free` of a pointer goheap never handed out (or not the start of an object) aborts with
@@ -59,6 +68,7 @@
 //! A freed large object is unmapped from the span map, so its second free is an invalid
 //! pointer. A request no address space can hold returns null with errno `ENOMEM`.
 
+mod capi;
 mod init;
 
 use core::ffi::c_void;

@@ -21,6 +21,17 @@
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
 
+// The platforms goheap is built for: it calls Linux's mmap, madvise and futex directly and
+// assumes 64-bit addresses (README, "Platforms").
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+compile_error!(
+    "goheap supports Linux on x86_64 (tested) and aarch64 (compiles, untested) only; \
+     this target is neither"
+);
+
 // Lets `#[derive(Trace)]`'s `::goheap::...` paths resolve inside this crate too.
 extern crate self as goheap;
 

@@ -83,7 +83,7 @@ impl Config {
             }
         }
         if let Ok(v) = std::env::var("GOHEAP_DEBUG") {
-            c.debug = pacer::parse_debug(&v);
+            c.debug = pacer::parse_debug_reporting(&v, |m| eprintln!("goheap: GOHEAP_DEBUG: {m}"));
         }
         if let Ok(v) = std::env::var("GOHEAP_PROCS") {
             match v.trim().parse::<usize>() {

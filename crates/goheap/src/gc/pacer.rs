@@ -537,17 +537,37 @@ impl Default for DebugFlags {
 
 /// Parses `name=value,name=value`; unknown names are ignored, as Go does.
 pub fn parse_debug(s: &str) -> DebugFlags {
+    parse_debug_reporting(s, |_| {})
+}
+
+/// [`parse_debug`], telling `mistake` about each item it ignores: an unknown name (Go
+/// ignores those silently; goheap warns, as it does for its other knobs) or a value that is
+/// not a number.
+pub fn parse_debug_reporting(s: &str, mut mistake: impl FnMut(String)) -> DebugFlags {
     let mut d = DebugFlags::default();
     for kv in s.split(',') {
+        if kv.trim().is_empty() {
+            continue;
+        }
         let mut it = kv.splitn(2, '=');
         let k = it.next().unwrap_or("").trim();
         let v = it.next().unwrap_or("").trim();
-        let on = v.parse::<i64>().map(|n| n > 0).unwrap_or(false);
-        match k {
-            "gctrace" => d.gctrace = on,
-            "gccheckmark" => d.gccheckmark = on,
-            "sessionwait" => d.sessionwait = on,
-            _ => {}
+        let flag = match k {
+            "gctrace" => &mut d.gctrace,
+            "gccheckmark" => &mut d.gccheckmark,
+            "sessionwait" => &mut d.sessionwait,
+            _ => {
+                mistake(format!(
+                    "unknown key {k:?} ignored (known: gctrace, gccheckmark, sessionwait)"
+                ));
+                continue;
+            }
+        };
+        match v.parse::<i64>() {
+            Ok(n) => *flag = n > 0,
+            Err(_) => mistake(format!(
+                "{k}={v:?} ignored: expected a number (0 off, 1 on)"
+            )),
         }
     }
     d
@@ -819,5 +839,19 @@ mod tests {
         assert_eq!(parse_debug("gctrace=0"), DebugFlags::default());
         assert!(DebugFlags::default().sessionwait);
         assert!(!parse_debug("sessionwait=0").sessionwait);
+    }
+
+    #[test]
+    fn debug_mistakes_are_reported() {
+        let mut said = Vec::new();
+        let d = parse_debug_reporting("junk,gctrace=1,,sessionwait=no,foo=2", |m| said.push(m));
+        assert!(d.gctrace && d.sessionwait, "{d:?}");
+        assert_eq!(said.len(), 3, "{said:?}");
+        assert!(said[0].contains("unknown key \"junk\""), "{said:?}");
+        assert!(said[1].contains("sessionwait=\"no\""), "{said:?}");
+        assert!(said[2].contains("unknown key \"foo\""), "{said:?}");
+        parse_debug_reporting("gctrace=1,gccheckmark=0,sessionwait=0", |m| {
+            panic!("no mistake: {m}")
+        });
     }
 }
