@@ -51,9 +51,12 @@
 //!   does not compile. Over-approximating is always sound (the object is merely scanned). A
 //!   recursive `'static` type that holds no `Gc` gets `false` with `#[trace(static)]`.
 //!
-//! * `impl MustNotImplDrop for Ty<..> {}` (`::goheap::gc::__private`). goheap implements that
-//!   trait for every `T: Drop`, so a user `impl Drop for Ty` is a coherence error
-//!   ("conflicting implementations of trait `MustNotImplDrop`").
+//! * `impl DropOnDerivedTraceType_UseTraceStaticOrSessionAddCleanup for Ty<..> {}`
+//!   (`::goheap::gc::__private`). goheap implements that trait for every `T: Drop`, so a
+//!   user `impl Drop for Ty` is a coherence error, E0119, whose text names the trait and so
+//!   says what to do: "conflicting implementations of trait
+//!   `DropOnDerivedTraceType_UseTraceStaticOrSessionAddCleanup`" (stable Rust cannot
+//!   customise E0119's message).
 //!
 //!   **Why:** the collector frees a whole unreachable cycle at once, in no particular order.
 //!   A destructor of one object of the cycle could follow a traced `Gc` field to another one
@@ -94,7 +97,8 @@
 //!
 //! * `#[trace(static)]` on the type: the type is `'static`, holds no `Gc`, and may implement
 //!   `Drop`. Generated: `Trace` with `NEEDS_TRACE = false` and an empty `trace`, and
-//!   `Rebrand` with `type Branded = Self`, both `where Self: 'static`; no `MustNotImplDrop`.
+//!   `Rebrand` with `type Branded = Self`, both `where Self: 'static`; no
+//!   `DropOnDerivedTraceType_UseTraceStaticOrSessionAddCleanup`.
 //!   Fields are not looked at, so any field type is allowed (a union too).
 //!   **Why:** `'static` is what proves that no `Gc` is inside (a `Gc` carries its session's
 //!   non-`'static` brand), and with no `Gc` inside there is nothing to trace and nothing a
@@ -118,7 +122,56 @@ use syn::{
     WherePredicate,
 };
 
-/// `#[derive(Trace)]`: see the crate documentation for what it generates and why.
+/// `#[derive(Trace)]`: implements `goheap::gc::Trace` (and `Rebrand`) for a struct or enum
+/// by tracing every field. See the crate documentation for what it generates and why.
+///
+/// ```
+/// use goheap::gc::{Gc, GcRefCell, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// enum Expr<'gc> {
+///     Num(i64),
+///     Add(Gc<'gc, Expr<'gc>>, Gc<'gc, Expr<'gc>>),
+///     // Not traced: must be `'static` (it holds no `Gc`).
+///     Note(#[trace(skip)] String),
+/// }
+///
+/// // `'static` data, so it may implement `Drop`.
+/// #[derive(Trace)]
+/// #[trace(static)]
+/// struct Log(Vec<String>);
+/// impl Drop for Log {
+///     fn drop(&mut self) {}
+/// }
+///
+/// #[derive(Trace)]
+/// struct Env<'gc> {
+///     last: GcRefCell<Option<Gc<'gc, Expr<'gc>>>>,
+///     log: Log,
+/// }
+///
+/// fn eval(e: &Expr<'_>) -> i64 {
+///     match e {
+///         Expr::Num(n) => *n,
+///         Expr::Add(a, b) => eval(a) + eval(b),
+///         Expr::Note(_) => 0,
+///     }
+/// }
+///
+/// let heap = Heap::new();
+/// let env = heap.mutator().enter(|cx| {
+///     let two = cx.alloc(Expr::Num(2));
+///     let sum = cx.alloc(Expr::Add(two, two));
+///     let env = cx.alloc(Env { last: GcRefCell::new(Some(sum)), log: Log(Vec::new()) });
+///     cx.root(env)
+/// });
+/// heap.collect();
+/// let v = heap.mutator().enter(|cx| {
+///     let last = *cx.get(&env).last.borrow();
+///     eval(&last.unwrap())
+/// });
+/// assert_eq!(v, 4);
+/// ```
 #[proc_macro_derive(Trace, attributes(trace))]
 pub fn derive_trace(input: proc_macro::TokenStream) -> proc_macro::TokenStream {
     let input = parse_macro_input!(input as DeriveInput);
@@ -374,9 +427,10 @@ fn expand(input: &DeriveInput) -> Result<TokenStream> {
         }
 
         // A user `impl Drop` for this type conflicts with goheap's
-        // `impl<T: Drop> MustNotImplDrop for T`: a destructor could see a freed object.
+        // `impl<T: Drop> DropOnDerivedTraceType_UseTraceStaticOrSessionAddCleanup for T`: a
+        // destructor could see a freed object.
         #[automatically_derived]
-        impl #impl_generics ::goheap::gc::__private::MustNotImplDrop
+        impl #impl_generics ::goheap::gc::__private::DropOnDerivedTraceType_UseTraceStaticOrSessionAddCleanup
             for #name #ty_generics #where_clause {}
 
         #rebrand

@@ -26,7 +26,7 @@
 //! # fork
 //!
 //! `fork()` in a multi-threaded program copies the heap as it is at that instant, with only
-//! the forking thread alive. goheap's [`goheap::fork`] handlers take every allocator lock
+//! the forking thread alive. goheap's `goheap::raw::fork` handlers take every allocator lock
 //! before the fork (so no other thread is half-way through the heap), release them in the
 //! parent and reset them in the child. glibc runs `prepare` handlers in reverse order of
 //! registration and the others in order; ours is registered first, by the constructor, so
@@ -53,7 +53,7 @@ pub fn ensure() {
 #[cold]
 #[inline(never)]
 fn first_use() {
-    goheap::scavenger::set_background(false);
+    goheap::raw::scavenger::set_background(false);
     READY.store(true, Ordering::Release);
 }
 
@@ -86,15 +86,15 @@ extern "C" fn constructor() {
 }
 
 unsafe extern "C" fn before_fork() {
-    goheap::fork::before_fork();
+    goheap::raw::fork::before_fork();
 }
 
 unsafe extern "C" fn after_fork_in_parent() {
     // SAFETY: glibc calls this once after `before_fork`, in the thread that forked.
-    unsafe { goheap::fork::after_fork_in_parent() };
+    unsafe { goheap::raw::fork::after_fork_in_parent() };
 }
 
 unsafe extern "C" fn after_fork_in_child() {
     // SAFETY: glibc calls this once in the new child, after `before_fork` ran in the parent.
-    unsafe { goheap::fork::after_fork_in_child() };
+    unsafe { goheap::raw::fork::after_fork_in_child() };
 }

@@ -33,14 +33,14 @@
 //! `format!` or `Box` on the malloc path would recurse into itself. goheap's core takes its
 //! metadata from `mmap` and reports errors from stack buffers; this crate keeps that rule:
 //! errno is set through `__errno_location`, the environment is read with `getenv`, and the
-//! statistics are formatted into a stack buffer (`goheap::report::Stderr`).
+//! statistics are formatted into a stack buffer (`goheap::raw::report::Stderr`).
 //!
 //! # Start-up, threads and fork
 //!
 //! `init.rs` holds the constructor (`.init_array`): it switches goheap to synchronous
 //! scavenging (a C program must not find a thread it did not start), registers goheap's
 //! `pthread_atfork` handlers; goheap's own constructor registers, with `GOHEAP_STATS=1`,
-//! the statistics report at exit (`goheap::stats::print_at_exit`), and with
+//! the statistics report at exit (`goheap::raw::stats::print_at_exit`), and with
 //! `GOHEAP_PROFILE=<file>` the heap profile. The dynamic
 //! linker and the constructors of other libraries may call `malloc` before this constructor
 //! runs, so every allocating entry point first makes sure the scavenger mode is set (one
@@ -74,8 +74,8 @@ mod init;
 use core::ffi::c_void;
 use core::ptr;
 
-use goheap::global;
-use goheap::sizeclass::MAX_SMALL_SIZE;
+use goheap::raw::global;
+use goheap::raw::sizeclass::MAX_SMALL_SIZE;
 use libc::{c_int, size_t};
 
 /// Alignment goheap's fast path gives every class (all class sizes are multiples of 8).
@@ -83,7 +83,7 @@ const CLASS_ALIGN: usize = 8;
 /// glibc's `MALLOC_ALIGNMENT` on 64-bit targets: `2 * sizeof(size_t)`.
 const MALLOC_ALIGNMENT: usize = 16;
 /// The page size `valloc` and `pvalloc` align to.
-const PAGE: usize = goheap::os::OS_PAGE_SIZE;
+const PAGE: usize = goheap::raw::os::OS_PAGE_SIZE;
 
 /// The size to ask goheap for a C request of `size` bytes: 17..=24 become 32, so that every
 /// request above 8 bytes is 16-aligned (see the module essay). One compare and a
@@ -100,7 +100,7 @@ const fn c_size(size: usize) -> usize {
 // The class table must keep that promise: every class above 16 bytes is a multiple of 16,
 // except the 24-byte class that `c_size` skips.
 const _: () = {
-    let classes = &goheap::sizeclass::CLASSES;
+    let classes = &goheap::raw::sizeclass::CLASSES;
     let mut i = 0;
     while i < classes.len() {
         let size = classes[i].size;
@@ -115,7 +115,7 @@ const _: () = {
 static C_CLASS: [u8; MAX_SMALL_SIZE / 8 + 1] = c_class_table();
 
 const fn c_class_table() -> [u8; MAX_SMALL_SIZE / 8 + 1] {
-    let classes = &goheap::sizeclass::CLASSES;
+    let classes = &goheap::raw::sizeclass::CLASSES;
     let mut table = [0u8; MAX_SMALL_SIZE / 8 + 1];
     let mut class = 1;
     let mut i = 0;
@@ -180,12 +180,12 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     // heap growth. (A thread that gets its cache by freeing first frees a pointer some
     // earlier allocation made.)
     if size <= MAX_SMALL_SIZE {
-        let c = goheap::cache::raw();
+        let c = goheap::raw::cache::raw();
         // SAFETY: `size <= MAX_SMALL_SIZE` keeps the index in the table, which holds classes
         // of the size-class table; `c` is this thread's slot value.
         unsafe {
             let class = *C_CLASS.get_unchecked((size + 7) >> 3) as usize;
-            let p = goheap::cache::alloc_from_slot(c, class);
+            let p = goheap::raw::cache::alloc_from_slot(c, class);
             if !p.is_null() {
                 return p.cast();
             }
@@ -203,11 +203,11 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
 #[cold]
 #[inline(never)]
 unsafe extern "C" fn malloc_refill(
-    c: *mut goheap::cache::Cache,
+    c: *mut goheap::raw::cache::Cache,
     class: usize,
     size: size_t,
 ) -> *mut c_void {
-    if goheap::cache::is_state(c) {
+    if goheap::raw::cache::is_state(c) {
         return malloc_slow(size);
     }
     // SAFETY: caller's contract; `c` is a live cache whose window of `class` is empty.

@@ -96,6 +96,7 @@ pub struct Cache {
     empty_pages: Cell<usize>,
     page_cache: UnsafeCell<PageCache>,
     stash: UnsafeCell<SpanStash>,
+    /// This thread's allocation and free counts per class (read by `stats::read`).
     pub counters: ClassCounters,
     /// Next cache in the registry of all caches ever made (immutable once linked).
     all_next: AtomicPtr<Cache>,
@@ -309,7 +310,7 @@ impl Cache {
     /// frees into it, or make another span current.
     #[inline(never)]
     unsafe extern "C" fn refill_span(&self, class: usize, cur: *mut Span) -> *mut u8 {
-        // SAFETY (whole body): the cache owns `cur` and the spans on its lists; spans taken
+        // SAFETY: (whole body) the cache owns `cur` and the spans on its lists; spans taken
         // from central or the heap become ours before we touch their owner fields.
         unsafe {
             if cur != sentinel() {
@@ -538,7 +539,7 @@ impl Cache {
     unsafe fn park_full(&self, class: usize) -> bool {
         let mut found = false;
         loop {
-            // SAFETY (loop body): the cache owns its lists' spans; `self.reclaim` outlives every
+            // SAFETY: (loop body) the cache owns its lists' spans; `self.reclaim` outlives every
             // span parked on it (`retire` waits for in-flight pushes).
             unsafe {
                 let s = self.full[class].pop();
@@ -674,7 +675,7 @@ impl Cache {
     /// # Safety
     /// The caller owns the cache and will not use it again.
     unsafe fn retire(&self) {
-        // SAFETY (whole body): the cache owns every span on its lists and its current spans.
+        // SAFETY: (whole body) the cache owns every span on its lists and its current spans.
         unsafe {
             let mut pending = 0usize;
             for class in 1..NUM_CLASSES {
@@ -833,7 +834,7 @@ pub fn is_fresh() -> bool {
 
 /// The allocation fast path straight from a slot value: an object from the current window
 /// of `class` in the cache `c`, or null when that window is empty or `c` is a state (whose
-/// windows are all the sentinel's). Then [`alloc_refill`] takes over.
+/// windows are all the sentinel's). Then `alloc_refill` takes over.
 ///
 /// # Safety
 /// `c` is the calling thread's slot value ([`raw`]) and `class < NUM_CLASSES`.
@@ -937,6 +938,7 @@ pub fn init_thread() -> *mut Cache {
 
 /// The shared cache of threads that have none, and its lock.
 pub(crate) static FALLBACK: Mutex<FallbackCache> = Mutex::new(FallbackCache(ptr::null_mut()));
+/// The fallback cache (null until first used), under `FALLBACK`'s lock.
 pub struct FallbackCache(*mut Cache);
 // SAFETY: the fallback cache is used only under its mutex.
 unsafe impl Send for FallbackCache {}

@@ -133,9 +133,4 @@ impl Central {
         }
         freed
     }
-
-    /// Spans on the partial list (tests and statistics).
-    pub fn partial_len(&self) -> usize {
-        self.lock().0.len()
-    }
 }

@@ -458,8 +458,7 @@ pub fn new_small_span(
     unsafe { (*s).init_small(base, class, zeroed, owner) };
     let in_use = add_inuse(npages * PAGE_SIZE);
     map_span(base, npages, s, false);
-    // GC heaps count this memory toward their goals (gc/pacer.rs): one load and compare.
-    crate::gc::pacer::note_growth(in_use);
+    note_growth(in_use);
     s
 }
 
@@ -599,10 +598,18 @@ pub fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
     base as *mut u8
 }
 
+/// GC heaps count the process's memory in use toward their goals (gc/pacer.rs): one load
+/// and compare. Nothing to do without the collector (feature `gc`).
+#[inline(always)]
+#[cfg_attr(not(feature = "gc"), allow(unused_variables))]
+fn note_growth(in_use: usize) {
+    #[cfg(feature = "gc")]
+    crate::gc::pacer::note_growth(in_use);
+}
+
 fn note_large_alloc(bytes: usize) {
     let in_use = add_inuse(bytes);
-    // GC heaps count this memory toward their goals (gc/pacer.rs): one load and compare.
-    crate::gc::pacer::note_growth(in_use);
+    note_growth(in_use);
     COUNTERS.large_bytes.fetch_add(bytes, Ordering::Relaxed);
     COUNTERS
         .large_total_bytes

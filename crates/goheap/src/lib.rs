@@ -1,12 +1,35 @@
-//! goheap: Go's memory allocator (and, in time, its garbage collector) rebuilt in Rust.
+//! goheap: Go's memory allocator and garbage collector, rebuilt in Rust.
+//!
+//! Three faces over one page heap:
+//!
+//! - [`gc`]: garbage-collected heaps with a safe API ([`gc::Heap`], [`gc::Gc`],
+//!   `#[derive(Trace)]`), paced like Go's collector (GOGC, memory limit). Feature `gc`, on
+//!   by default.
+//! - [`GoAlloc`]: a `#[global_allocator]` with Go's size classes, thread caches and
+//!   scavenger; [`stats`], [`metrics`], [`release_memory`] and [`profile`] observe and
+//!   steer it.
+//! - the `goheap-malloc` crate: the same allocator as an `LD_PRELOAD` malloc.
+//!
+//! Only Linux is supported.
+//!
+//! ```
+//! #[global_allocator]
+//! static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
+//!
+//! fn main() {
+//!     let v: Vec<u64> = (0..1000).collect();
+//!     assert_eq!(v.iter().sum::<u64>(), 499_500);
+//!     assert!(goheap::stats().heap_alloc > 0);
+//! }
+//! ```
 //!
 //! # Glossary
 //!
-//! - **page**: 8 KiB, the unit of the page heap ([`sizeclass::PAGE_SIZE`]).
+//! - **page**: 8 KiB, the unit of the page heap.
 //! - **arena**: 64 MiB of address space reserved from the OS at once; the page heap is made
 //!   of arenas.
 //! - **span**: a run of pages holding objects of one size class, or one large object.
-//! - **size class**: one of Go's 67 object sizes from 8 B to 32 KiB ([`sizeclass`]).
+//! - **size class**: one of Go's 67 object sizes from 8 B to 32 KiB.
 //! - **window** (alloc cache): 64 bits of a span's free bitmap that the owner allocates from
 //!   with count-trailing-zeros.
 //! - **cache** (Go's mcache): a thread's current span per class plus the spans it owns.
@@ -15,11 +38,17 @@
 //! - **parked span**: a full span; the first remote free pushes it back to its owner.
 //! - **scavenge**: return free pages' physical memory to the OS.
 //!
-//! The layers, from the top: [`global`] (entry points, [`GoAlloc`]) → [`cache`] →
-//! [`central`] → [`heap`] (arenas, span map, large objects) → [`pagealloc`] → [`os`].
-//! `docs/design.md` maps them, with the invariants and the lock order.
+//! The layers, from the top: `global` (entry points, [`GoAlloc`]) → `cache` → `central` →
+//! `heap` (arenas, span map, large objects) → `pagealloc` → `os`. They are private;
+//! `docs/design.md` maps them, with the invariants and the lock order, and says how the
+//! public surface is organised.
 
 #![cfg_attr(loom, allow(dead_code, unused_imports))]
+#![warn(
+    missing_docs,
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks
+)]
 
 // The platforms goheap is built for: it calls Linux's mmap, madvise and futex directly and
 // assumes 64-bit addresses (README, "Platforms").
@@ -35,50 +64,140 @@ compile_error!(
 // Lets `#[derive(Trace)]`'s `::goheap::...` paths resolve inside this crate too.
 extern crate self as goheap;
 
-pub mod asan;
-pub mod sizeclass;
-pub mod span;
-pub mod sync;
+// ---- The layers (private; `raw` re-exports what the workspace's other crates need).
+mod asan;
+mod sizeclass;
+mod span;
+mod sync;
 
 #[cfg(not(loom))]
-pub mod cache;
+mod cache;
 #[cfg(not(loom))]
-pub mod central;
+mod central;
 #[cfg(not(loom))]
-pub mod fork;
-pub mod gc;
+mod fork;
 #[cfg(not(loom))]
-pub mod global;
+mod global;
 #[cfg(not(loom))]
-pub mod heap;
+mod heap;
 #[cfg(not(loom))]
-pub mod lock;
+mod lock;
+mod os;
 #[cfg(not(loom))]
-pub mod metrics;
-pub mod os;
+mod pagealloc;
 #[cfg(not(loom))]
-pub mod pagealloc;
+mod report;
 #[cfg(not(loom))]
-pub mod profile;
-#[cfg(not(loom))]
-pub mod report;
-#[cfg(not(loom))]
-pub mod scavenger;
+mod scavenger;
 #[cfg(not(loom))]
 mod startup;
 #[cfg(not(loom))]
-pub mod stats;
+mod stats;
 #[cfg(not(loom))]
-pub mod tls;
+mod tls;
+
+// ---- The public surface: the collector's API, the global allocator, statistics, metrics
+// and heap profiles. Everything a user names is in this list or in `gc`'s.
+#[cfg(feature = "gc")]
+pub mod gc;
+#[cfg(not(loom))]
+pub mod metrics;
+#[cfg(not(loom))]
+pub mod profile;
 
 #[cfg(not(loom))]
 pub use global::GoAlloc;
 #[cfg(not(loom))]
-pub use stats::MemStats;
+pub use stats::{ClassStats, MemStats};
+
+/// Unstable plumbing for the workspace's own crates (goheap-malloc, goheap-bench,
+/// goheap-cli, the loom models and the integration tests): the allocator's internal layers,
+/// re-exported as they are. Not part of the public API; anything here may change or vanish
+/// in any release.
+#[doc(hidden)]
+pub mod raw {
+    /// The atomics and waiting primitives (loom's under `--cfg loom`).
+    pub mod sync {
+        pub use crate::sync::*;
+    }
+    /// Span structs and their lock-free stacks.
+    pub mod span {
+        pub use crate::span::*;
+    }
+    /// Go's size classes.
+    pub mod sizeclass {
+        pub use crate::sizeclass::*;
+    }
+    /// The OS layer (mmap, RSS).
+    pub mod os {
+        pub use crate::os::*;
+    }
+    /// Thread caches: the malloc face's inlined fast path.
+    #[cfg(not(loom))]
+    pub mod cache {
+        pub use crate::cache::*;
+    }
+    /// The allocator's entry points (malloc, free, usable_size).
+    #[cfg(not(loom))]
+    pub mod global {
+        pub use crate::global::*;
+    }
+    /// pthread_atfork handlers.
+    #[cfg(not(loom))]
+    pub mod fork {
+        pub use crate::fork::*;
+    }
+    /// The background scavenger's switch and its slack.
+    #[cfg(not(loom))]
+    pub mod scavenger {
+        pub use crate::scavenger::*;
+    }
+    /// Formatting without allocating (stderr reports).
+    #[cfg(not(loom))]
+    pub mod report {
+        pub use crate::report::*;
+    }
+    /// The malloc face's counters and its exit report.
+    #[cfg(not(loom))]
+    pub mod stats {
+        pub use crate::stats::*;
+    }
+    /// The collector's session handshakes (loom models).
+    #[cfg(feature = "gc")]
+    pub mod world {
+        pub use crate::gc::world::*;
+    }
+    /// The collector's store barrier (loom models).
+    #[cfg(feature = "gc")]
+    pub mod barrier {
+        pub use crate::gc::barrier::*;
+    }
+    /// `GcRefCell`'s borrow flag (loom models).
+    #[cfg(feature = "gc")]
+    pub mod borrow {
+        pub use crate::gc::borrow::*;
+    }
+    /// The parallel markers' work queue (loom models).
+    #[cfg(feature = "gc")]
+    pub mod workqueue {
+        pub use crate::gc::workqueue::*;
+    }
+    /// The sweep-token count (loom models).
+    #[cfg(feature = "gc")]
+    pub mod sweep_tokens {
+        pub use crate::gc::sweep_tokens::*;
+    }
+    /// The pacer's arithmetic (pacing tests).
+    #[cfg(all(feature = "gc", not(loom)))]
+    pub mod pacer {
+        pub use crate::gc::pacer::*;
+    }
+}
 
 /// What [`release_memory`] did.
 #[cfg(not(loom))]
 #[derive(Debug, Default)]
+#[non_exhaustive]
 pub struct ReleaseReport {
     /// Bytes returned to the OS.
     pub bytes: usize,
@@ -111,9 +230,25 @@ impl core::fmt::Display for ReleaseReport {
 /// in the report. Then the calling thread's kept empty spans and the central lists' empty
 /// spans go back to the page heap, and every free page is released with
 /// `madvise(MADV_DONTNEED)`. Never waits for a session more than about a second.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
+///
+/// fn main() {
+///     let big: Vec<Vec<u8>> = (0..64).map(|_| vec![1u8; 1 << 20]).collect();
+///     drop(big);
+///     let report = goheap::release_memory();
+///     println!("{report}");
+///     assert!(goheap::stats().heap_released > 0);
+/// }
+/// ```
 #[cfg(not(loom))]
 pub fn release_memory() -> ReleaseReport {
+    #[cfg(feature = "gc")]
     let (heaps_collected, heaps_skipped) = gc::heap::collect_for_release();
+    #[cfg(not(feature = "gc"))]
+    let (heaps_collected, heaps_skipped) = (0, Vec::new());
     let c = cache::current();
     if !c.is_null() {
         // SAFETY: `c` is the calling thread's live cache.
@@ -129,7 +264,23 @@ pub fn release_memory() -> ReleaseReport {
     }
 }
 
-/// A snapshot of the heap's statistics (Go's `runtime.ReadMemStats`).
+/// A snapshot of the heap's statistics (Go's `runtime.ReadMemStats`): the memory
+/// [`GoAlloc`] and the `LD_PRELOAD` library serve, and the page heap they share with GC
+/// heaps ([`gc::Heap::stats`] reads one GC heap's).
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
+///
+/// fn main() {
+///     let before = goheap::stats();
+///     let v: Vec<Box<u64>> = (0..1000).map(Box::new).collect();
+///     let after = goheap::stats();
+///     assert!(after.mallocs >= before.mallocs + 1000);
+///     assert!(after.heap_alloc >= before.heap_alloc + 1000 * 8);
+///     drop(v);
+/// }
+/// ```
 #[cfg(not(loom))]
 pub fn stats() -> MemStats {
     stats::read()
@@ -152,6 +303,7 @@ pub fn lock_counts() -> LockCounts {
 /// What [`lock_counts`] returns.
 #[cfg(all(feature = "lock-count", not(loom)))]
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct LockCounts {
     /// Every acquisition of an allocator mutex (page heap, central lists, GC pools, ...).
     pub acquired: u64,

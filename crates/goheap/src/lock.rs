@@ -127,12 +127,20 @@ pub(crate) mod count {
     /// Acquisitions that found the lock held.
     pub static CONTENDED: AtomicU64 = AtomicU64::new(0);
 
+    /// The GC's span-struct pool lock's address (0 without the collector).
+    fn gc_span_pool_lock() -> usize {
+        #[cfg(feature = "gc")]
+        return crate::gc::span::span_pool_lock();
+        #[cfg(not(feature = "gc"))]
+        0
+    }
+
     pub fn acquired(lock: usize) {
         ACQUIRED.fetch_add(1, Ordering::Relaxed);
         let central = crate::central::CENTRAL.as_ptr_range();
         if lock == core::ptr::addr_of!(crate::heap::HEAP) as usize {
             PAGE_HEAP.fetch_add(1, Ordering::Relaxed);
-        } else if lock == crate::gc::span::span_pool_lock() {
+        } else if cfg!(feature = "gc") && lock == gc_span_pool_lock() {
             GC_SPAN_STRUCTS.fetch_add(1, Ordering::Relaxed);
         } else if (central.start as usize..central.end as usize).contains(&lock) {
             CENTRAL.fetch_add(1, Ordering::Relaxed);

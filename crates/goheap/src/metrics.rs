@@ -23,39 +23,55 @@
 //! allocates (the samples' histograms): it is meant for programs, not for the allocator's
 //! own paths.
 
+#[cfg(feature = "gc")]
 use crate::gc::Heap;
 use crate::sizeclass::CLASSES;
 
 /// What a metric's value is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// A count or a size: [`Value::Uint64`].
     Uint64,
+    /// A ratio or a time: [`Value::Float64`].
     Float64,
+    /// A distribution: [`Value::Histogram`].
     Histogram,
 }
 
 /// A metric: its name (`/path:unit`), what it means, its kind, and whether it only grows.
 #[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
 pub struct Description {
+    /// `/path:unit`, as Go names its metrics.
     pub name: &'static str,
+    /// What the value means, in a sentence.
     pub description: &'static str,
+    /// The variant of [`Value`] it reads as.
     pub kind: Kind,
+    /// Whether it only grows over the process's (or the heap's) life.
     pub cumulative: bool,
 }
 
 /// A distribution, as Go's `Float64Histogram`: `counts[i]` values fell in
 /// `[buckets[i], buckets[i + 1])`.
 #[derive(Clone, Debug, Default, PartialEq)]
+#[non_exhaustive]
 pub struct Histogram {
+    /// Values per bucket: one fewer than `buckets`.
     pub counts: Vec<u64>,
+    /// Bucket bounds, ascending.
     pub buckets: Vec<f64>,
 }
 
 /// A metric's value.
 #[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
 pub enum Value {
+    /// A count or a size.
     Uint64(u64),
+    /// A ratio or a time (seconds).
     Float64(f64),
+    /// A distribution.
     Histogram(Histogram),
     /// The name is not a metric of this scope.
     Unsupported,
@@ -63,12 +79,24 @@ pub enum Value {
 
 /// A metric to read, and, after [`read`] or [`read_gc`], its value.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Sample {
+    /// The metric's name, `/path:unit` (see [`all`]).
     pub name: String,
+    /// Its value, after a read; [`Value::Unsupported`] before, or for an unknown name.
     pub value: Value,
 }
 
 impl Sample {
+    /// A sample of the metric `name`, not read yet.
+    ///
+    /// ```
+    /// use goheap::metrics::{read, Sample, Value};
+    /// let mut s = [Sample::new("/goheap/process/rss:bytes"), Sample::new("/no/such:metric")];
+    /// read(&mut s);
+    /// assert!(matches!(s[0].value, Value::Uint64(b) if b > 0));
+    /// assert_eq!(s[1].value, Value::Unsupported);
+    /// ```
     pub fn new(name: &str) -> Sample {
         Sample {
             name: name.to_string(),
@@ -91,6 +119,8 @@ const fn d(
     }
 }
 
+// `F` is for the GC heap's metrics only.
+#[cfg_attr(not(feature = "gc"), allow(unused_imports))]
 use Kind::{Float64 as F, Histogram as H, Uint64 as U};
 
 const HEAP: &[Description] = &[
@@ -171,6 +201,7 @@ const HEAP: &[Description] = &[
     ),
 ];
 
+#[cfg(feature = "gc")]
 const GC: &[Description] = &[
     d(
         "/gc/cycles/automatic:gc-cycles",
@@ -256,6 +287,7 @@ pub fn all() -> &'static [Description] {
 }
 
 /// Every metric [`read_gc`] knows.
+#[cfg(feature = "gc")]
 pub fn all_gc() -> &'static [Description] {
     GC
 }
@@ -308,6 +340,7 @@ pub fn read(samples: &mut [Sample]) {
 }
 
 /// Reads the metrics of the GC heap `heap` (see the module essay) into `samples`.
+#[cfg(feature = "gc")]
 pub fn read_gc(heap: &Heap, samples: &mut [Sample]) {
     let s = heap.stats();
     let inner = &heap.inner;

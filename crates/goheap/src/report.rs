@@ -94,6 +94,7 @@ impl Default for Stderr {
 }
 
 impl Stderr {
+    /// Writes the buffered bytes to stderr and empties the buffer.
     pub fn flush(&mut self) {
         let mut done = 0;
         while done < self.len {

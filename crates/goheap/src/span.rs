@@ -370,14 +370,17 @@ impl Span {
         self.flags.store(0, Ordering::Relaxed);
     }
 
+    /// Address of the span's first page.
     #[inline(always)]
     pub fn base(&self) -> usize {
         self.base.get()
     }
+    /// Pages in the span.
     #[inline(always)]
     pub fn npages(&self) -> usize {
         self.npages.get()
     }
+    /// Bytes of one object (the whole span for a large object).
     #[inline(always)]
     pub fn elemsize(&self) -> usize {
         match self.elemsize.get() {
@@ -385,10 +388,12 @@ impl Span {
             size => size as usize,
         }
     }
+    /// Objects the span holds.
     #[inline(always)]
     pub fn nelems(&self) -> usize {
         self.nelems.get() as usize
     }
+    /// The span's size class (0 for a large object).
     #[inline(always)]
     pub fn class(&self) -> usize {
         self.class.get() as usize
@@ -793,7 +798,8 @@ impl Span {
         self.flags.store(PARKED, Ordering::SeqCst);
         loom_seqcst_fence();
         if self.has_remote() {
-            return !self.unpark();
+            // SAFETY: the caller owns the span (this function's contract).
+            return !unsafe { self.unpark() };
         }
         true
     }
@@ -845,6 +851,7 @@ impl Default for SpanStack {
 }
 
 impl SpanStack {
+    /// An empty stack.
     #[cfg(not(loom))]
     pub const fn new() -> SpanStack {
         SpanStack {
@@ -852,6 +859,7 @@ impl SpanStack {
             waiter: Parker::new(),
         }
     }
+    /// An empty stack (loom's atomics are not `const`).
     #[cfg(loom)]
     pub fn new() -> SpanStack {
         SpanStack {
@@ -944,18 +952,22 @@ impl Default for SpanList {
 }
 
 impl SpanList {
+    /// An empty list.
     pub const fn new() -> SpanList {
         SpanList {
             head: Cell::new(ptr::null_mut()),
             len: Cell::new(0),
         }
     }
+    /// Whether the list holds no span.
     pub fn is_empty(&self) -> bool {
         self.head.get().is_null()
     }
+    /// Spans on the list.
     pub fn len(&self) -> usize {
         self.len.get()
     }
+    /// The first span, null if none.
     pub fn first(&self) -> *mut Span {
         self.head.get()
     }

@@ -88,6 +88,7 @@ extern "C" fn at_exit() {
     if env_flag(c"GOHEAP_LEAKS") {
         crate::profile::leaks::report();
     }
+    #[cfg(feature = "gc")]
     if env(c"GOHEAP_TRACE").is_some_and(|t| !t.is_empty()) {
         crate::gc::timeline::flush();
     }

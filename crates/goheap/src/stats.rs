@@ -52,6 +52,7 @@ pub(crate) fn count_freed(class: usize, n: u64) {
 
 /// Allocation counts of one size class.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ClassStats {
     /// Object size of the class in bytes (0 for the large-object row).
     pub size: usize,
@@ -61,8 +62,17 @@ pub struct ClassStats {
     pub frees: u64,
 }
 
-/// A snapshot of the heap. Field names follow Go's `runtime.MemStats`.
+/// A snapshot of the heap. Field names follow Go's `runtime.MemStats`. Read it with
+/// [`crate::stats()`].
+///
+/// ```
+/// let s: goheap::MemStats = goheap::stats();
+/// assert_eq!(s.heap_inuse + s.heap_idle, s.heap_sys);
+/// let objects: u64 = s.by_size.iter().map(|c| c.mallocs - c.frees).sum();
+/// assert_eq!(objects, s.mallocs - s.frees);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct MemStats {
     /// Bytes of address space reserved from the OS for the heap (arenas and huge objects).
     pub heap_sys: usize,
@@ -78,8 +88,9 @@ pub struct MemStats {
     pub heap_objects: u64,
     /// Cumulative bytes allocated (size-class rounded).
     pub total_alloc: u64,
-    /// Cumulative objects allocated and freed.
+    /// Cumulative objects allocated.
     pub mallocs: u64,
+    /// Cumulative objects freed.
     pub frees: u64,
     /// Cumulative bytes the scavenger returned to the OS.
     pub released_total: usize,
@@ -178,7 +189,7 @@ pub fn peak_rss_bytes() -> usize {
 ///   large        -            3            3            0
 /// ```
 ///
-/// Nothing here allocates (see [`crate::report`]).
+/// Nothing here allocates (see `crate::report`).
 pub fn print_at_exit(elapsed_ms: u64) {
     let mut out = crate::report::Stderr::default();
     let _ = write_report(&mut out, elapsed_ms);

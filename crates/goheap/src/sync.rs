@@ -164,12 +164,14 @@ impl Default for Parker {
 }
 
 impl Parker {
+    /// A parker with no thread waiting.
     #[cfg(not(loom))]
     pub const fn new() -> Parker {
         Parker {
             state: AtomicU32::new(AWAKE),
         }
     }
+    /// A parker with no thread waiting (loom's atomics are not `const`).
     #[cfg(loom)]
     pub fn new() -> Parker {
         Parker {
@@ -273,12 +275,14 @@ impl Default for Signal {
 }
 
 impl Signal {
+    /// A signal not raised, with no thread waiting.
     #[cfg(not(loom))]
     pub const fn new() -> Signal {
         Signal {
             raised: AtomicBool::new(false),
         }
     }
+    /// A signal not raised (loom's atomics are not `const`).
     #[cfg(loom)]
     pub fn new() -> Signal {
         Signal {

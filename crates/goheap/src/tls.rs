@@ -31,7 +31,16 @@ pub fn set(v: *mut u8) {
 
 /// Every thread's slot starts as this: the cache module's "no cache yet" state, a pointer
 /// into static memory (see `cache.rs`), so that the allocation fast path can read through
-/// the slot before the thread has a cache.
+/// the slot before the thread has a cache. (The initial-exec slot computes the same value in
+/// its assembly, so it does not name this constant.)
+#[cfg_attr(
+    all(
+        target_arch = "x86_64",
+        target_os = "linux",
+        feature = "initial-exec-tls"
+    ),
+    allow(dead_code)
+)]
 pub const INITIAL: *mut u8 = (&raw const crate::cache::EMPTY_CURRENT)
     .cast::<u8>()
     .wrapping_sub(crate::cache::CURRENT_OFFSET)

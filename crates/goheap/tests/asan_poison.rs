@@ -38,10 +38,7 @@ struct Payload {
 }
 
 fn gc_object_after_sweep() {
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2));
     let mut m = heap.mutator();
     let addr = m.enter(|cx| {
         let g = cx.alloc(Payload { words: [9; 5] });

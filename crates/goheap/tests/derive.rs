@@ -217,10 +217,7 @@ fn rebrand() {
 // ---- Behaviour.
 
 fn quiet() -> Config {
-    Config {
-        procs: 2,
-        ..Config::default()
-    }
+    Config::default().with_procs(2)
 }
 
 /// Makes leaves with ids and names derived from the id, counting their drops.

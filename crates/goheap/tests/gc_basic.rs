@@ -33,10 +33,7 @@ fn check(n: &Node) -> usize {
 }
 
 fn quiet() -> Config {
-    Config {
-        procs: 2,
-        ..Config::default()
-    }
+    Config::default().with_procs(2)
 }
 
 #[test]

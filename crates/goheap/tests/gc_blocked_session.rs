@@ -21,10 +21,7 @@ fn child() {
             .parse()
             .unwrap(),
     );
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        ..Config::from_env()
-    });
+    let heap = Heap::with_config(Config::from_env().with_procs(2));
     let (entered_tx, entered) = mpsc::channel();
     let h = heap.clone();
     let blocker = std::thread::Builder::new()

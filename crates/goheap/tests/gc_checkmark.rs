@@ -20,15 +20,10 @@ use std::sync::Arc;
 use goheap::gc::{Config, DebugFlags, Gc, GcCell, GcRefCell, Heap, Root, Session, Trace, Weak};
 
 fn checkmark_config() -> Config {
-    Config {
-        procs: 2,
-        gc_percent: 50,
-        debug: DebugFlags {
-            gccheckmark: true,
-            ..DebugFlags::default()
-        },
-        ..Config::default()
-    }
+    Config::default()
+        .with_procs(2)
+        .with_gc_percent(50)
+        .with_debug(DebugFlags::default().with_gccheckmark(true))
 }
 
 #[derive(Trace)]

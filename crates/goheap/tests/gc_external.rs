@@ -10,10 +10,7 @@ use goheap::gc::{Config, ExternalVec, Heap, Trace};
 const MIB: usize = 1 << 20;
 
 fn config() -> Config {
-    Config {
-        procs: 2,
-        ..Config::default()
-    }
+    Config::default().with_procs(2)
 }
 
 /// Declared memory moves the goal and starts a cycle when it passes the trigger.
@@ -62,7 +59,7 @@ fn rss_stays_low_when_dead_objects_own_external_vecs() {
     let heap = Heap::with_config(config());
     let mut m = heap.mutator();
     let mut most = 0;
-    let mut peak = goheap::os::rss_bytes();
+    let mut peak = goheap::raw::os::rss_bytes();
     for i in 0..400 {
         let mut buf = ExternalVec::new(&heap);
         buf.extend(std::iter::repeat_n(i as u8, MIB));
@@ -73,7 +70,7 @@ fn rss_stays_low_when_dead_objects_own_external_vecs() {
         if i % 20 == 0 {
             // The heap's goal counts the buffers alive now: at most what it allows.
             most = most.max(heap.stats().next_gc);
-            peak = peak.max(goheap::os::rss_bytes());
+            peak = peak.max(goheap::raw::os::rss_bytes());
         }
     }
     let st = heap.stats();

@@ -12,10 +12,7 @@ use std::time::Duration;
 use goheap::gc::{Config, Heap, Root, Trace};
 
 fn config() -> Config {
-    Config {
-        procs: 2,
-        ..Config::default()
-    }
+    Config::default().with_procs(2)
 }
 
 #[path = "common/within.rs"]

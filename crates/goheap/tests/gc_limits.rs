@@ -18,8 +18,8 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use goheap::gc::pacer::{self, DebugFlags};
 use goheap::gc::{Config, Gc, GcRefCell, GcStats, Heap, Root, Trace};
+use goheap::raw::pacer::{self, DebugFlags};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 fn serial() -> MutexGuard<'static, ()> {
@@ -37,12 +37,13 @@ struct Live<'gc> {
 }
 
 fn heap_with(gc_percent: i32, mem_limit: i64) -> Heap {
-    Heap::with_config(Config {
-        gc_percent,
-        mem_limit,
-        procs: 2,
-        debug: DebugFlags::default(),
-    })
+    Heap::with_config(
+        Config::default()
+            .with_gc_percent(gc_percent)
+            .with_mem_limit(mem_limit)
+            .with_procs(2)
+            .with_debug(DebugFlags::default()),
+    )
 }
 
 /// Makes `mib` MiB of live data (1 KiB objects reachable from one rooted object).

@@ -688,16 +688,13 @@ impl<'w> Worker<'w> {
 }
 
 fn run_model(seed: u64, p: &Params) {
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        gc_percent: 10,
-        // Every concurrent cycle of the model is verified (the check stops the world).
-        debug: goheap::gc::DebugFlags {
-            gccheckmark: true,
-            ..Default::default()
-        },
-        ..Config::default()
-    });
+    let heap = Heap::with_config(
+        Config::default()
+            .with_procs(2)
+            .with_gc_percent(10)
+            // Every concurrent cycle of the model is verified (the check stops the world).
+            .with_debug(goheap::gc::DebugFlags::default().with_gccheckmark(true)),
+    );
     let board = {
         let mut m = heap.mutator();
         m.enter(|cx| {
@@ -995,10 +992,7 @@ struct Weaks<'gc> {
 /// threads allocated a slot and the second registration overwrote the first).
 #[test]
 fn concurrent_downgrades_share_one_slot() {
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2));
     const K: usize = 100;
     const ROUNDS: usize = 20;
     let gate = Gate::new(3);
@@ -1108,10 +1102,7 @@ struct Link<'gc> {
 }
 
 fn long_list(n: u64) {
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2));
     let mut m = heap.mutator();
     let head = m.enter(|cx| {
         let head = cx.alloc(Link {

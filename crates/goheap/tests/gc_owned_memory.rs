@@ -57,7 +57,7 @@ fn in_child(name: &str, attempts: usize, body: impl FnOnce()) {
 }
 
 fn rss() -> usize {
-    goheap::os::rss_bytes()
+    goheap::raw::os::rss_bytes()
 }
 
 /// A small GC object that owns a big buffer.
@@ -75,10 +75,7 @@ fn buffer(i: usize) -> Vec<u8> {
 #[test]
 fn rss_stays_low_when_dead_objects_own_buffers() {
     in_child("rss_stays_low_when_dead_objects_own_buffers", 3, || {
-        let heap = Heap::with_config(Config {
-            procs: 2,
-            ..Config::default()
-        });
+        let heap = Heap::with_config(Config::default().with_procs(2));
         let mut m = heap.mutator();
         // Buffers made on another thread, sent over.
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(4);
@@ -135,10 +132,7 @@ fn long_lived_data_outside_the_gc_spaces_collections_out() {
             // 1 GiB of long-lived data (zeroed, so its pages are not resident: the accounting counts
             // what is allocated, and this keeps the test light).
             let big: Vec<u8> = vec![0u8; 1 << 30];
-            let heap = Heap::with_config(Config {
-                procs: 2,
-                ..Config::default()
-            });
+            let heap = Heap::with_config(Config::default().with_procs(2));
             let mut m = heap.mutator();
             // A small churning GC heap: 256 MiB of short-lived nodes.
             let n0 = heap.stats().num_gc;
@@ -188,12 +182,12 @@ fn memory_limit_with_gogc_off_holds_counting_owned_buffers() {
         "memory_limit_with_gogc_off_holds_counting_owned_buffers",
         3,
         || {
-            let heap = Heap::with_config(Config {
-                procs: 2,
-                gc_percent: -1,
-                mem_limit: 256 << 20,
-                ..Config::default()
-            });
+            let heap = Heap::with_config(
+                Config::default()
+                    .with_procs(2)
+                    .with_gc_percent(-1)
+                    .with_mem_limit(256 << 20),
+            );
             let mut m = heap.mutator();
             let base = rss();
             let live = m.enter(|cx| {

@@ -23,10 +23,7 @@ use std::sync::Arc;
 use goheap::gc::{Config, Gc, Heap, Mutator, Root, Trace, Weak};
 
 fn config() -> Config {
-    Config {
-        procs: 2,
-        ..Config::default()
-    }
+    Config::default().with_procs(2)
 }
 
 #[path = "common/within.rs"]
@@ -232,10 +229,7 @@ fn check_list<const N: usize>(cx: &goheap::gc::Session<'_>, r: &Root<Node<'stati
 #[test]
 fn sweeps_overlapping_mark_termination_use_the_current_generation() {
     const LEN: u64 = 2000;
-    let heap = Heap::with_config(Config {
-        gc_percent: 5,
-        ..config()
-    });
+    let heap = Heap::with_config(config().with_gc_percent(5));
     let stop = Arc::new(AtomicBool::new(false));
     let sweeper = {
         let (heap, stop) = (heap.clone(), stop.clone());

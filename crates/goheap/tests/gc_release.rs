@@ -50,16 +50,13 @@ fn build(heap: &Heap, mib: usize) -> Root<Node<'static>> {
 static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn rss() -> usize {
-    goheap::os::rss_bytes()
+    goheap::raw::os::rss_bytes()
 }
 
 #[test]
 fn rss_falls_after_a_gc_heap_drops_its_live_set() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2));
     let before = rss();
 
     // 1. The background scavenger alone.
@@ -122,10 +119,7 @@ fn rss_falls_after_a_gc_heap_drops_its_live_set() {
 #[test]
 fn release_memory_skips_heaps_it_would_wait_for() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2));
     let (entered_tx, entered) = mpsc::channel();
     let (leave_tx, leave) = mpsc::channel::<()>();
     let h = heap.clone();

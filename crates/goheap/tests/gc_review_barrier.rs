@@ -85,11 +85,7 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
     if !breakpoint::available(on_trap) {
         return;
     }
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        gc_percent: -1, // forced cycles only
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(-1)); // forced cycles only
     let dropped = Arc::new(AtomicBool::new(false));
     let mut m0 = heap.mutator();
     // Root order matters: the root scan pushes P, then the list head; a worker pops the

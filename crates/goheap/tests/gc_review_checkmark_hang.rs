@@ -43,14 +43,9 @@ fn expect_done(done: mpsc::Receiver<()>, progress: &AtomicUsize, total: usize, w
 }
 
 fn config() -> Config {
-    Config {
-        procs: 2,
-        debug: DebugFlags {
-            gccheckmark: true,
-            ..DebugFlags::default()
-        },
-        ..Config::default()
-    }
+    Config::default()
+        .with_procs(2)
+        .with_debug(DebugFlags::default().with_gccheckmark(true))
 }
 
 #[test]

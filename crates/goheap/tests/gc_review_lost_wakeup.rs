@@ -134,11 +134,7 @@ fn backed_out_mutator_is_never_woken() {
     if !breakpoint::available(on_trap) {
         return;
     }
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        gc_percent: -1, // forced cycles only: nothing else will wake m
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(-1)); // forced cycles only: nothing else will wake m
     let entered = AtomicBool::new(false);
     let g_in = Barrier::new(2);
     let g_release = Barrier::new(2);

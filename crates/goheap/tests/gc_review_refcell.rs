@@ -90,11 +90,7 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
     if !breakpoint::available(on_trap) {
         return;
     }
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        gc_percent: -1, // forced cycles only
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(-1)); // forced cycles only
     let dropped = Arc::new(AtomicBool::new(false));
     let mut m0 = heap.mutator();
     // Q first, then the list head: the worker walks the list before it traces Q.

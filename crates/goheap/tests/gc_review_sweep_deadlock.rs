@@ -35,11 +35,7 @@ use goheap::gc::{Config, Heap};
 
 #[test]
 fn sweep_termination_flush_idle_relocks_wait_mutex() {
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        gc_percent: 1,
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(1));
     let progress = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     {

@@ -76,10 +76,7 @@ fn upgrade_preempted_across_mark_termination_returns_freed_object() {
     if !breakpoint::available(on_trap) {
         return;
     }
-    let heap = Heap::with_config(Config {
-        procs: 2,
-        ..Config::default()
-    });
+    let heap = Heap::with_config(Config::default().with_procs(2));
     let dropped = Arc::new(AtomicBool::new(false));
     let mut m0 = heap.mutator();
     // T is reachable only through the weak pointer in the rooted holder.

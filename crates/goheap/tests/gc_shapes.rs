@@ -13,10 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use goheap::gc::{Config, Gc, GcCell, Heap, Root, Session, Trace};
 
 fn config() -> Config {
-    Config {
-        procs: 2,
-        ..Config::default()
-    }
+    Config::default().with_procs(2)
 }
 
 /// The large-object tests compare `heap_inuse`, which other tests' heaps do not change (it is

@@ -28,7 +28,7 @@ fn huge_objects_get_their_own_mapping_and_give_it_back() {
             p.add(size - 4096).write_bytes(0xC3, 4096);
             assert_eq!(*p, 0x3C);
             assert_eq!(*p.add(size - 1), 0xC3);
-            assert!(goheap::global::usable_size(p) >= size);
+            assert!(goheap::raw::global::usable_size(p) >= size);
         }
         assert!(goheap::stats().heap_sys >= before + size);
         // SAFETY: allocated above with `l`.

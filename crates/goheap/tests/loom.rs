@@ -1,11 +1,11 @@
-//! Loom models of the lock-free protocols in `goheap::span` (see that module's essay): the
+//! Loom models of the lock-free protocols in `goheap::raw::span` (see that module's essay): the
 //! park handshake between a span's owner and remote freers, the span stacks parked spans go
 //! home on, and the collection of remote frees; and of the allocator's sleeps and wake-ups
-//! (`goheap::sync::Parker`): a retiring cache waiting for a span in flight, and the
+//! (`goheap::raw::sync::Parker`): a retiring cache waiting for a span in flight, and the
 //! scavenger's two ways of being woken.
 //!
 //! Run with `RUSTFLAGS="--cfg loom" cargo test --release -p goheap --test loom`. Every model
-//! uses the real `Span` and `SpanStack`; only the atomics are loom's (`goheap::sync`).
+//! uses the real `Span` and `SpanStack`; only the atomics are loom's (`goheap::raw::sync`).
 //!
 //! The models are explored exhaustively unless `LOOM_MAX_PREEMPTIONS` is set (then loom
 //! bounds the preemptions per execution, as usual).
@@ -20,8 +20,8 @@ use std::fmt::Debug;
 use std::hash::Hash;
 use std::sync::{Arc, Mutex};
 
-use goheap::sizeclass::{CLASSES, PAGE_SIZE};
-use goheap::span::{next_in_stack, Span, SpanStack};
+use goheap::raw::sizeclass::{CLASSES, PAGE_SIZE};
+use goheap::raw::span::{next_in_stack, Span, SpanStack};
 use loom::thread;
 
 /// A span over real memory, initialised and owned by the model's main thread (owner value 8,
@@ -409,7 +409,7 @@ fn collect_vs_remote_frees() {
 }
 
 // ---------------------------------------------------------------------------------------
-// Waiting without spinning (`goheap::sync::Parker`, issue 9): a thread that must wait for
+// Waiting without spinning (`goheap::raw::sync::Parker`, issue 9): a thread that must wait for
 // another sleeps in the kernel (here: loom's condition variable, which stands in for the
 // futex) and the thread that changes what it waits for wakes it. A lost wake-up leaves the
 // waiter asleep after every other thread has finished, which loom reports as a deadlock.
@@ -452,7 +452,7 @@ fn retire_sleeps_until_the_span_in_flight_arrives() {
     );
 }
 
-/// (g) The scavenger's central-free signal (`goheap::sync::Signal`): two threads free into a
+/// (g) The scavenger's central-free signal (`goheap::raw::sync::Signal`): two threads free into a
 /// span the consumer stands for the central lists' owner of, each raising the signal after its
 /// free; the consumer sleeps whenever the signal is down and collects whenever it takes it.
 /// It must end up with both frees: neither a raise that finds the flag up (no wake-up, no
@@ -463,7 +463,7 @@ fn retire_sleeps_until_the_span_in_flight_arrives() {
 /// exhaust.
 #[test]
 fn central_signal_loses_no_free() {
-    use goheap::sync::{Parker, Signal};
+    use goheap::raw::sync::{Parker, Signal};
     let outcomes = model_bounded(6, || {
         let t = Arc::new(TestSpan::drained());
         let sig = Arc::new((Signal::new(), Parker::new()));
@@ -512,7 +512,7 @@ fn central_signal_loses_no_free() {
 /// see both increments; at most one futex wake per sleep.
 #[test]
 fn page_heap_wakes_the_sleeping_scavenger() {
-    use goheap::sync::Parker;
+    use goheap::raw::sync::Parker;
     use loom::sync::Mutex as LoomMutex;
     let outcomes = model(|| {
         let shared = Arc::new((LoomMutex::new(0u32), Parker::new()));
@@ -552,14 +552,14 @@ fn page_heap_wakes_the_sleeping_scavenger() {
 }
 
 // ---------------------------------------------------------------------------------------
-// The collector's handshakes with sessions (`goheap::gc::world`): a claimed cache is never
+// The collector's handshakes with sessions (`goheap::raw::world`): a claimed cache is never
 // used by a session; a session open at mark start is seen (grey) or sees the mark (black);
 // a collector waiting for an epoch to move is woken.
 
 mod gc_world {
-    use goheap::gc::barrier::{MARK, OFF};
-    use goheap::gc::world::{self, Entry};
-    use goheap::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+    use goheap::raw::barrier::{MARK, OFF};
+    use goheap::raw::sync::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
+    use goheap::raw::world::{self, Entry};
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
     use loom::thread;
@@ -627,7 +627,7 @@ mod gc_world {
             let (e2, c2, w2, p2) = (epoch.clone(), claim.clone(), watched.clone(), phase.clone());
             let m = thread::spawn(move || enter(&e2, &c2, &w2, &p2));
             phase.store(MARK, Ordering::SeqCst);
-            goheap::sync::loom_seqcst_fence();
+            goheap::raw::sync::loom_seqcst_fence();
             let grey = world::open_session(&epoch).is_some();
             let seen = m.join().unwrap();
             assert!(
@@ -723,12 +723,12 @@ mod gc_world {
 }
 
 // ---------------------------------------------------------------------------------------
-// The store barrier against mark start (`goheap::gc::barrier`): a store whose barrier saw
+// The store barrier against mark start (`goheap::raw::barrier`): a store whose barrier saw
 // the filter off is read by the marker; a session that saw the mark sees the filter.
 
 mod gc_barrier {
-    use goheap::gc::barrier::{marker_begin, swap_then_check, turn_on, MARK, OFF};
-    use goheap::sync::{AtomicU8, AtomicUsize, Ordering};
+    use goheap::raw::barrier::{marker_begin, swap_then_check, turn_on, MARK, OFF};
+    use goheap::raw::sync::{AtomicU8, AtomicUsize, Ordering};
     use loom::sync::Arc;
     use loom::thread;
 
@@ -813,13 +813,13 @@ mod gc_barrier {
 }
 
 // ---------------------------------------------------------------------------------------
-// Parallel marking's termination (`goheap::gc::workqueue`): two workers, one starting with a
+// Parallel marking's termination (`goheap::raw::workqueue`): two workers, one starting with a
 // small tree of work items (an item `k > 0` produces two items `k - 1`); the other starts
 // idle and may be handed half of a local queue. Every item must be processed exactly once, and
 // both workers must return (loom reports a deadlock or a livelock otherwise).
 
 mod mark_termination {
-    use goheap::gc::workqueue::{WorkQueue, Worker, SHARE_DEPTH};
+    use goheap::raw::workqueue::{WorkQueue, Worker, SHARE_DEPTH};
     use loom::sync::atomic::{AtomicUsize, Ordering};
     use loom::sync::Arc;
     use loom::thread;
@@ -895,13 +895,13 @@ mod mark_termination {
 }
 
 // ---------------------------------------------------------------------------------------
-// The borrow flag of a `GcRefCell` (`goheap::gc::borrow`): markers never wait for a mutable
+// The borrow flag of a `GcRefCell` (`goheap::raw::borrow`): markers never wait for a mutable
 // borrow, so a leaked one blocks nothing; a mutable borrow that waits for marker reads is
 // woken by the last one.
 
 mod gc_borrow {
-    use goheap::gc::borrow::{self, MARKER, WRITING};
-    use goheap::sync::{AtomicU32, Ordering};
+    use goheap::raw::borrow::{self, MARKER, WRITING};
+    use goheap::raw::sync::{AtomicU32, Ordering};
     use loom::cell::UnsafeCell;
     use loom::sync::Arc;
     use loom::thread;
@@ -1027,15 +1027,15 @@ mod gc_borrow {
 }
 
 // ---------------------------------------------------------------------------------------
-// Allocation colour (`goheap::gc::barrier::allocation_is_black`): a grey session's new
+// Allocation colour (`goheap::raw::barrier::allocation_is_black`): a grey session's new
 // object may point to an object the session made before the mark by a plain write.
 
 mod gc_colour {
-    use goheap::gc::barrier::{
+    use goheap::raw::barrier::{
         allocation_is_black, marker_begin, session_black_for, swap_then_check, turn_on, MARK, OFF,
     };
-    use goheap::gc::world::{self, Entry};
-    use goheap::sync::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    use goheap::raw::sync::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+    use goheap::raw::world::{self, Entry};
     use loom::sync::{Arc, Mutex};
     use loom::thread;
 
@@ -1157,13 +1157,13 @@ mod gc_colour {
 }
 
 // ---------------------------------------------------------------------------------------
-// Sweep tokens (`goheap::gc::sweep_tokens`): sweeps in flight are counted in an atomic word
+// Sweep tokens (`goheap::raw::sweep_tokens`): sweeps in flight are counted in an atomic word
 // that sweepers take and drop without blocking; sweep termination sleeps on it until it is
 // zero. The last drop must wake a waiter that saw a token (the store-buffer handshake in
 // `gc/sweep.rs`'s essay), and the waiter must see what every sweep did before its drop.
 mod sweep_tokens {
-    use goheap::gc::sweep_tokens::{release, wait_none};
-    use goheap::sync::{AtomicU32, Ordering};
+    use goheap::raw::sweep_tokens::{release, wait_none};
+    use goheap::raw::sync::{AtomicU32, Ordering};
     use loom::sync::Arc;
     use loom::thread;
 
@@ -1212,7 +1212,7 @@ mod sweep_tokens {
     fn release_unfenced(in_flight: &AtomicU32, waiters: &AtomicU32) {
         let last = in_flight.fetch_sub(1, Ordering::SeqCst) == 1;
         if last && waiters.load(Ordering::SeqCst) > 0 {
-            goheap::sync::futex_wake(in_flight, u32::MAX >> 1);
+            goheap::raw::sync::futex_wake(in_flight, u32::MAX >> 1);
         }
     }
 

@@ -33,16 +33,16 @@ fn allocate_and_free(total: usize) {
 
 #[test]
 fn rss_falls_after_free_on_demand_and_in_background() {
-    let before = goheap::os::rss_bytes();
+    let before = goheap::raw::os::rss_bytes();
     allocate_and_free(300 * MIB);
-    let peak = goheap::os::rss_bytes();
+    let peak = goheap::raw::os::rss_bytes();
     assert!(
         peak > before + 250 * MIB,
         "expected the allocation to be resident"
     );
 
     let released = goheap::release_memory().bytes;
-    let after = goheap::os::rss_bytes();
+    let after = goheap::raw::os::rss_bytes();
     eprintln!(
         "RSS before {} MiB, after free {} MiB, after release_memory {} MiB (released {} MiB)",
         before / MIB,
@@ -66,12 +66,12 @@ fn rss_falls_after_free_on_demand_and_in_background() {
     allocate_and_free(300 * MIB);
     // The freed spans sit in this thread's cache (up to its small empty budget) or in the
     // page heap; the scavenger only sees the latter, as in Go.
-    let peak2 = goheap::os::rss_bytes();
+    let peak2 = goheap::raw::os::rss_bytes();
     let t = std::time::Instant::now();
     let mut now = peak2;
     while t.elapsed() < std::time::Duration::from_secs(60) {
         std::thread::sleep(std::time::Duration::from_millis(200));
-        now = goheap::os::rss_bytes();
+        now = goheap::raw::os::rss_bytes();
         if now < before + 60 * MIB {
             break;
         }

@@ -8,7 +8,7 @@ static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
 
 /// Runs before `main` (and so before the test harness allocates anything).
 extern "C" fn no_background_thread() {
-    goheap::scavenger::set_background(false);
+    goheap::raw::scavenger::set_background(false);
 }
 #[used]
 #[link_section = ".init_array"]
@@ -30,17 +30,17 @@ fn threads_named(prefix: &str) -> usize {
 
 #[test]
 fn frees_release_memory_without_a_thread() {
-    let before = goheap::os::rss_bytes();
+    let before = goheap::raw::os::rss_bytes();
     let mut v: Vec<Vec<u8>> = Vec::new();
     for i in 0..3000 {
         // 100 KiB large objects and 2 KiB small ones, all touched.
         let size = if i % 2 == 0 { 100 << 10 } else { 2 << 10 };
         v.push(vec![1u8; size]);
     }
-    let peak = goheap::os::rss_bytes();
+    let peak = goheap::raw::os::rss_bytes();
     assert!(peak > before + 140 * MIB);
     drop(v);
-    let after = goheap::os::rss_bytes();
+    let after = goheap::raw::os::rss_bytes();
     let s = goheap::stats();
     eprintln!(
         "RSS {} -> {} -> {} MiB; released {} MiB",
@@ -52,7 +52,7 @@ fn frees_release_memory_without_a_thread() {
     // Within the goal (4 MiB floor) plus the slack plus one run, plus what small spans
     // keep in this thread's cache (512 KiB) and in central.
     assert!(
-        after < before + goheap::scavenger::SYNC_SLACK + 16 * MIB,
+        after < before + goheap::raw::scavenger::SYNC_SLACK + 16 * MIB,
         "RSS stayed at {} MiB",
         after / MIB
     );

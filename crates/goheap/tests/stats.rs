@@ -5,7 +5,7 @@
 #[global_allocator]
 static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
 
-use goheap::sizeclass::{size_to_class, PAGE_SIZE};
+use goheap::raw::sizeclass::{size_to_class, PAGE_SIZE};
 
 fn check_invariants(s: &goheap::MemStats) {
     assert_eq!(s.heap_inuse + s.heap_idle, s.heap_sys, "{s:?}");

@@ -42,10 +42,10 @@ static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn ten_thousand_short_lived_threads_keep_rss_bounded() {
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     run_threads(1000, 0);
-    let warm = goheap::os::rss_bytes();
+    let warm = goheap::raw::os::rss_bytes();
     let inuse_warm = goheap::stats().heap_inuse;
     run_threads(9000, 1000);
-    let end = goheap::os::rss_bytes();
+    let end = goheap::raw::os::rss_bytes();
     let inuse_end = goheap::stats().heap_inuse;
     eprintln!(
         "RSS after 1000 threads {} KiB, after 10000 {} KiB; heap in use {} -> {} KiB",

@@ -89,7 +89,25 @@ unsafe impl<'gc, T: ?Sized + GcPointee + 'gc> CellValue for Weak<'gc, T> {
     }
 }
 
-/// A mutable pointer field: `get` and `set`, with the write barrier.
+/// A mutable pointer field: `get` and `set`, with the write barrier. Holds a [`Gc`], an
+/// `Option<Gc>` or a [`Weak`](super::Weak) (one word).
+///
+/// ```
+/// use goheap::gc::{Gc, GcCell, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// struct Slot<'gc> {
+///     value: GcCell<Option<Gc<'gc, u64>>>,
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let s = cx.alloc(Slot { value: GcCell::new(None) });
+///     s.value.set(Some(cx.alloc(1)));
+///     let old = s.value.replace(Some(cx.alloc(2)));
+///     assert_eq!(old.as_deref(), Some(&1));
+///     assert_eq!(s.value.get().as_deref(), Some(&2));
+/// });
+/// ```
 pub struct GcCell<T: CellValue> {
     word: AtomicUsize,
     _m: PhantomData<T>,
@@ -206,6 +224,25 @@ where
 /// Borrowing mutably while borrowed panics, as `RefCell` does; the flag is atomic so that the
 /// concurrent marker can read the value between borrows. At most 65,534 shared borrows can
 /// be held at once.
+///
+/// ```
+/// use goheap::gc::{Gc, GcRefCell, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// struct List<'gc> {
+///     items: GcRefCell<Vec<Gc<'gc, str>>>,
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let l = cx.alloc(List { items: GcRefCell::new(Vec::new()) });
+///     l.items.borrow_mut().push(cx.alloc_str("a"));
+///     l.items.borrow_mut().push(cx.alloc_str("b"));
+///     assert_eq!(l.items.borrow().len(), 2);
+///     let r = l.items.borrow();
+///     assert!(l.items.try_borrow_mut().is_none()); // borrowed
+///     drop(r);
+/// });
+/// ```
 pub struct GcRefCell<T: ?Sized> {
     /// The borrow flag (`borrow.rs`).
     state: AtomicU32,

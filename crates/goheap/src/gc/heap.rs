@@ -36,8 +36,25 @@ use super::sweep::Sweeper;
 use super::weak::{CleanupQueue, Special};
 use crate::lock::Mutex;
 
-/// Settings of a heap. `Config::from_env()` reads Go's knobs under goheap's names.
+/// Settings of a heap. `Config::from_env()` reads Go's knobs under goheap's names; the
+/// `with_*` methods set one field each (the struct is `#[non_exhaustive]`, so code outside
+/// goheap starts from `Config::default()` or `Config::from_env()`).
+///
+/// ```
+/// use goheap::gc::{Config, DebugFlags, Heap};
+///
+/// let heap = Heap::with_config(
+///     Config::default()
+///         .with_gc_percent(50)
+///         .with_mem_limit(256 << 20)
+///         .with_procs(2)
+///         .with_debug(DebugFlags::default().with_gctrace(false)),
+/// );
+/// assert_eq!(heap.stats().gc_percent, 50);
+/// assert_eq!(heap.stats().memory_limit, 256 << 20);
+/// ```
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub struct Config {
     /// GOGC: grow the heap by this percent of the live heap between cycles; negative turns
     /// proportional collection off. `GOHEAP_GOGC`, default 100.
@@ -92,6 +109,30 @@ impl Config {
             }
         }
         c
+    }
+
+    /// With GOGC `percent` ([`Config::gc_percent`]; negative: proportional collection off).
+    pub fn with_gc_percent(mut self, percent: i32) -> Config {
+        self.gc_percent = percent;
+        self
+    }
+
+    /// With a soft memory limit of `bytes` ([`Config::mem_limit`]; `i64::MAX` for none).
+    pub fn with_mem_limit(mut self, bytes: i64) -> Config {
+        self.mem_limit = bytes;
+        self
+    }
+
+    /// With the `GOHEAP_DEBUG` settings `debug` ([`Config::debug`]).
+    pub fn with_debug(mut self, debug: DebugFlags) -> Config {
+        self.debug = debug;
+        self
+    }
+
+    /// With `procs` marking threads ([`Config::procs`]; at least 1).
+    pub fn with_procs(mut self, procs: usize) -> Config {
+        self.procs = procs;
+        self
     }
 }
 
@@ -287,6 +328,29 @@ pub(crate) struct HeapInner {
 ///
 /// Each thread that allocates or reads objects makes a [`Mutator`](super::Mutator) with
 /// [`Heap::mutator`] and works inside its sessions.
+///
+/// ```
+/// use goheap::gc::{Gc, GcCell, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// struct Node<'gc> {
+///     next: GcCell<Option<Gc<'gc, Node<'gc>>>>,
+/// }
+///
+/// let heap = Heap::new();
+/// let mut m = heap.mutator();
+/// m.enter(|cx| {
+///     for _ in 0..1000 {
+///         let n = cx.alloc(Node { next: GcCell::new(None) });
+///         n.next.set(Some(n)); // garbage cycles
+///     }
+/// });
+/// heap.collect(); // a full cycle: the cycles are found dead
+/// heap.wait_sweep(); // and freed by the background sweep
+/// let s = heap.stats();
+/// assert!(s.num_gc >= 1);
+/// assert!(s.frees >= 1000);
+/// ```
 pub struct Heap {
     pub(crate) inner: Arc<HeapInner>,
 }

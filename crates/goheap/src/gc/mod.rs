@@ -16,11 +16,12 @@
 //!
 //! # Layers
 //!
-//! [`Heap`] and the cycle ([`heap`]) → marking ([`mark`]) and sweeping ([`span`]) →
-//! allocation ([`alloc`]: per-type pools and mutator caches) → goheap's page heap
-//! ([`crate::heap`]). The API: [`ptr`] (`Gc`), [`trace`] (`Trace`, `Rebrand`), [`cell`]
-//! (`GcCell`, `GcRefCell`), [`mutator`] (`Mutator`, `Session`), [`root`], [`weak`]; policy
-//! in [`pacer`]; numbers in [`stats`].
+//! [`Heap`] and the cycle (`heap`) → marking (`mark`) and sweeping (`span`) → allocation
+//! (`alloc`: per-type pools and mutator caches) → goheap's page heap. The API: `ptr`
+//! ([`Gc`]), `trace` ([`Trace`], [`Rebrand`]), `cell` ([`GcCell`], [`GcRefCell`]), `mutator`
+//! ([`Mutator`], [`Session`]), `root` ([`Root`]), `weak` ([`Weak`]); policy in `pacer`;
+//! numbers in `stats` ([`GcStats`]). The modules are private: this module's re-exports
+//! are the collector's whole public surface.
 //!
 //! # Example
 //!
@@ -50,44 +51,46 @@
 //! ```
 
 #[cfg(not(loom))]
-pub mod alloc;
-pub mod barrier;
-pub mod borrow;
+pub(crate) mod alloc;
+pub(crate) mod barrier;
+pub(crate) mod borrow;
 #[cfg(not(loom))]
-pub mod cell;
+pub(crate) mod cell;
 #[cfg(not(loom))]
-pub mod cycle;
+pub(crate) mod cycle;
 #[cfg(not(loom))]
-pub mod external;
+pub(crate) mod external;
 #[cfg(not(loom))]
-pub mod heap;
+pub(crate) mod heap;
 #[cfg(not(loom))]
-pub mod mark;
+pub(crate) mod mark;
 #[cfg(not(loom))]
-pub mod mutator;
+pub(crate) mod mutator;
 #[cfg(not(loom))]
-pub mod pacer;
+pub(crate) mod pacer;
 #[cfg(not(loom))]
 mod pause;
 #[cfg(not(loom))]
-pub mod ptr;
+pub(crate) mod ptr;
 #[cfg(not(loom))]
-pub mod root;
+pub(crate) mod root;
 #[cfg(not(loom))]
-pub mod span;
+pub(crate) mod span;
 #[cfg(not(loom))]
-pub mod stats;
+pub(crate) mod stats;
 #[cfg(not(loom))]
-pub mod sweep;
-pub mod sweep_tokens;
+pub(crate) mod sweep;
+pub(crate) mod sweep_tokens;
+#[cfg(not(loom))]
+mod thread_bound;
 #[cfg(not(loom))]
 pub(crate) mod timeline;
 #[cfg(not(loom))]
-pub mod trace;
+pub(crate) mod trace;
 #[cfg(not(loom))]
-pub mod weak;
-pub mod workqueue;
-pub mod world;
+pub(crate) mod weak;
+pub(crate) mod workqueue;
+pub(crate) mod world;
 
 #[cfg(not(loom))]
 pub use cell::{GcCell, GcRef, GcRefCell, GcRefMut};
@@ -108,21 +111,29 @@ pub use root::Root;
 #[cfg(not(loom))]
 pub use stats::GcStats;
 #[cfg(not(loom))]
+pub use thread_bound::ThreadBound;
+#[cfg(not(loom))]
 pub use trace::{Rebrand, Trace, Tracer};
 #[cfg(not(loom))]
 pub use weak::{Weak, WeakSlot};
 
-#[cfg(all(feature = "derive", not(loom)))]
 #[cfg(not(loom))]
 pub use goheap_derive::Trace;
 
+/// What `#[derive(Trace)]` expands to; not for direct use.
 #[doc(hidden)]
 pub mod __private {
     /// Implemented by every `Drop` type; `#[derive(Trace)]` implements it for the type it
-    /// derives, so a `Drop` impl on that type is a conflicting-implementations error.
-    pub trait MustNotImplDrop {}
+    /// derives, so a `Drop` impl on that type is a conflicting-implementations error
+    /// (E0119). The name is the message: stable Rust cannot customise E0119, so the trait
+    /// says what to do instead. A type that holds no `Gc` may implement `Drop` with
+    /// `#[trace(static)]`; one that holds a `Gc` runs its last words as a cleanup
+    /// (`Session::add_cleanup`), which the collector runs after the object is dead and
+    /// cannot see it.
+    #[allow(non_camel_case_types)]
+    pub trait DropOnDerivedTraceType_UseTraceStaticOrSessionAddCleanup {}
     #[allow(drop_bounds)]
-    impl<T: ?Sized + Drop> MustNotImplDrop for T {}
+    impl<T: ?Sized + Drop> DropOnDerivedTraceType_UseTraceStaticOrSessionAddCleanup for T {}
 
     /// Compiles only for `'static` values (fields `#[trace(skip)]` leaves untraced).
     #[inline(always)]

@@ -344,7 +344,19 @@ impl Mutators {
     }
 }
 
-/// One thread's handle on a heap. See the module documentation.
+/// One thread's handle on a heap: it opens sessions ([`Mutator::enter`]), in which the
+/// thread allocates and reads objects. Collections run only between sessions, so keep them
+/// short; a value that must outlive its session is kept by a [`Root`](super::Root).
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// let mut m = heap.mutator();
+/// let root = m.enter(|cx| cx.root(cx.alloc_str("kept")));
+/// heap.collect();
+/// assert_eq!(m.enter(|cx| cx.get(&root).len()), 4);
+/// ```
 pub struct Mutator {
     heap: Heap,
     shared: Arc<MutatorShared>,
@@ -437,7 +449,20 @@ impl Drop for Mutator {
     }
 }
 
-/// An open session: allocation, roots, weak pointers. `'gc` brands every pointer made in it.
+/// An open session: allocation, roots, weak pointers. `'gc` brands every pointer made in it,
+/// so no [`Gc`] can leave the session's closure.
+///
+/// ```
+/// use goheap::gc::{Gc, Heap, Session};
+///
+/// fn squares<'gc>(cx: &Session<'gc>, n: u64) -> Gc<'gc, [u64]> {
+///     cx.alloc_slice_from_iter((0..n as usize).map(|i| (i * i) as u64))
+/// }
+///
+/// let heap = Heap::new();
+/// let total: u64 = heap.mutator().enter(|cx| squares(cx, 4).iter().sum());
+/// assert_eq!(total, 14);
+/// ```
 pub struct Session<'gc> {
     heap: &'gc Heap,
     inner: &'gc HeapInner,

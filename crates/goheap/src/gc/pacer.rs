@@ -515,6 +515,7 @@ pub fn parse_memlimit(s: &str) -> Option<i64> {
 
 /// `GOHEAP_DEBUG` settings (Go's GODEBUG subset, and goheap's own keys).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DebugFlags {
     /// `gctrace=1`: one line per cycle on stderr.
     pub gctrace: bool,
@@ -532,6 +533,26 @@ impl Default for DebugFlags {
             gccheckmark: false,
             sessionwait: true,
         }
+    }
+}
+
+impl DebugFlags {
+    /// With `gctrace` set to `on` (one line per cycle on stderr).
+    pub fn with_gctrace(mut self, on: bool) -> DebugFlags {
+        self.gctrace = on;
+        self
+    }
+
+    /// With `gccheckmark` set to `on` (every mark verified by a second one).
+    pub fn with_gccheckmark(mut self, on: bool) -> DebugFlags {
+        self.gccheckmark = on;
+        self
+    }
+
+    /// With `sessionwait` set to `on` (report sessions that hold a collection up).
+    pub fn with_sessionwait(mut self, on: bool) -> DebugFlags {
+        self.sessionwait = on;
+        self
     }
 }
 

@@ -68,6 +68,7 @@ pub(crate) struct Pauses {
 
 /// The longest pause and the total, per cause, in nanoseconds (`GcStats::pauses`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PauseBreakdown {
     /// Session entries that waited for the collector to flush the mutator's caches.
     pub session_entry: PauseFigures,
@@ -81,9 +82,13 @@ pub struct PauseBreakdown {
 
 /// The pauses of one cause: the longest and the total (nanoseconds), and how many.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PauseFigures {
+    /// The longest pause, nanoseconds.
     pub max_ns: u64,
+    /// All pauses together, nanoseconds.
     pub total_ns: u64,
+    /// How many pauses.
     pub count: u64,
 }
 
@@ -97,6 +102,7 @@ fn bucket(ns: u64) -> usize {
 
 /// Every pause so far by length, in powers of two of microseconds (`GcStats::pause_histogram`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct PauseHistogram {
     /// `counts[0]`: pauses under 1 us; `counts[i]`: pauses of `[2^(i-1), 2^i)` us.
     pub counts: [u64; BUCKETS],

@@ -250,6 +250,29 @@ unsafe impl GcPointee for str {
 /// `Copy`, one word, dereferences to `&T`. To keep an object beyond its session, make a
 /// [`Root`](super::Root); to store one in a mutable field, use [`GcCell`](super::GcCell) or
 /// [`GcRefCell`](super::GcRefCell).
+///
+/// Like `Rc`, it forwards `==`, ordering, hashing, `Debug` and `Display` to the value;
+/// [`Gc::ptr_eq`] and [`Gc::as_ptr`] give identity.
+///
+/// ```
+/// use goheap::gc::{Gc, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// struct Pair<'gc> {
+///     name: Gc<'gc, str>,
+///     next: Option<Gc<'gc, Pair<'gc>>>,
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let a = cx.alloc(Pair { name: cx.alloc_str("a"), next: None });
+///     let b = cx.alloc(Pair { name: cx.alloc_str("b"), next: Some(a) });
+///     assert_eq!(&*b.next.unwrap().name, "a");
+///     assert!(Gc::ptr_eq(b.next.unwrap(), a));
+///     let nums = cx.alloc_slice(&[3u32, 1, 2]);
+///     assert_eq!(nums.iter().max(), Some(&3));
+///     assert_eq!(format!("{:?}", cx.alloc(5u8)), "5");
+/// });
+/// ```
 #[repr(transparent)]
 pub struct Gc<'gc, T: ?Sized + GcPointee + 'gc> {
     ptr: NonNull<u8>,
@@ -290,6 +313,26 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
         this.ptr.as_ptr() as usize
     }
 
+    /// The object as a raw pointer: its identity (two `Gc`s to one object give the same
+    /// pointer), valid to read while the session `'gc` is open. As `Rc::as_ptr`; the
+    /// comparison traits compare the values instead.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let a = cx.alloc(7u64);
+    ///     let b = cx.alloc(7u64);
+    ///     assert_eq!(a, b); // equal values
+    ///     assert_ne!(Gc::as_ptr(a), Gc::as_ptr(b)); // two objects
+    ///     assert!(core::ptr::eq(Gc::as_ptr(a), &*a));
+    /// });
+    /// ```
+    #[inline(always)]
+    pub fn as_ptr(this: Self) -> *const T {
+        Gc::as_ref(this)
+    }
+
     /// The object as a reference valid for the whole session (longer than `Deref` gives).
     /// An associated function, not a method, so that it never shadows a method of `T`.
     #[allow(clippy::should_implement_trait)]
@@ -300,7 +343,20 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
         unsafe { T::deref(this.ptr.as_ptr()) }
     }
 
-    /// Whether two pointers point to the same object.
+    /// Whether two pointers point to the same object (identity; `==` compares values).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let a = cx.alloc_str("x");
+    ///     let b = a;
+    ///     let c = cx.alloc_str("x");
+    ///     assert!(Gc::ptr_eq(a, b));
+    ///     assert!(!Gc::ptr_eq(a, c));
+    ///     assert_eq!(a, c);
+    /// });
+    /// ```
     #[inline(always)]
     pub fn ptr_eq(a: Self, b: Self) -> bool {
         a.ptr == b.ptr
@@ -324,6 +380,59 @@ impl<'gc, T: ?Sized + GcPointee + fmt::Debug + 'gc> fmt::Debug for Gc<'gc, T> {
 impl<'gc, T: ?Sized + GcPointee + fmt::Display + 'gc> fmt::Display for Gc<'gc, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&**self, f)
+    }
+}
+
+/// The object's address, as `Rc`'s `Pointer` prints it.
+impl<'gc, T: ?Sized + GcPointee + 'gc> fmt::Pointer for Gc<'gc, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Pointer::fmt(&self.ptr, f)
+    }
+}
+
+// The comparison and hashing traits forward to the values, as `Rc`'s do: two `Gc`s to
+// different objects holding equal values are equal. `Gc::ptr_eq` and `Gc::as_ptr` give
+// identity.
+
+/// Equality of the values (`Gc::ptr_eq` for identity).
+impl<'gc, T: ?Sized + GcPointee + PartialEq + 'gc> PartialEq for Gc<'gc, T> {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        **self == **other
+    }
+}
+
+impl<'gc, T: ?Sized + GcPointee + Eq + 'gc> Eq for Gc<'gc, T> {}
+
+/// Order of the values.
+impl<'gc, T: ?Sized + GcPointee + PartialOrd + 'gc> PartialOrd for Gc<'gc, T> {
+    #[inline]
+    fn partial_cmp(&self, other: &Self) -> Option<core::cmp::Ordering> {
+        (**self).partial_cmp(&**other)
+    }
+}
+
+/// Order of the values.
+impl<'gc, T: ?Sized + GcPointee + Ord + 'gc> Ord for Gc<'gc, T> {
+    #[inline]
+    fn cmp(&self, other: &Self) -> core::cmp::Ordering {
+        (**self).cmp(&**other)
+    }
+}
+
+/// Hash of the value, consistent with `==` (and with `Borrow<T>`).
+impl<'gc, T: ?Sized + GcPointee + core::hash::Hash + 'gc> core::hash::Hash for Gc<'gc, T> {
+    #[inline]
+    fn hash<H: core::hash::Hasher>(&self, state: &mut H) {
+        (**self).hash(state)
+    }
+}
+
+/// Lets a set or map keyed by `Gc<T>` be searched with a `&T`.
+impl<'gc, T: ?Sized + GcPointee + 'gc> core::borrow::Borrow<T> for Gc<'gc, T> {
+    #[inline]
+    fn borrow(&self) -> &T {
+        self
     }
 }
 

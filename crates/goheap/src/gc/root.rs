@@ -66,6 +66,19 @@ impl RootTable {
 /// `Root<Node<'static>>` for a `Gc<'gc, Node<'gc>>`.
 ///
 /// `Send` and `Sync` when `T: Sync`: another thread that gets the root can read the object.
+///
+/// ```
+/// use goheap::gc::{Heap, Root};
+///
+/// let heap = Heap::new();
+/// let root: Root<u64> = heap.mutator().enter(|cx| cx.root(cx.alloc(42u64)));
+/// let reader = {
+///     let (heap, root) = (heap.clone(), root.clone());
+///     std::thread::spawn(move || heap.mutator().enter(|cx| *cx.get(&root)))
+/// };
+/// heap.collect();
+/// assert_eq!(reader.join().unwrap(), 42);
+/// ```
 pub struct Root<T: ?Sized + GcPointee> {
     heap: Heap,
     slot: u32,

@@ -121,6 +121,7 @@ impl PauseRing {
 
 /// A snapshot of a heap's statistics. Names follow Go's `MemStats`.
 #[derive(Clone, Debug, Default)]
+#[non_exhaustive]
 pub struct GcStats {
     /// Bytes of allocated heap objects, including unreachable ones not yet swept.
     pub heap_alloc: usize,

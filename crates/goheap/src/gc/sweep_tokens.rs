@@ -25,6 +25,7 @@ impl Default for SweepTokens {
 }
 
 impl SweepTokens {
+    /// No token held, nobody waiting.
     pub fn new() -> SweepTokens {
         SweepTokens {
             in_flight: AtomicU32::new(0),

@@ -43,6 +43,40 @@ pub use super::mark::Tracer;
 /// `NEEDS_TRACE` must be true if any value of the type can hold one. It must not read
 /// anything a concurrent mutation through `&self` could change without synchronisation (use
 /// goheap's cells for mutable traced fields). `#[derive(Trace)]` meets these rules.
+///
+/// # Example
+///
+/// Derive it (see [`derive@super::Trace`]); by hand, forward to every field that may hold a `Gc`:
+///
+/// ```
+/// use goheap::gc::{Gc, Heap, Rebrand, Trace, Tracer};
+///
+/// struct Edge<'gc> {
+///     to: Gc<'gc, u64>,
+///     weight: f32,
+/// }
+///
+/// // SAFETY: `to` is the only `Gc`, and it is reported; `weight` cannot hold one.
+/// unsafe impl<'gc> Trace for Edge<'gc> {
+///     const NEEDS_TRACE: bool = true;
+///     fn trace(&self, t: &mut Tracer) {
+///         self.to.trace(t);
+///     }
+/// }
+/// // SAFETY: `Edge<'b>` is `Edge<'gc>` with the session lifetime replaced.
+/// unsafe impl<'gc, 'b> Rebrand<'b> for Edge<'gc> {
+///     type Branded = Edge<'b>;
+/// }
+///
+/// let heap = Heap::new();
+/// let mut m = heap.mutator();
+/// let e = m.enter(|cx| {
+///     let e = cx.alloc(Edge { to: cx.alloc(9), weight: 0.5 });
+///     cx.root(e)
+/// });
+/// heap.collect();
+/// assert_eq!(m.enter(|cx| *cx.get(&e).to), 9);
+/// ```
 pub unsafe trait Trace {
     /// False when no value of this type can hold a `Gc`: objects of the type are *noscan*.
     const NEEDS_TRACE: bool;

@@ -76,7 +76,29 @@ unsafe impl Trace for WeakSlot {
     fn trace(&self, _: &mut Tracer) {}
 }
 
-/// A pointer that does not keep its target alive. `Copy`, one word.
+/// A pointer that does not keep its target alive. `Copy`, one word. Made with
+/// [`Session::downgrade`](super::Session::downgrade); [`Weak::upgrade`] gives the target
+/// back while it lives.
+///
+/// ```
+/// use goheap::gc::{Gc, Heap, Trace, Weak};
+///
+/// #[derive(Trace)]
+/// struct Cache<'gc> {
+///     entry: Weak<'gc, String>,
+/// }
+///
+/// let heap = Heap::new();
+/// let mut m = heap.mutator();
+/// let cache = m.enter(|cx| {
+///     let v = cx.alloc(String::from("value"));
+///     let c = cx.alloc(Cache { entry: cx.downgrade(v) });
+///     assert_eq!(c.entry.upgrade(cx).as_deref().map(String::as_str), Some("value"));
+///     cx.root(c) // the cache lives on; nothing holds the string strongly
+/// });
+/// heap.collect();
+/// m.enter(|cx| assert!(cx.get(&cache).entry.upgrade(cx).is_none()));
+/// ```
 pub struct Weak<'gc, T: ?Sized + GcPointee + 'gc> {
     slot: Gc<'gc, WeakSlot>,
     _m: PhantomData<Gc<'gc, T>>,

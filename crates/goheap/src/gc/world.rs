@@ -53,7 +53,10 @@ pub enum Entry {
     Open,
     /// Backed out: wait until the claim is released, then try again. `wake`: a collector
     /// watches epochs and must be woken (the epoch moved twice under its eyes).
-    BackedOut { wake: bool },
+    BackedOut {
+        /// A collector watches epochs and must be woken.
+        wake: bool,
+    },
 }
 
 /// Opens a session unless the collector holds a claim on the mutator's cache.

@@ -28,20 +28,21 @@
 //! point falls inside, the window is cut short so that the sampled allocation itself takes
 //! the refill path (`Cache::refill_sampled`). That allocation is *promoted*: it gets pages
 //! of its own from the page heap, as jemalloc promotes its samples, so its `free` takes the
-//! large-object path, where one test of [`tracking`] reports it here. A large allocation is
+//! large-object path, where one test of `tracking` reports it here. A large allocation is
 //! counted against the interval directly. GC heaps sample in their window refill too
 //! (`gc/alloc.rs`), and the sweeper reports sampled objects it frees.
 //!
 //! # Rules the profiler keeps
 //!
 //! - It never calls the allocator it profiles: its tables, scratch space and output are
-//!   [`mapvec::MapVec`]s in `mmap`ed memory; symbols are read from the object files with
+//!   `mapvec::MapVec`s in `mmap`ed memory; symbols are read from the object files with
 //!   `open`/`mmap`.
-//! - Capture allocates nothing and runs with no allocator lock held ([`stack`]).
-//! - One lock, [`PROFILER`], guards the tables. It is a leaf: nothing else is locked while
+//! - Capture allocates nothing and runs with no allocator lock held (`stack`).
+//! - One lock, `PROFILER`, guards the tables. It is a leaf: nothing else is locked while
 //!   it is held, and nothing that could allocate runs under it. The fork handlers take it
 //!   (`crate::fork`).
 
+#[cfg(feature = "gc")]
 pub(crate) mod gc;
 mod gzip;
 pub(crate) mod leaks;
@@ -73,6 +74,13 @@ pub(crate) static PROFILER: Mutex<Tables> = Mutex::new(Tables::new());
 
 /// Turns heap profiling on with a mean of `bytes` between samples (1: every allocation),
 /// or off with 0. Allocations made before the call are not in the profile.
+///
+/// ```
+/// goheap::profile::set_rate(goheap::profile::DEFAULT_RATE);
+/// assert_eq!(goheap::profile::rate(), 512 * 1024);
+/// goheap::profile::set_rate(0);
+/// assert_eq!(goheap::profile::rate(), 0);
+/// ```
 pub fn set_rate(bytes: usize) {
     RATE.store(bytes, Ordering::Relaxed);
     SAMPLING.store(bytes != 0, Ordering::Release);
@@ -85,13 +93,13 @@ pub fn rate() -> usize {
 
 /// Whether allocations are being sampled (the allocation paths' one test).
 #[inline(always)]
-pub fn sampling() -> bool {
+pub(crate) fn sampling() -> bool {
     SAMPLING.load(Ordering::Relaxed)
 }
 
 /// Whether frees must be reported ([`freed`]): some sample was ever recorded.
 #[inline(always)]
-pub fn tracking() -> bool {
+pub(crate) fn tracking() -> bool {
     TRACKING.load(Ordering::Relaxed)
 }
 
@@ -164,6 +172,21 @@ pub(crate) fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
 /// Writes the heap profile (gzipped `profile.proto`, Go's heap profile) to `w`. Allocations
 /// made while profiling was off are not in it. The profile is built in memory from `mmap`
 /// and written out in one piece; `w` may allocate.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
+///
+/// fn main() {
+///     goheap::profile::set_rate(1); // every allocation
+///     let kept: Vec<Vec<u8>> = (0..100).map(|_| vec![0u8; 4096]).collect();
+///     let mut profile = Vec::new();
+///     goheap::profile::write_heap_profile(&mut profile).unwrap();
+///     goheap::profile::set_rate(0);
+///     assert_eq!(profile[..2], [0x1f, 0x8b]); // gzip; `go tool pprof` reads it
+///     drop(kept);
+/// }
+/// ```
 pub fn write_heap_profile<W: std::io::Write>(mut w: W) -> std::io::Result<()> {
     let bytes = pprof::build().map_err(std::io::Error::other)?;
     w.write_all(&bytes)?;
