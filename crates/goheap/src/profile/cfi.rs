@@ -27,7 +27,7 @@
 //!
 //! Budget: this is the cache-miss path, run once per return address (per set of loaded
 //! objects): a binary search of the object's table (about 17 steps for 100,000 functions)
-//! and a CFA program of a few dozen bytes, about a microsecond.
+//! and a CFA program of a few dozen bytes.
 
 use core::ptr;
 
