@@ -285,6 +285,9 @@ fn resolve(at: usize) -> Rule {
             if size >= core::mem::offset_of!(libc::dl_phdr_info, dlpi_tls_modid) {
                 q.generation = info.dlpi_adds.wrapping_add(info.dlpi_subs);
             }
+            if info.dlpi_phdr.is_null() {
+                return 0;
+            }
             let phdrs = core::slice::from_raw_parts(info.dlpi_phdr, info.dlpi_phnum as usize);
             match cfi::rule_at(q.at, info.dlpi_addr as usize, phdrs) {
                 Some(rule) => {
