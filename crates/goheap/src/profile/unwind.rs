@@ -34,7 +34,9 @@
 //! **Concurrency.** Any thread may fill any slot. A slot is a small seqlock: a writer takes
 //! it by making its sequence odd (with a compare-and-swap; a writer that finds it taken
 //! simply does not cache), writes the fields, and makes the sequence even again; a reader
-//! that sees the sequence odd or changed treats the slot as a miss. Nobody waits.
+//! that sees the sequence odd or changed treats the slot as a miss. Nobody waits. (A child
+//! forked while another thread was writing a slot finds it odd for good: that one slot
+//! never caches again there, which costs time only.)
 //!
 //! **Allocation.** None: the cache is static memory (zero pages until profiling first
 //! misses), the stack bounds a thread-local word pair, the rest on the stack.
