@@ -110,16 +110,30 @@ struct Bytes {
 }
 
 impl Bytes {
-    fn new(lo: usize, hi: usize, at: usize) -> Bytes {
+    /// # Safety
+    /// `[lo, hi)` must be mapped and readable for as long as this cursor, and any made from
+    /// it with [`Bytes::within`], is used.
+    unsafe fn new(lo: usize, hi: usize, at: usize) -> Bytes {
         Bytes { lo, hi, at }
+    }
+
+    /// A cursor at `at` over the part of `[lo, hi)` inside this cursor's bounds (so as safe
+    /// to read as this one).
+    fn within(&self, lo: usize, hi: usize, at: usize) -> Bytes {
+        Bytes {
+            lo: lo.max(self.lo),
+            hi: hi.min(self.hi),
+            at,
+        }
     }
 
     fn read<const N: usize>(&mut self) -> Option<[u8; N]> {
         if self.at < self.lo || self.at > self.hi || self.hi - self.at < N {
             return None;
         }
-        // SAFETY: `[at, at + N)` lies inside `[lo, hi)` (checked above), which the caller of
-        // `Bytes::new` guarantees is mapped and readable for the cursor's life.
+        // SAFETY: `[at, at + N)` lies inside `[lo, hi)` (checked above), which lies inside the
+        // range the caller of `Bytes::new` guaranteed mapped and readable for this cursor's
+        // life (`within` only narrows it).
         let v = unsafe { ptr::read_unaligned(self.at as *const [u8; N]) };
         self.at += N;
         Some(v)
@@ -287,13 +301,16 @@ pub unsafe fn rule_at(at: usize, bias: usize, phdrs: &[libc::Elf64_Phdr]) -> Opt
         return Some(Rule::UNSUPPORTED);
     };
     let seg_lo = bias.wrapping_add(seg.p_vaddr as usize);
-    let seg_hi = seg_lo + seg.p_memsz as usize;
-    Some(from_table(at, hdr, seg_lo, seg_hi).unwrap_or(Rule::UNSUPPORTED))
+    // SAFETY: a loadable segment of the object, readable (`PF_R`) and mapped for its
+    // `p_memsz` bytes, which the loader keeps mapped during this call (the contract).
+    let seg = unsafe { Bytes::new(seg_lo, seg_lo + seg.p_memsz as usize, seg_lo) };
+    Some(from_table(at, hdr, &seg).unwrap_or(Rule::UNSUPPORTED))
 }
 
-/// [`rule_at`] once the table is found: `None` for anything unsupported.
-fn from_table(at: usize, hdr: usize, seg_lo: usize, seg_hi: usize) -> Option<Rule> {
-    let mut b = Bytes::new(seg_lo, seg_hi, hdr);
+/// [`rule_at`] once the table is found at `hdr`, inside the segment `seg`: `None` for
+/// anything unsupported.
+fn from_table(at: usize, hdr: usize, seg: &Bytes) -> Option<Rule> {
+    let mut b = seg.within(seg.lo, seg.hi, hdr);
     let [version, frame_enc, count_enc, table_enc] = b.read::<4>()?;
     // The table must be datarel sdata4 pairs, as every linker writes it.
     if version != 1 || table_enc != 0x3b || count_enc == PE_OMIT || frame_enc == PE_OMIT {
@@ -302,12 +319,12 @@ fn from_table(at: usize, hdr: usize, seg_lo: usize, seg_hi: usize) -> Option<Rul
     b.pointer(frame_enc, Some(hdr))?;
     let count = b.pointer(count_enc, Some(hdr))?;
     let table = b.at;
-    if count == 0 || count > (seg_hi - table) / 8 {
+    if count == 0 || count > (seg.hi - table) / 8 {
         return None;
     }
     // The last entry whose start is at or below `at`.
     let start_of = |i: usize| -> Option<usize> {
-        let mut e = Bytes::new(seg_lo, seg_hi, table + i * 8);
+        let mut e = seg.within(seg.lo, seg.hi, table + i * 8);
         Some(hdr.wrapping_add(e.u32()? as i32 as isize as usize))
     };
     let (mut lo, mut hi) = (0usize, count);
@@ -322,20 +339,20 @@ fn from_table(at: usize, hdr: usize, seg_lo: usize, seg_hi: usize) -> Option<Rul
     if start_of(lo)? > at {
         return None;
     }
-    let mut e = Bytes::new(seg_lo, seg_hi, table + lo * 8 + 4);
+    let mut e = seg.within(seg.lo, seg.hi, table + lo * 8 + 4);
     let fde = hdr.wrapping_add(e.u32()? as i32 as isize as usize);
-    from_fde(at, fde, seg_lo, seg_hi)
+    from_fde(at, fde, seg)
 }
 
 /// Reads the FDE at `fde` and its CIE, and runs their programs up to `at`.
-fn from_fde(at: usize, fde: usize, seg_lo: usize, seg_hi: usize) -> Option<Rule> {
-    let mut b = Bytes::new(seg_lo, seg_hi, fde);
+fn from_fde(at: usize, fde: usize, seg: &Bytes) -> Option<Rule> {
+    let mut b = seg.within(seg.lo, seg.hi, fde);
     let len = b.u32()?;
     if len == 0 || len == u32::MAX {
         return None;
     }
     let end = b.at.checked_add(len as usize)?;
-    if end > seg_hi {
+    if end > seg.hi {
         return None;
     }
     let cie_field = b.at;
@@ -343,7 +360,7 @@ fn from_fde(at: usize, fde: usize, seg_lo: usize, seg_hi: usize) -> Option<Rule>
     if cie_off == 0 {
         return None; // a CIE, not an FDE
     }
-    let cie = parse_cie(cie_field.checked_sub(cie_off as usize)?, seg_lo, seg_hi)?;
+    let cie = parse_cie(cie_field.checked_sub(cie_off as usize)?, seg)?;
     let pc_begin = b.pointer(cie.fde_enc, None)?;
     let pc_range = b.pointer(cie.fde_enc & 0x0f, None)?;
     if at < pc_begin || at - pc_begin >= pc_range {
@@ -360,11 +377,11 @@ fn from_fde(at: usize, fde: usize, seg_lo: usize, seg_hi: usize) -> Option<Rule>
         rbp: Saved::Same,
     };
     let initial = {
-        let mut insns = Bytes::new(cie.insns_lo, cie.insns_hi, cie.insns_lo);
+        let mut insns = seg.within(cie.insns_lo, cie.insns_hi, cie.insns_lo);
         run(&mut insns, &cie, &mut row, None, usize::MAX, pc_begin)?;
         row
     };
-    let mut insns = Bytes::new(seg_lo, end, b.at);
+    let mut insns = seg.within(seg.lo, end, b.at);
     run(&mut insns, &cie, &mut row, Some(&initial), at, pc_begin)?;
     let cfa_is_rbp = match row.cfa_reg {
         REG_RSP => false,
@@ -385,14 +402,14 @@ fn from_fde(at: usize, fde: usize, seg_lo: usize, seg_hi: usize) -> Option<Rule>
 }
 
 /// Parses the CIE at `at`.
-fn parse_cie(at: usize, seg_lo: usize, seg_hi: usize) -> Option<Cie> {
-    let mut b = Bytes::new(seg_lo, seg_hi, at);
+fn parse_cie(at: usize, seg: &Bytes) -> Option<Cie> {
+    let mut b = seg.within(seg.lo, seg.hi, at);
     let len = b.u32()?;
     if len == 0 || len == u32::MAX {
         return None;
     }
     let end = b.at.checked_add(len as usize)?;
-    if end > seg_hi || b.u32()? != 0 {
+    if end > seg.hi || b.u32()? != 0 {
         return None;
     }
     let version = b.u8()?;
