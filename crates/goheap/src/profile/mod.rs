@@ -42,6 +42,8 @@
 //!   it is held, and nothing that could allocate runs under it. The fork handlers take it
 //!   (`crate::fork`).
 
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod cfi;
 #[cfg(feature = "gc")]
 pub(crate) mod gc;
 mod gzip;
@@ -51,6 +53,8 @@ mod pprof;
 pub(crate) mod stack;
 mod symbol;
 pub(crate) mod table;
+#[cfg(all(target_arch = "x86_64", target_os = "linux"))]
+mod unwind;
 
 use core::cell::Cell;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
