@@ -16,6 +16,17 @@
 //! the untaken rest is subtracted when the span is let go, so the counters move once per
 //! window, not per object. The heap-wide live-bytes counter, which triggers collections, is
 //! updated when a mutator takes a new span (every few hundred objects), as Go does.
+//!
+//! # Shared locks: per span, in batches (issue 9)
+//!
+//! Nothing per allocation or per window takes a lock. Taking a span (`acquire_span`) takes
+//! its pool's lock once for everything it does with the lists (put the full span back, take
+//! a swept one, take the spans its proportional sweep sweeps) and once more only to put
+//! swept spans back. A new span comes from the mutator's `SpanSource`: pages from its page
+//! cache and a struct from its stash, each refilled in a batch under the page heap's or the
+//! span-struct pool's lock. Sweepers take and return spans in batches of `SWEEP_BATCH`,
+//! and empty spans go back to the page heap in the same batches. Counts and the argument for
+//! many cores: `docs/design.md` section 13.
 
 use core::ptr;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -28,7 +39,7 @@ use super::ptr::GcType;
 use super::span::{self, retire_span, sweep_span, GcSpan, SweepCount, Swept};
 use crate::heap as pageheap;
 use crate::lock::Mutex;
-use crate::pagealloc::ARENA_PAGES;
+use crate::pagealloc::{PageCache, ARENA_PAGES};
 use crate::sizeclass::{CLASSES, MAX_SMALL_SIZE, PAGE_SIZE};
 
 /// Descriptor of tiny blocks: 16 bytes that hold several small pointer-free objects.
@@ -44,7 +55,7 @@ fn tiny_name() -> &'static str {
     "goheap tiny block"
 }
 /// Most spans a mutator sweeps before it takes one, when the sweep is behind its schedule
-/// ([`sweep_ahead`]): a few microseconds of work.
+/// (the proportional sweep of `acquire_span`): a few microseconds of work.
 const SWEEP_AHEAD: usize = 4;
 
 /// Go's maxTinySize.
@@ -208,6 +219,28 @@ pub(crate) struct Local {
     /// Written by the cache's owner, SeqCst (a Dekker pair with the collector's `watched`,
     /// world.rs: waking).
     pub flushed: Arc<AtomicU32>,
+    /// What this cache makes new spans from. Owned with the rest of the cache.
+    source: SpanSource,
+}
+
+/// A mutator's private supply for new spans, so that making one takes no shared lock in the
+/// common case: pages from Go's per-P `pageCache` (a 64-page window of the page heap whose
+/// free pages only this mutator carves from; the page heap's lock is taken once per window,
+/// not once per span), and span structs from a stash refilled in batches
+/// ([`span::SpanStash`]). Both go back when the cache is dropped (with its mutator). At
+/// most 512 KiB of pages and a few dozen structs held per mutator.
+pub(crate) struct SpanSource {
+    pages: PageCache,
+    structs: span::SpanStash,
+}
+
+impl Drop for SpanSource {
+    fn drop(&mut self) {
+        if !self.pages.is_empty() {
+            pageheap::lock().pages.flush_cache(&mut self.pages);
+        }
+        self.structs.flush();
+    }
 }
 
 impl Local {
@@ -221,6 +254,10 @@ impl Local {
             pending: Pending::default(),
             black_for: 0,
             flushed: Arc::new(AtomicU32::new(sweepgen)),
+            source: SpanSource {
+                pages: PageCache::EMPTY,
+                structs: span::SpanStash::EMPTY,
+            },
         }
     }
 
@@ -316,6 +353,8 @@ impl Local {
         }
         // First slot not yet looked at in the entry's span.
         let mut from = (e.word + 1) * 64;
+        // The entry's span, once found full, until `acquire_span` puts it back.
+        let mut full = ptr::null_mut();
         loop {
             if !e.span.is_null() {
                 // SAFETY: the entry's span is held by this mutator.
@@ -328,21 +367,24 @@ impl Local {
                     }
                     return self.take(i, e);
                 }
-                // Every slot from `from` on was handed out: the span is full.
-                // SAFETY: held by us until it is on a list; pools outlive the heap's mutators.
-                unsafe {
-                    s.owned().freeindex = s.nelems;
-                    (*e.pool)
-                        .lists
-                        .lock()
-                        .put(e.span, true, &heap.sweep.sweepgen);
-                }
+                // Every slot from `from` on was handed out: the span is full. It goes back
+                // to its pool's `full` list with the next span's taking (one acquisition).
+                // SAFETY: held by us until it is on a list.
+                unsafe { s.owned().freeindex = s.nelems };
+                full = e.span;
                 e.span = ptr::null_mut();
                 e.bits = 0;
                 e.premarked = false;
             }
-            // SAFETY: pools live as long as the heap.
-            let s = acquire_span(heap, unsafe { &*e.pool }, &mut self.pending);
+            let s = acquire_span(
+                heap,
+                // SAFETY: pools live as long as the heap.
+                unsafe { &*e.pool },
+                &mut self.pending,
+                &mut self.source,
+                full,
+            );
+            full = ptr::null_mut();
             if s.is_null() {
                 self.table[i] = e;
                 return 0;
@@ -556,7 +598,20 @@ pub(crate) fn publish(h: &HeapInner, p: &mut Pending) {
 }
 
 /// A span with free slots for `pool`, now held by the caller; null when out of memory.
-fn acquire_span(h: &HeapInner, pool: &TypePool, pending: &mut Pending) -> *mut GcSpan {
+///
+/// Budget (once per span, about 500 small objects): the heap counters' three relaxed
+/// `fetch_add`s, one acquisition of the pool's lock (two if it swept), a sweep token's two
+/// locked operations if it swept; a new span's pages and struct come from `source` without
+/// a shared lock except once per 64 pages and once per 16 structs.
+/// `full`, if not null, is the span the cache just let go (full): it goes back to its list
+/// in the same acquisition of the pool's lock that takes the next span.
+fn acquire_span(
+    h: &HeapInner,
+    pool: &TypePool,
+    pending: &mut Pending,
+    source: &mut SpanSource,
+    full: *mut GcSpan,
+) -> *mut GcSpan {
     publish(h, pending);
     // In the goal's terms: the heap's objects plus the memory counted beside them
     // (pacer.rs essay); the mark and sweep schedules start from the same measure.
@@ -572,97 +627,174 @@ fn acquire_span(h: &HeapInner, pool: &TypePool, pending: &mut Pending) -> *mut G
         }
     }
     let sweep_ok = pool.ty.drop.is_none();
-    if sweep_ok {
-        let behind = h.sweep.behind(live, h.pacer.trigger());
-        if behind > 0 {
-            sweep_ahead(h, pool, behind.min(SWEEP_AHEAD));
-        }
-    }
-    let mut count = SweepCount::default();
-    let got = loop {
-        let mut l = pool.lists.lock();
-        if let Some(s) = l.partial.pop() {
-            // Between a mark termination's generation bump and its moving the stale
-            // spans to `unswept`, `partial` still holds spans that await their sweep:
-            // such a span goes where it belongs instead of into a cache, where it would
-            // outlive the next sweep termination (which flushes only caches filled
-            // before the bump) and be swept during the next mark.
-            if stale(s, &h.sweep.sweepgen) {
-                l.unswept.push(s);
-                continue;
+    // Proportional sweep (Go's `deductSweepCredit`): while the sweep is behind its schedule
+    // (`Sweeper::behind`: done by the time the heap reaches the next trigger), a mutator
+    // about to take a span first sweeps up to `SWEEP_AHEAD` spans of its pool, so that
+    // sweeping keeps up with allocation where the background sweeper gets too little of
+    // the CPU, and the next cycle's sweep termination does not sweep the whole heap while
+    // the program allocates on.
+    let mut ahead = if sweep_ok {
+        h.sweep.behind(live, h.pacer.trigger()).min(SWEEP_AHEAD)
+    } else {
+        0
+    };
+    let mut full = full;
+    loop {
+        // Taken before any span leaves `unswept` (sweep.rs: sweep termination empties the
+        // lists, then waits for the tokens).
+        let token = sweep_ok.then(|| h.sweep.begin());
+        let mut batch = [ptr::null_mut(); SWEEP_AHEAD];
+        let mut n = 0;
+        let mut got = ptr::null_mut();
+        {
+            // One acquisition: the span the cache let go, a swept span with room, and the
+            // spans to sweep.
+            let mut l = pool.lists.lock();
+            if !full.is_null() {
+                l.put(full, true, &h.sweep.sweepgen);
+                full = ptr::null_mut();
             }
-            break s;
+            while let Some(s) = l.partial.pop() {
+                // Between a mark termination's generation bump and its moving the stale
+                // spans to `unswept`, `partial` still holds spans that await their sweep:
+                // such a span goes where it belongs instead of into a cache, where it would
+                // outlive the next sweep termination (which flushes only caches filled
+                // before the bump) and be swept during the next mark.
+                if stale(s, &h.sweep.sweepgen) {
+                    l.unswept.push(s);
+                    continue;
+                }
+                got = s;
+                break;
+            }
+            // Sweep lazily (Go's proportional sweep, simplified: until a span has room).
+            // Spans of types with destructors are left to the background sweeper, so that
+            // no destructor runs inside an allocation.
+            let want = if sweep_ok && got.is_null() {
+                ahead.max(1)
+            } else {
+                ahead
+            };
+            while n < want {
+                let Some(s) = l.unswept.pop() else { break };
+                batch[n] = s;
+                n += 1;
+            }
         }
-        // Sweep lazily (Go's proportional sweep, simplified: until a span has room).
-        // Spans of types with destructors are left to the background sweeper, so that
-        // no destructor runs inside an allocation.
-        if !sweep_ok {
-            break ptr::null_mut();
+        if n > 0 {
+            // Sweeping for the collector is time the mutator is held up by it.
+            let _pause = h.mutators.pauses.timer(PauseCause::Sweep);
+            // SAFETY: taken off the unswept list, so we hold them; the mark that set their
+            // bits is over (spans reach `unswept` only after their mark's termination), and
+            // the token keeps the next mark from starting before we are done.
+            got = unsafe { sweep_batch(h, pool, &batch[..n], got.is_null()) }.unwrap_or(got);
         }
-        drop(l);
-        let token = h.sweep.begin();
-        let Some(s) = pool.lists.lock().unswept.pop() else {
-            drop(token);
-            break ptr::null_mut();
-        };
-        let sg = h.sweep.sweepgen.load(Ordering::Acquire);
-        // Sweeping for the collector is time the mutator is held up by it.
-        let pause = h.mutators.pauses.timer(PauseCause::Sweep);
-        // SAFETY: taken off the unswept list, so we hold it; the mark that set its bits
-        // is over (spans reach `unswept` only after their mark's termination), and the
-        // token keeps the next mark from starting before we are done.
+        drop(token);
+        if !got.is_null() {
+            return got;
+        }
+        if n == 0 {
+            // Nothing swept has room and nothing is left to sweep.
+            return new_small_span(h, pool, source);
+        }
+        // Every span swept was full: sweep on.
+        ahead = 0;
+    }
+}
+
+/// Spans the background sweeper and sweep termination take off an unswept list in one
+/// acquisition of its pool's lock (and give back in one, with the empty ones' pages in
+/// one acquisition of the page heap's).
+pub(crate) const SWEEP_BATCH: usize = 32;
+
+/// Sweeps `batch` (taken off `pool`'s unswept list by the caller) for the current sweep
+/// generation. Spans that keep live objects go back to the pool's lists in one acquisition
+/// of its lock, empty ones to the page heap in one acquisition of its lock, except that
+/// when `keep` is set the first span with room (a partial or an empty one) is the
+/// caller's instead, returned.
+///
+/// # Safety
+/// The caller took every span of `batch` off the unswept list of `pool` (so it holds them),
+/// their mark is over, and it holds a [`super::sweep::SweepToken`] until this returns.
+pub(crate) unsafe fn sweep_batch(
+    h: &HeapInner,
+    pool: &TypePool,
+    batch: &[*mut GcSpan],
+    keep: bool,
+) -> Option<*mut GcSpan> {
+    debug_assert!(batch.len() <= SWEEP_BATCH);
+    // Read after the spans were taken: a sweep is for the generation current when its span
+    // left the list (the token keeps the next mark, and so the next bump, away).
+    let sg = h.sweep.sweepgen.load(Ordering::Acquire);
+    let mut kept = None;
+    let mut back = [(ptr::null_mut(), false); SWEEP_BATCH];
+    let mut nback = 0;
+    let mut empty = [ptr::null_mut(); SWEEP_BATCH];
+    let mut nempty = 0;
+    for &s in batch {
+        let mut count = SweepCount::default();
+        // SAFETY: the caller's contract.
         let r = unsafe { sweep_span(&*s, sg, &mut count) };
         // Counted before the token goes (sweep.rs).
         count_swept(h, &count);
-        count = SweepCount::default();
-        drop(token);
-        drop(pause);
         match r {
-            Swept::Full => pool.lists.lock().put(s, true, &h.sweep.sweepgen),
-            _ => break s,
+            Swept::Full => {
+                back[nback] = (s, true);
+                nback += 1;
+            }
+            _ if keep && kept.is_none() => kept = Some(s),
+            Swept::Partial => {
+                back[nback] = (s, false);
+                nback += 1;
+            }
+            Swept::Empty => {
+                empty[nempty] = s;
+                nempty += 1;
+            }
         }
+    }
+    if nback > 0 {
+        let mut l = pool.lists.lock();
+        for &(s, full) in &back[..nback] {
+            l.put(s, full, &h.sweep.sweepgen);
+        }
+    }
+    // SAFETY: swept empty (no live object), and we hold them.
+    unsafe { free_small_spans(h, &empty[..nempty]) };
+    kept
+}
+
+/// Spans of fewer pages than this come from the mutator's page cache (Go's rule: a
+/// quarter of the 64-page window).
+const PAGE_CACHE_MAX: usize = 16;
+
+/// A fresh span for `pool` from the mutator's `source`: its pages from the page cache when
+/// the span is small enough (refilling the cache, 64 pages at once, under the page heap's
+/// lock when it has no room), else from the page heap; its struct from the stash.
+fn new_small_span(h: &HeapInner, pool: &TypePool, source: &mut SpanSource) -> *mut GcSpan {
+    let pc = &mut source.pages;
+    let pages = if pool.npages < PAGE_CACHE_MAX {
+        let mut pages = pc.alloc(pool.npages).map(|(base, _scav)| base);
+        if pages.is_none() {
+            let mut heap = pageheap::lock();
+            if heap.refill_page_cache(pc) {
+                pages = pc.alloc(pool.npages).map(|(base, _scav)| base);
+            }
+            if pages.is_none() {
+                pages = heap.alloc_pages(pool.npages).map(|(base, _zeroed)| base);
+            }
+        }
+        pages
+    } else {
+        pageheap::lock()
+            .alloc_pages(pool.npages)
+            .map(|(base, _zeroed)| base)
     };
-    if !got.is_null() {
-        return got;
-    }
-    new_small_span(h, pool)
-}
-
-/// Proportional sweep (Go's `deductSweepCredit`): while the sweep is behind its schedule
-/// (`Sweeper::behind`: done by the time the heap reaches the next trigger), a mutator
-/// about to take a span first sweeps up to `spans` spans of its pool, so that sweeping
-/// keeps up with allocation where the background sweeper gets too little of the CPU,
-/// and the next cycle's sweep termination does not sweep the whole heap while the
-/// program allocates on. Spans left empty go back to the page heap.
-fn sweep_ahead(h: &HeapInner, pool: &TypePool, spans: usize) {
-    let mut pause = None;
-    for _ in 0..spans {
-        let token = h.sweep.begin();
-        let Some(s) = pool.lists.lock().unswept.pop() else {
-            break;
-        };
-        pause.get_or_insert_with(|| h.mutators.pauses.timer(PauseCause::Sweep));
-        let sg = h.sweep.sweepgen.load(Ordering::Acquire);
-        let mut count = SweepCount::default();
-        // SAFETY: taken off the unswept list, so we hold it; its mark is over, and the
-        // token keeps the next mark from starting before we are done.
-        match unsafe { sweep_span(&*s, sg, &mut count) } {
-            // SAFETY: no live object, and we hold it.
-            Swept::Empty => unsafe { free_span(h, s) },
-            Swept::Partial => pool.lists.lock().put(s, false, &h.sweep.sweepgen),
-            Swept::Full => pool.lists.lock().put(s, true, &h.sweep.sweepgen),
-        }
-        count_swept(h, &count);
-        drop(token);
-    }
-}
-
-/// A fresh span for `pool` from the page heap.
-fn new_small_span(h: &HeapInner, pool: &TypePool) -> *mut GcSpan {
-    let Some((base, _zeroed)) = pageheap::lock().alloc_pages(pool.npages) else {
+    let Some(base) = pages else {
         return ptr::null_mut();
     };
     let s = span::new_span(
+        Some(&mut source.structs),
         base,
         pool.npages,
         pool.elemsize,
@@ -714,6 +846,7 @@ pub(crate) fn alloc_large(
         p as usize
     };
     let s = span::new_span(
+        Some(&mut local.source.structs),
         base,
         npages,
         bytes,
@@ -789,6 +922,37 @@ pub(crate) unsafe fn free_span(h: &HeapInner, s: *mut GcSpan) {
             .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
     }
     free_large_pages(base, npages);
+}
+
+/// [`free_span`] for several small spans at once (a batch a sweep left empty): one
+/// acquisition of the span-struct pool's lock and one of the page heap's for all of them,
+/// instead of two per span.
+///
+/// # Safety
+/// As for [`free_span`], for every span of `spans`; none is large; at most `SWEEP_BATCH`.
+pub(crate) unsafe fn free_small_spans(h: &HeapInner, spans: &[*mut GcSpan]) {
+    if spans.is_empty() {
+        return;
+    }
+    debug_assert!(spans.len() <= SWEEP_BATCH);
+    let mut runs = [(0usize, 0usize); SWEEP_BATCH];
+    let mut bytes = 0;
+    for (run, &s) in runs.iter_mut().zip(spans) {
+        // SAFETY: caller's contract: we hold `s`.
+        let (base, npages, large) = unsafe { ((*s).base, (*s).npages, (*s).large) };
+        debug_assert!(!large);
+        *run = (base, npages);
+        bytes += npages * PAGE_SIZE;
+    }
+    // SAFETY: caller's contract: empty, so nothing points into them.
+    unsafe { span::retire_spans(spans) };
+    h.counters.span_bytes.fetch_sub(bytes, Ordering::Relaxed);
+    pageheap::COUNTERS.inuse.fetch_sub(bytes, Ordering::Relaxed);
+    super::pacer::note_gc_pages(0, bytes);
+    let mut heap = pageheap::lock();
+    for &(base, npages) in &runs[..spans.len()] {
+        heap.pages.free(base, npages);
+    }
 }
 
 /// Gives `npages` pages at `base` back to the page heap (or to the OS for a huge object).

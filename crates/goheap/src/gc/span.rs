@@ -457,6 +457,110 @@ static SPAN_POOL: Mutex<SpanPool> = Mutex::new(SpanPool {
     end: 0,
 });
 const SPAN_CHUNK: usize = 256 << 10;
+/// Bytes of a struct before its mark array.
+const STRUCT_HEAD: usize = core::mem::size_of::<GcSpan>().next_multiple_of(64);
+
+impl SpanPool {
+    /// A free struct of mark class `mc` (its mark array follows it), recycled or carved
+    /// from OS memory; null if out of memory.
+    fn take(&mut self, mc: usize) -> *mut GcSpan {
+        if !self.free[mc].is_null() {
+            let s = self.free[mc];
+            // SAFETY: free-list entries are unused span structs whose mark array follows
+            // them (capacity of class `mc`); the lock makes them ours.
+            self.free[mc] = unsafe { (*s).next_free };
+            return s;
+        }
+        let sz = STRUCT_HEAD + (64usize << mc);
+        if self.cur + sz > self.end {
+            let c = os::reserve(SPAN_CHUNK, os::OS_PAGE_SIZE);
+            if c.is_null() {
+                return ptr::null_mut();
+            }
+            self.cur = c as usize;
+            self.end = c as usize + SPAN_CHUNK;
+        }
+        let s = self.cur as *mut GcSpan;
+        self.cur += sz;
+        // The mark-capacity field is what `free_span_struct` files a struct under.
+        // SAFETY: fresh, aligned, unused memory only we can see; `marks_cap` is a plain
+        // field (the rest is written when the struct is initialised).
+        unsafe { core::ptr::addr_of_mut!((*s).marks_cap).write(64 << mc) };
+        s
+    }
+
+    /// Files an unused struct under its mark class.
+    ///
+    /// # Safety
+    /// `s` is unmapped and unreferenced, its `marks_cap` set.
+    unsafe fn put(&mut self, s: *mut GcSpan) {
+        // SAFETY: caller's contract: we own the struct now.
+        let mc = unsafe { (*s).marks_cap.trailing_zeros() as usize - 6 };
+        // SAFETY: as above.
+        unsafe { (*s).next_free = self.free[mc] };
+        self.free[mc] = s;
+    }
+}
+
+/// Structs a [`SpanStash`] takes from the pool at once, per mark class.
+const STASH_BATCH: usize = 16;
+
+/// A mutator's stash of free span structs, by mark class: taken from the span-struct
+/// pool `STASH_BATCH` at a time, so that a mutator making new spans takes the pool's
+/// lock once per `STASH_BATCH` spans instead of once per span. Owned by its mutator's
+/// cache (`alloc::Local`); given back when the cache is dropped. At most `STASH_BATCH`
+/// structs per mark class (under 40 KiB for the smallest).
+pub(crate) struct SpanStash {
+    /// Free structs of each mark class, chained through `next_free`.
+    heads: [*mut GcSpan; MARK_CLASSES],
+}
+
+impl SpanStash {
+    pub const EMPTY: SpanStash = SpanStash {
+        heads: [ptr::null_mut(); MARK_CLASSES],
+    };
+
+    /// A struct of mark class `mc`, refilling the class from the pool (one acquisition of
+    /// its lock) when empty; null if out of memory.
+    fn pop(&mut self, mc: usize) -> *mut GcSpan {
+        if self.heads[mc].is_null() {
+            let mut p = SPAN_POOL.lock();
+            for _ in 0..STASH_BATCH {
+                let s = p.take(mc);
+                if s.is_null() {
+                    break;
+                }
+                // SAFETY: an unused struct the lock gave us.
+                unsafe { (*s).next_free = self.heads[mc] };
+                self.heads[mc] = s;
+            }
+        }
+        let s = self.heads[mc];
+        if !s.is_null() {
+            // SAFETY: stashed structs are unused and ours.
+            self.heads[mc] = unsafe { (*s).next_free };
+        }
+        s
+    }
+
+    /// Gives every stashed struct back to the pool (one acquisition of its lock).
+    pub fn flush(&mut self) {
+        if self.heads.iter().all(|h| h.is_null()) {
+            return;
+        }
+        let mut p = SPAN_POOL.lock();
+        for head in self.heads.iter_mut() {
+            while !head.is_null() {
+                let s = *head;
+                // SAFETY: stashed structs are unused and ours.
+                unsafe {
+                    *head = (*s).next_free;
+                    p.put(s);
+                }
+            }
+        }
+    }
+}
 
 /// The address of the span-struct pool's lock (`lock-count` tells its acquisitions apart).
 #[cfg(feature = "lock-count")]
@@ -465,8 +569,10 @@ pub(crate) fn span_pool_lock() -> usize {
 }
 
 /// A span struct for `npages` pages at `base`, mapped. Null if out of memory.
+/// With `stash` (a mutator's), the struct comes from it, refilled in a batch.
 #[allow(clippy::too_many_arguments)] // one call per span kind; a builder would only rename them
 pub(crate) fn new_span(
+    stash: Option<&mut SpanStash>,
     base: usize,
     npages: usize,
     elemsize: usize,
@@ -480,34 +586,17 @@ pub(crate) fn new_span(
     debug_assert!(nelems <= MAX_OBJECTS);
     let mc = mark_class(nelems);
     let cap = 64usize << mc;
-    let (s, marks) = {
-        let mut p = SPAN_POOL.lock();
-        if !p.free[mc].is_null() {
-            let s = p.free[mc];
-            // SAFETY: free-list entries are unused span structs whose mark array follows
-            // them (capacity of class `mc`); the lock makes them ours.
-            p.free[mc] = unsafe { (*s).next_free };
-            (
-                s,
-                (s as usize + core::mem::size_of::<GcSpan>().next_multiple_of(64))
-                    as *const AtomicU8,
-            )
-        } else {
-            let head = core::mem::size_of::<GcSpan>().next_multiple_of(64);
-            let sz = head + cap;
-            if p.cur + sz > p.end {
-                let c = os::reserve(SPAN_CHUNK, os::OS_PAGE_SIZE);
-                if c.is_null() {
-                    return ptr::null_mut();
-                }
-                p.cur = c as usize;
-                p.end = c as usize + SPAN_CHUNK;
-            }
-            let s = p.cur as *mut GcSpan;
-            p.cur += sz;
-            (s, (s as usize + head) as *const AtomicU8)
+    let s = match stash {
+        Some(stash) => stash.pop(mc),
+        None => {
+            let mut p = SPAN_POOL.lock();
+            p.take(mc)
         }
     };
+    if s.is_null() {
+        return s;
+    }
+    let marks = (s as usize + STRUCT_HEAD) as *const AtomicU8;
     // SAFETY: the mark array is ours with the struct; zero it (the sweep leaves it zeroed,
     // fresh OS memory is zero, but a span retired mid-cycle may hold marks).
     unsafe { core::ptr::write_bytes(marks as *mut u8, 0, cap) };
@@ -553,15 +642,29 @@ pub(crate) unsafe fn retire_span(s: *mut GcSpan) {
     unsafe { free_span_struct(s) };
 }
 
+/// [`retire_span`] for several spans, recycling their structs under one acquisition of the
+/// pool's lock.
+///
+/// # Safety
+/// As for [`retire_span`], for every span of `spans`.
+pub(crate) unsafe fn retire_spans(spans: &[*mut GcSpan]) {
+    for &s in spans {
+        // SAFETY: caller's contract.
+        let (base, n) = unsafe { ((*s).base, if (*s).large { 1 } else { (*s).npages }) };
+        map_pages(base, n, ptr::null_mut());
+    }
+    let mut p = SPAN_POOL.lock();
+    for &s in spans {
+        // SAFETY: unmapped and held by us: we own the struct now.
+        unsafe { p.put(s) };
+    }
+}
+
 /// # Safety
 /// `s` is unmapped and unreferenced.
 unsafe fn free_span_struct(s: *mut GcSpan) {
-    let mut p = SPAN_POOL.lock();
     // SAFETY: caller's contract: we own the struct now.
-    let mc = unsafe { (*s).marks_cap.trailing_zeros() as usize - 6 };
-    // SAFETY: as above.
-    unsafe { (*s).next_free = p.free[mc] };
-    p.free[mc] = s;
+    unsafe { SPAN_POOL.lock().put(s) };
 }
 
 #[cfg(test)]

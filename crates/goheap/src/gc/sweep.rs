@@ -192,22 +192,25 @@ fn sweep_all_inner(h: &HeapInner) {
         // SAFETY: pools live as long as the heap.
         let pool: &TypePool = unsafe { &*p };
         loop {
+            // Before the spans leave the list (see `finish`).
             let token = s.begin();
-            let span = pool.lists.lock().unswept.pop();
-            let Some(span) = span else { break };
-            // Read per span: a mark may have ended since the last one (a span is swept for
-            // the generation current when it is taken off the list).
-            let sg = s.sweepgen.load(Ordering::Acquire);
-            let mut count = SweepCount::default();
-            // SAFETY: taken off the unswept list, so we hold it; its mark is over.
-            match unsafe { sweep_span(&*span, sg, &mut count) } {
-                // SAFETY: no live object, and we hold it.
-                Swept::Empty => unsafe { alloc::free_span(h, span) },
-                Swept::Partial => pool.lists.lock().put(span, false, &s.sweepgen),
-                Swept::Full => pool.lists.lock().put(span, true, &s.sweepgen),
+            let mut batch = [core::ptr::null_mut(); alloc::SWEEP_BATCH];
+            let mut n = 0;
+            {
+                // One acquisition of the pool's lock per batch, not two per span.
+                let mut l = pool.lists.lock();
+                while n < batch.len() {
+                    let Some(span) = l.unswept.pop() else { break };
+                    batch[n] = span;
+                    n += 1;
+                }
             }
-            // Counted before the token goes: whoever waited for the sweep sees the frees.
-            alloc::count_swept(h, &count);
+            if n == 0 {
+                break;
+            }
+            // SAFETY: taken off the unswept list, so we hold them; their mark is over; the
+            // token is held until the batch is back on its lists (frees counted before).
+            unsafe { alloc::sweep_batch(h, pool, &batch[..n], false) };
             drop(token);
         }
     }
