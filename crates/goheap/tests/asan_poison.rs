@@ -40,14 +40,20 @@ struct Payload {
 fn gc_object_after_sweep() {
     let heap = Heap::with_config(Config::default().with_procs(2));
     let mut m = heap.mutator();
-    let addr = m.enter(|cx| {
+    // The dead object's neighbour in its span stays alive, so that the sweep keeps the
+    // span: an empty span would go back to the page heap, whose pages GoAlloc (this
+    // binary's global allocator) may hand to another thread at once, unpoisoned.
+    let (keep, addr) = m.enter(|cx| {
         let g = cx.alloc(Payload { words: [9; 5] });
         assert_eq!(g.words[4], 9);
-        goheap::gc::Gc::addr(g)
+        let addr = goheap::gc::Gc::addr(g);
+        let keep = cx.alloc(Payload { words: [1; 5] });
+        (cx.root(keep), addr)
     });
     heap.collect();
     heap.wait_sweep();
     println!("read {}", read(addr as *const u64));
+    drop(keep);
 }
 
 fn child_case() -> Option<String> {
