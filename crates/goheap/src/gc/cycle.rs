@@ -228,7 +228,7 @@ fn run(h: &Arc<HeapInner>, forced: bool) -> Option<String> {
     let marked_by_tracing = h.barrier.marked.load(Ordering::Relaxed);
     let live_end = h.counters.live.load(Ordering::Relaxed);
     let mark_alloc = live_end.saturating_sub(heap0);
-    let to_sweep = mark_termination(h);
+    let Terminated { to_sweep, cleanups } = mark_termination(h);
     let t4 = Instant::now();
 
     // Objects allocated during the mark stay allocated until the next cycle (black ones are
@@ -265,6 +265,8 @@ fn run(h: &Arc<HeapInner>, forced: bool) -> Option<String> {
     };
     let max_block = h.mutators.pauses.take_cycle_max();
     let trace = stats::record_cycle(h, &rec, max_block);
+    // Counted: the cycle's cleanups may run now (they see it in `GcStats::num_gc`).
+    super::weak::queue_cleanups(h, cleanups);
     h.sweep.kick();
     // A program that only uses GC heaps starts the scavenger here (the explicit-free face
     // starts it on its own slow paths): it returns what the sweep frees.
@@ -420,8 +422,16 @@ fn checkmark(h: &HeapInner) -> Result<(), String> {
 
 /// Mark termination after `MARK_DONE` (module essay for the order); returns the number of
 /// spans handed to the sweep.
-fn mark_termination(h: &HeapInner) -> usize {
-    super::weak::process_specials(h);
+/// What mark termination leaves to the rest of the cycle.
+struct Terminated {
+    /// Spans handed to the sweep.
+    to_sweep: usize,
+    /// Cleanups of objects found dead, queued once the cycle is counted.
+    cleanups: Vec<super::weak::Cleanup>,
+}
+
+fn mark_termination(h: &HeapInner) -> Terminated {
+    let cleanups = super::weak::process_specials(h);
     h.sweep.sweepgen.fetch_add(2, Ordering::Release);
     h.barrier.phase.store(OFF, Ordering::SeqCst);
     h.mutators.phase_changed();
@@ -442,7 +452,10 @@ fn mark_termination(h: &HeapInner) -> usize {
     for m in h.mutators.snapshot() {
         h.mutators.flush_idle(h, &m, false);
     }
-    moved
+    Terminated {
+        to_sweep: moved,
+        cleanups,
+    }
 }
 
 /// Moves the spans of `from` that were last swept before generation `sg` to `to`; returns

@@ -221,10 +221,13 @@ impl<'gc> Session<'gc> {
     }
 }
 
-/// Mark termination: clears weak slots of dead targets, queues their cleanups, forgets
-/// specials nobody needs. Phase `MARK_DONE`: marks final, nothing shades, no span is swept
-/// before this returns; sessions run, and upgrades wait (module essay).
-pub(crate) fn process_specials(h: &HeapInner) {
+/// Mark termination: clears weak slots of dead targets, forgets specials nobody needs, and
+/// returns the dead targets' cleanups, which the cycle hands to [`queue_cleanups`] once it
+/// has counted itself (as in Go, where `NumGC` moves at mark termination, before any
+/// cleanup of that cycle runs). Phase `MARK_DONE`: marks final, nothing shades, no span is
+/// swept before this returns; sessions run, and upgrades wait (module essay).
+#[must_use]
+pub(crate) fn process_specials(h: &HeapInner) -> Vec<Cleanup> {
     let mut queued = Vec::new();
     h.specials.lock().retain(|&target, sp| {
         if sp.weak != 0 && !span_of(sp.weak).is_marked(sp.weak) {
@@ -244,8 +247,13 @@ pub(crate) fn process_specials(h: &HeapInner) {
         }
         sp.weak != 0 || !sp.cleanups.is_empty()
     });
-    if !queued.is_empty() {
-        h.cleanups.push_all(queued);
+    queued
+}
+
+/// Hands a cycle's cleanups (from [`process_specials`]) to the cleanup thread.
+pub(crate) fn queue_cleanups(h: &HeapInner, cleanups: Vec<Cleanup>) {
+    if !cleanups.is_empty() {
+        h.cleanups.push_all(cleanups);
     }
 }
 
