@@ -892,6 +892,43 @@ mod mark_termination {
         });
         assert!(SHARED_WORK_SEEN.load(std::sync::atomic::Ordering::Relaxed));
     }
+
+    /// Concurrent marking's end (outside producers): the collector sleeps in `wait_quiet`
+    /// while a mark assist takes the last buffer. With no worker left to go idle after it
+    /// (workers refused by a closing heap, the case the collector's own draining was added
+    /// for), only the assist can wake the collector, and it never sleeps on the queue's lock
+    /// to do so (`WorkQueue::helper_done`, `try_lock`; the lock's holder then saw the steal).
+    /// A lost wake-up is a deadlock, which loom reports.
+    fn assist_model(helper_done: fn(&WorkQueue<u32>)) {
+        loom::model(move || {
+            let q = Arc::new(WorkQueue::<u32>::new());
+            q.reset(0, false);
+            q.push(vec![0]);
+            let q2 = q.clone();
+            let assist = thread::spawn(move || {
+                let took = q2.steal(true).map_or(0, |b| b.len());
+                helper_done(&q2);
+                took
+            });
+            q.wait_quiet();
+            assert_eq!(assist.join().unwrap(), 1, "the buffer was lost");
+            assert!(q.is_quiet());
+            q.finish();
+        });
+    }
+
+    #[test]
+    fn an_assist_that_empties_the_queue_wakes_the_collector() {
+        assist_model(WorkQueue::helper_done);
+    }
+
+    /// An assist that reports nothing: the model is able to fail (the collector, asleep
+    /// before the assist's steal, is never woken).
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn an_assist_that_never_reports_is_caught() {
+        assist_model(|_| {});
+    }
 }
 
 // ---------------------------------------------------------------------------------------
