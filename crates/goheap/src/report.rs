@@ -38,6 +38,50 @@ pub fn fatal(what: &str, ptr: usize) -> ! {
     std::process::abort()
 }
 
+/// Runs `f` and returns its result; a panic in it aborts the process after writing
+/// `goheap: <what> panicked: <message>; aborting` to stderr.
+///
+/// For goheap's own threads (the collector, mark workers, the sweeper, the cleanup
+/// thread) and for user code the collector runs (destructors, cleanups). A collector
+/// thread cannot stop halfway: every mutator waiting for its cycle or its mark would wait
+/// for ever, and a hang is never an answer. The message goes straight to fd 2, not through
+/// `eprintln!`: a thread inherits the test harness's output capture from the thread that
+/// started it, and a captured message is lost with the abort.
+pub fn abort_on_panic<R>(what: &str, f: impl FnOnce() -> R) -> R {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| p.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("(a panic without a message)");
+            for part in ["goheap: ", what, " panicked: ", msg, "; aborting\n"] {
+                write_stderr(part.as_bytes());
+            }
+            std::process::abort()
+        }
+    }
+}
+
+/// Writes all of `bytes` to fd 2, retrying on EINTR (a closed or failing stderr loses them
+/// quietly).
+fn write_stderr(bytes: &[u8]) {
+    let mut done = 0;
+    while done < bytes.len() {
+        // SAFETY: `bytes[done..]` is a live, initialised slice of the length passed.
+        let n = unsafe { libc::write(2, bytes[done..].as_ptr().cast(), bytes.len() - done) };
+        if n <= 0 {
+            // SAFETY: reading this thread's errno slot.
+            if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        done += n as usize;
+    }
+}
+
 /// A free of an object that is already free.
 #[cold]
 pub fn double_free(ptr: usize) -> ! {
@@ -96,20 +140,7 @@ impl Default for Stderr {
 impl Stderr {
     /// Writes the buffered bytes to stderr and empties the buffer.
     pub fn flush(&mut self) {
-        let mut done = 0;
-        while done < self.len {
-            // SAFETY: `buf[done..len]` is initialised memory of ours.
-            let n = unsafe { libc::write(2, self.buf.as_ptr().add(done).cast(), self.len - done) };
-            if n <= 0 {
-                // EINTR: try again; any other error (stderr closed): give up quietly.
-                // SAFETY: reading this thread's errno slot.
-                if n < 0 && unsafe { *libc::__errno_location() } == libc::EINTR {
-                    continue;
-                }
-                break;
-            }
-            done += n as usize;
-        }
+        write_stderr(&self.buf[..self.len]);
         self.len = 0;
     }
 }

@@ -181,3 +181,56 @@ fn destructor_calling_wait_sweep_does_not_hang() {
     });
     assert_eq!(seen.load(Ordering::SeqCst), 100);
 }
+
+/// A destructor that panics.
+#[derive(Trace)]
+#[trace(static)]
+struct PanicsOnDrop(#[allow(dead_code)] [u64; 2]);
+impl Drop for PanicsOnDrop {
+    fn drop(&mut self) {
+        panic!("boom in a destructor");
+    }
+}
+
+/// A panicking destructor aborts the process with a message that names the panic, whichever
+/// thread runs it; it never unwinds into the sweep and never leaves a waiter hanging. Runs in
+/// a child process, since the expected end is an abort.
+#[test]
+fn panicking_destructor_aborts_with_its_message() {
+    if std::env::var_os("GOHEAP_FINALIZER_CHILD").is_some() {
+        let heap = Heap::with_config(config());
+        let mut m = heap.mutator();
+        m.enter(|cx| {
+            cx.alloc(PanicsOnDrop([1, 2]));
+        });
+        heap.collect();
+        heap.collect();
+        drop(m);
+        drop(heap);
+        println!("CHILD SURVIVED");
+        return;
+    }
+    within(60, "a child whose destructor panics", || {
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "panicking_destructor_aborts_with_its_message",
+                "--test-threads=1",
+            ])
+            .env("GOHEAP_FINALIZER_CHILD", "1")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGABRT),
+            "the child must abort:\n{stdout}\n{stderr}"
+        );
+        assert!(
+            stderr.contains("panicked: boom in a destructor; aborting"),
+            "the abort must name the panic (stderr bypasses the harness's capture):\n{stderr}"
+        );
+    });
+}

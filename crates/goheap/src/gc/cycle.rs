@@ -191,15 +191,17 @@ pub(crate) fn start_thread(h: &Arc<HeapInner>) {
     std::thread::Builder::new()
         .name("goheap-gc".into())
         .spawn(move || {
-            while let Some(forced) = ctl.next() {
-                let Some(h) = holders.hold(&w) else { return };
-                let failure = run(&h, forced);
-                ctl.finished(failure, forced);
-                // Mutators that passed the new trigger while the cycle ended were dropped.
-                if h.in_use_for_goal() >= h.pacer.trigger() {
-                    h.request_gc();
+            crate::report::abort_on_panic("the collector thread", || {
+                while let Some(forced) = ctl.next() {
+                    let Some(h) = holders.hold(&w) else { return };
+                    let failure = run(&h, forced);
+                    ctl.finished(failure, forced);
+                    // Mutators that passed the new trigger while the cycle ended were dropped.
+                    if h.in_use_for_goal() >= h.pacer.trigger() {
+                        h.request_gc();
+                    }
                 }
-            }
+            })
         })
         .expect("goheap: cannot start the collector thread");
 }

@@ -141,15 +141,26 @@ impl Config {
 /// down (destructors run, memory returned) on the user's thread, before the program can
 /// exit, not later on a background thread.
 pub(crate) struct Holders {
-    /// Count of threads holding the heap, and whether new holds are refused.
-    state: std::sync::Mutex<(usize, bool)>,
+    state: std::sync::Mutex<HoldState>,
+    /// Signalled when the last hold ends; `close_and_wait` waits on it.
     cv: std::sync::Condvar,
+}
+
+/// Under `Holders::state`.
+struct HoldState {
+    /// Threads holding the heap now.
+    holding: usize,
+    /// The heap is closing: new holds are refused (but see `Holders::join`).
+    closing: bool,
 }
 
 impl Holders {
     pub fn new() -> Holders {
         Holders {
-            state: std::sync::Mutex::new((0, false)),
+            state: std::sync::Mutex::new(HoldState {
+                holding: 0,
+                closing: false,
+            }),
             cv: std::sync::Condvar::new(),
         }
     }
@@ -171,10 +182,10 @@ impl Holders {
     fn take(&self, w: &std::sync::Weak<HeapInner>, joining: bool) -> Option<Held<'_>> {
         {
             let mut g = self.state.lock().unwrap();
-            if g.1 && !(joining && g.0 > 0) {
+            if g.closing && !(joining && g.holding > 0) {
                 return None;
             }
-            g.0 += 1;
+            g.holding += 1;
         }
         match w.upgrade() {
             Some(heap) => Some(Held {
@@ -190,8 +201,8 @@ impl Holders {
 
     fn release(&self) {
         let mut g = self.state.lock().unwrap();
-        g.0 -= 1;
-        if g.0 == 0 {
+        g.holding -= 1;
+        if g.holding == 0 {
             self.cv.notify_all();
         }
     }
@@ -199,8 +210,8 @@ impl Holders {
     /// Refuses new holds and waits for the current ones to end.
     fn close_and_wait(&self) {
         let mut g = self.state.lock().unwrap();
-        g.1 = true;
-        while g.0 > 0 {
+        g.closing = true;
+        while g.holding > 0 {
             g = self.cv.wait(g).unwrap();
         }
     }

@@ -864,7 +864,9 @@ impl Markers {
             let holders = heap.holders.clone();
             std::thread::Builder::new()
                 .name(format!("goheap-mark-{i}"))
-                .spawn(move || worker(w, i, holders))
+                .spawn(move || {
+                    crate::report::abort_on_panic("a mark worker", || worker(w, i, holders))
+                })
                 .expect("goheap: cannot start a mark worker thread");
             j.started += 1;
         }

@@ -91,15 +91,9 @@ fn close_session(h: &HeapInner) {
 /// (Go crashes on a panicking cleanup too).
 pub(crate) fn as_finalizer<R>(what: &str, f: impl FnOnce() -> R) -> R {
     let was = IN_FINALIZER.with(|c| c.replace(true));
-    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    let r = crate::report::abort_on_panic(what, f);
     IN_FINALIZER.with(|c| c.set(was));
-    match r {
-        Ok(r) => r,
-        Err(_) => {
-            eprintln!("goheap: {what} panicked; aborting");
-            std::process::abort();
-        }
-    }
+    r
 }
 
 /// Whether the calling thread is running collector-invoked code (destructor, cleanup).

@@ -146,7 +146,11 @@ impl Sweeper {
         let kick = self.kick.clone();
         std::thread::Builder::new()
             .name("goheap-sweep".into())
-            .spawn(move || sweeper_thread(heap, kick, holders))
+            .spawn(move || {
+                crate::report::abort_on_panic("the sweeper thread", || {
+                    sweeper_thread(heap, kick, holders)
+                })
+            })
             .expect("goheap: cannot start the sweeper thread");
     }
 }

@@ -264,27 +264,42 @@ pub(crate) fn run_cleanup(f: Cleanup) {
 
 /// Cleanups waiting to run, and the thread that runs them.
 pub(crate) struct CleanupQueue {
-    q: Mutex<(VecDeque<Cleanup>, bool, bool)>,
+    q: Mutex<Cleanups>,
+    /// Signalled when cleanups are queued or the queue closes; the cleanup thread waits on it.
     cv: Condvar,
+}
+
+/// The queue's state, under `CleanupQueue::q`.
+struct Cleanups {
+    /// Cleanups not yet run, in the order their objects were found dead.
+    waiting: VecDeque<Cleanup>,
+    /// The cleanup thread has been started (it is started on the first cleanup).
+    thread_started: bool,
+    /// `close` was called: the thread exits once `waiting` is empty.
+    closed: bool,
 }
 
 impl CleanupQueue {
     pub fn new() -> CleanupQueue {
         CleanupQueue {
-            q: Mutex::new((VecDeque::new(), false, false)),
+            q: Mutex::new(Cleanups {
+                waiting: VecDeque::new(),
+                thread_started: false,
+                closed: false,
+            }),
             cv: Condvar::new(),
         }
     }
 
     fn push_all(self: &std::sync::Arc<Self>, v: Vec<Cleanup>) {
         let mut g = self.q.lock().unwrap();
-        g.0.extend(v);
-        if !g.1 {
-            g.1 = true;
+        g.waiting.extend(v);
+        if !g.thread_started {
+            g.thread_started = true;
             let me = self.clone();
             std::thread::Builder::new()
                 .name("goheap-cleanup".into())
-                .spawn(move || me.thread())
+                .spawn(move || crate::report::abort_on_panic("the cleanup thread", || me.thread()))
                 .expect("goheap: cannot start the cleanup thread");
         }
         self.cv.notify_one();
@@ -295,10 +310,10 @@ impl CleanupQueue {
             let f = {
                 let mut g = self.q.lock().unwrap();
                 loop {
-                    if let Some(f) = g.0.pop_front() {
+                    if let Some(f) = g.waiting.pop_front() {
                         break f;
                     }
-                    if g.2 {
+                    if g.closed {
                         return;
                     }
                     g = self.cv.wait(g).unwrap();
@@ -312,7 +327,7 @@ impl CleanupQueue {
     pub fn run_all(&self) -> usize {
         let mut n = 0;
         loop {
-            let f = self.q.lock().unwrap().0.pop_front();
+            let f = self.q.lock().unwrap().waiting.pop_front();
             let Some(f) = f else { return n };
             run_cleanup(f);
             n += 1;
@@ -321,7 +336,7 @@ impl CleanupQueue {
 
     /// Lets the thread exit once the queue is empty.
     pub fn close(&self) {
-        self.q.lock().unwrap().2 = true;
+        self.q.lock().unwrap().closed = true;
         self.cv.notify_all();
     }
 }
