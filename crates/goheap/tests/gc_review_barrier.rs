@@ -24,24 +24,11 @@
 
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use goheap::gc::{Config, Gc, GcCell, Heap, Root, Trace};
-
-#[derive(Trace)]
-#[trace(static)]
-struct Target {
-    magic: u64,
-    dropped: Arc<AtomicBool>,
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.dropped.store(true, Ordering::SeqCst);
-    }
-}
 
 #[derive(Trace)]
 struct P<'gc> {
@@ -53,36 +40,18 @@ struct Node<'gc> {
     next: Option<Gc<'gc, Node<'gc>>>,
 }
 
-static STALL_ARMED: AtomicBool = AtomicBool::new(false);
-static STALLED: AtomicBool = AtomicBool::new(false);
-static STALL_NS: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn on_trap(_: libc::c_int) {
-    if STALL_ARMED.swap(false, Ordering::SeqCst) {
-        STALLED.store(true, Ordering::SeqCst);
-        let ns = STALL_NS.load(Ordering::SeqCst);
-        let ts = libc::timespec {
-            tv_sec: (ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-        };
-        // SAFETY: nanosleep is async-signal-safe.
-        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-    }
-}
-
 const LIST: usize = 3_000_000;
 
 #[path = "common/breakpoint.rs"]
 mod breakpoint;
-
-/// A breakpoint for the calling thread handled by this test's `on_trap`.
-fn watch(addr: usize) -> Option<libc::c_int> {
-    breakpoint::watch(addr, 0, on_trap)
-}
+#[path = "common/race.rs"]
+mod race;
+use breakpoint::stall;
+use race::{grey_session, Target};
 
 #[test]
 fn replace_preempted_across_mark_termination_loses_deletion_shade() {
-    if !breakpoint::available(on_trap) {
+    if !breakpoint::available(stall::on_trap) {
         return;
     }
     let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(-1)); // forced cycles only
@@ -112,26 +81,15 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
     let mark_time = t0.elapsed();
     heap.wait_sweep();
     assert!(!dropped.load(Ordering::SeqCst));
-    STALL_NS.store(
-        (mark_time * 4 + Duration::from_millis(300)).as_nanos() as u64,
-        Ordering::SeqCst,
-    );
+    let stall_for = mark_time * 4 + Duration::from_millis(300);
 
-    let g_in = Barrier::new(2);
     let g_release = Barrier::new(2);
     let x_ready = Barrier::new(2);
     let x_go = Barrier::new(2);
     let mut result = None;
     std::thread::scope(|sc| {
         // G: open across the mark start (grey): the mark cannot end before G does.
-        sc.spawn(|| {
-            let mut m = heap.mutator();
-            m.enter(|_s| {
-                g_in.wait();
-                g_release.wait();
-            });
-        });
-        g_in.wait();
+        grey_session(sc, &heap, &g_release);
         let mut mx = None;
         let x = sc.spawn(|| {
             let mut m = heap.mutator();
@@ -140,12 +98,11 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
             m.enter(|s| {
                 let p = s.get(&root_p);
                 let cell_addr = &p.f as *const GcCell<Option<Gc<'_, Target>>> as usize;
-                let fd = watch(cell_addr).expect("perf_event_open breakpoint unavailable");
-                STALL_ARMED.store(true, Ordering::SeqCst);
+                let fd = breakpoint::watch_stall(cell_addr);
+                stall::arm(stall_for, 0);
                 // The swap traps; the handler sleeps past the mark's termination.
                 let o = p.f.replace(None);
-                // SAFETY: closing our own fd.
-                unsafe { libc::close(fd) };
+                drop(fd);
                 o.map(|o| {
                     assert_eq!(o.magic, 0x000b_1ec7);
                     s.root(o)
@@ -163,10 +120,7 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
         mx.replace(x.join().unwrap());
         result = mx;
     });
-    assert!(
-        STALLED.load(Ordering::SeqCst),
-        "the breakpoint did not fire"
-    );
+    assert!(stall::happened(), "the breakpoint did not fire");
     let kept: Option<Root<Target>> = result.unwrap();
     heap.wait_sweep();
     let freed = dropped.load(Ordering::SeqCst);

@@ -20,50 +20,11 @@
 
 #![cfg(not(loom))]
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use goheap::gc::{Config, Gc, GcRefCell, Heap, Root, Trace};
-
-static STALL_ARMED: AtomicBool = AtomicBool::new(false);
-/// Traps to let pass before the one that stalls.
-static SKIP_TRAPS: AtomicU64 = AtomicU64::new(0);
-static STALLED: AtomicBool = AtomicBool::new(false);
-static STALL_NS: AtomicU64 = AtomicU64::new(0);
-
-extern "C" fn on_trap(_: libc::c_int) {
-    if !STALL_ARMED.load(Ordering::SeqCst) {
-        return;
-    }
-    if SKIP_TRAPS.load(Ordering::SeqCst) > 0 {
-        SKIP_TRAPS.fetch_sub(1, Ordering::SeqCst);
-        return;
-    }
-    if STALL_ARMED.swap(false, Ordering::SeqCst) {
-        STALLED.store(true, Ordering::SeqCst);
-        let ns = STALL_NS.load(Ordering::SeqCst);
-        let ts = libc::timespec {
-            tv_sec: (ns / 1_000_000_000) as libc::time_t,
-            tv_nsec: (ns % 1_000_000_000) as libc::c_long,
-        };
-        // SAFETY: nanosleep is async-signal-safe.
-        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-    }
-}
-
-#[derive(Trace)]
-#[trace(static)]
-struct Target {
-    magic: u64,
-    dropped: Arc<AtomicBool>,
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.dropped.store(true, Ordering::SeqCst);
-    }
-}
 
 #[derive(Trace)]
 struct Q<'gc> {
@@ -79,15 +40,14 @@ const LIST: usize = 3_000_000;
 
 #[path = "common/breakpoint.rs"]
 mod breakpoint;
-
-/// A breakpoint for the calling thread handled by this test's `on_trap`.
-fn watch(addr: usize) -> Option<libc::c_int> {
-    breakpoint::watch(addr, 0, on_trap)
-}
+#[path = "common/race.rs"]
+mod race;
+use breakpoint::stall;
+use race::{grey_session, Target};
 
 #[test]
 fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
-    if !breakpoint::available(on_trap) {
+    if !breakpoint::available(stall::on_trap) {
         return;
     }
     let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(-1)); // forced cycles only
@@ -115,26 +75,15 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
     let mark_time = t0.elapsed();
     heap.wait_sweep();
     assert!(!dropped.load(Ordering::SeqCst));
-    STALL_NS.store(
-        (mark_time * 4 + Duration::from_millis(300)).as_nanos() as u64,
-        Ordering::SeqCst,
-    );
+    let stall_for = mark_time * 4 + Duration::from_millis(300);
 
-    let g_in = Barrier::new(2);
     let g_release = Barrier::new(2);
     let x_ready = Barrier::new(2);
     let x_go = Barrier::new(2);
     let mut result = None;
     std::thread::scope(|sc| {
         // G: open across the mark start (grey).
-        sc.spawn(|| {
-            let mut m = heap.mutator();
-            m.enter(|_s| {
-                g_in.wait();
-                g_release.wait();
-            });
-        });
-        g_in.wait();
+        grey_session(sc, &heap, &g_release);
         let x = sc.spawn(|| {
             let mut m = heap.mutator();
             x_ready.wait();
@@ -144,17 +93,12 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
                 // The flag word is in the first 16 bytes of the cell (field order is the
                 // compiler's): one breakpoint on each 8 bytes.
                 let a = &q.c as *const GcRefCell<Vec<Gc<'_, Target>>> as usize;
-                let fd1 = watch(a).expect("perf_event_open breakpoint unavailable");
-                let fd2 = watch(a + 8).expect("perf_event_open breakpoint unavailable");
+                let fd1 = breakpoint::watch_stall(a);
+                let fd2 = breakpoint::watch_stall(a + 8);
                 // try_borrow_mut: the flag's load traps first, its CAS second: stall there.
-                SKIP_TRAPS.store(1, Ordering::SeqCst);
-                STALL_ARMED.store(true, Ordering::SeqCst);
+                stall::arm(stall_for, 1);
                 let b = q.c.borrow_mut();
-                // SAFETY: closing our own fds.
-                unsafe {
-                    libc::close(fd1);
-                    libc::close(fd2);
-                }
+                drop((fd1, fd2));
                 let o = b[0];
                 assert_eq!(o.magic, 0x000b_1ec7);
                 drop(b);
@@ -169,10 +113,7 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
         g_release.wait();
         result = Some(x.join().unwrap());
     });
-    assert!(
-        STALLED.load(Ordering::SeqCst),
-        "the breakpoint did not fire"
-    );
+    assert!(stall::happened(), "the breakpoint did not fire");
     let kept: Root<Target> = result.unwrap();
     heap.wait_sweep();
     let freed = dropped.load(Ordering::SeqCst);

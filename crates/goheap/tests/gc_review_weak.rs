@@ -30,50 +30,20 @@ use std::time::Duration;
 use goheap::gc::{Config, GcCell, Heap, Root, Trace, Weak};
 
 #[derive(Trace)]
-#[trace(static)]
-struct Target {
-    magic: u64,
-    dropped: Arc<AtomicBool>,
-}
-
-impl Drop for Target {
-    fn drop(&mut self) {
-        self.dropped.store(true, Ordering::SeqCst);
-    }
-}
-
-#[derive(Trace)]
 struct Holder<'gc> {
     weak: GcCell<Weak<'gc, Target>>,
 }
 
-/// Set by the test to let the trap handler sleep once.
-static STALL_ARMED: AtomicBool = AtomicBool::new(false);
-static STALLED: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_trap(_: libc::c_int) {
-    if STALL_ARMED.swap(false, Ordering::SeqCst) {
-        STALLED.store(true, Ordering::SeqCst);
-        let ts = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 400_000_000,
-        };
-        // SAFETY: nanosleep is async-signal-safe.
-        unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
-    }
-}
-
 #[path = "common/breakpoint.rs"]
 mod breakpoint;
-
-/// A breakpoint for the calling thread handled by this test's `on_trap`.
-fn watch(addr: usize) -> Option<libc::c_int> {
-    breakpoint::watch(addr, 0, on_trap)
-}
+#[path = "common/race.rs"]
+mod race;
+use breakpoint::stall;
+use race::{grey_session, Target};
 
 #[test]
 fn upgrade_preempted_across_mark_termination_returns_freed_object() {
-    if !breakpoint::available(on_trap) {
+    if !breakpoint::available(stall::on_trap) {
         return;
     }
     let heap = Heap::with_config(Config::default().with_procs(2));
@@ -92,7 +62,6 @@ fn upgrade_preempted_across_mark_termination_returns_freed_object() {
     });
     drop(m0);
 
-    let g_in = Barrier::new(2);
     let g_release = Barrier::new(2);
     let u_ready = Barrier::new(2);
     let u_loading = Barrier::new(2);
@@ -100,14 +69,7 @@ fn upgrade_preempted_across_mark_termination_returns_freed_object() {
     std::thread::scope(|sc| {
         // G: a session open across the mark start, so the mark stays in progress until
         // G ends.
-        sc.spawn(|| {
-            let mut m = heap.mutator();
-            m.enter(|_s| {
-                g_in.wait();
-                g_release.wait();
-            });
-        });
-        g_in.wait();
+        grey_session(sc, &heap, &g_release);
         // The cycle: it starts marking at once and waits for G.
         sc.spawn(|| heap.collect());
         std::thread::sleep(Duration::from_millis(100));
@@ -120,12 +82,11 @@ fn upgrade_preempted_across_mark_termination_returns_freed_object() {
                 // The slot's address (a Weak is one word: its slot), to aim the breakpoint.
                 // SAFETY: reads the pointer's bits only.
                 let slot: usize = unsafe { std::mem::transmute_copy(&w) };
-                let fd = watch(slot).expect("perf_event_open breakpoint unavailable");
-                STALL_ARMED.store(true, Ordering::SeqCst);
+                let fd = breakpoint::watch_stall(slot);
+                stall::arm(Duration::from_millis(400), 0);
                 u_loading.wait();
                 let got = w.upgrade(s);
-                // SAFETY: closing our own fd.
-                unsafe { libc::close(fd) };
+                drop(fd);
                 // Keep it the official way (a Root), then let the sweep run.
                 got.map(|t| {
                     assert_eq!(t.magic, 0x5eed_f00d);
@@ -140,10 +101,7 @@ fn upgrade_preempted_across_mark_termination_returns_freed_object() {
         g_release.wait();
         result = Some(u.join().unwrap());
     });
-    assert!(
-        STALLED.load(Ordering::SeqCst),
-        "the breakpoint did not fire"
-    );
+    assert!(stall::happened(), "the breakpoint did not fire");
     let kept = result.unwrap();
     let upgraded = kept.is_some();
     // Let the sweep of that cycle finish.

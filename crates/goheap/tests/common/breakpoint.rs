@@ -74,3 +74,65 @@ pub fn available(on_trap: extern "C" fn(libc::c_int)) -> bool {
         }
     }
 }
+
+/// A one-shot stall: the first trap after [`stall::arm`] (past `skip` traps) sleeps for the
+/// armed time in the signal handler, as an OS preemption right after the watched access
+/// would. One per test binary (the statics are the handler's only state).
+pub mod stall {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::time::Duration;
+
+    static ARMED: AtomicBool = AtomicBool::new(false);
+    static SKIP: AtomicU64 = AtomicU64::new(0);
+    static STALLED: AtomicBool = AtomicBool::new(false);
+    static NS: AtomicU64 = AtomicU64::new(0);
+
+    /// The next trap after `skip` more traps sleeps for `d`.
+    pub fn arm(d: Duration, skip: u64) {
+        NS.store(d.as_nanos() as u64, Ordering::SeqCst);
+        SKIP.store(skip, Ordering::SeqCst);
+        ARMED.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether the armed stall happened.
+    pub fn happened() -> bool {
+        STALLED.load(Ordering::SeqCst)
+    }
+
+    /// The signal handler (async-signal-safe: atomics and `nanosleep` only).
+    pub extern "C" fn on_trap(_: libc::c_int) {
+        if !ARMED.load(Ordering::SeqCst) {
+            return;
+        }
+        if SKIP.load(Ordering::SeqCst) > 0 {
+            SKIP.fetch_sub(1, Ordering::SeqCst);
+            return;
+        }
+        if ARMED.swap(false, Ordering::SeqCst) {
+            STALLED.store(true, Ordering::SeqCst);
+            let ns = NS.load(Ordering::SeqCst);
+            let ts = libc::timespec {
+                tv_sec: (ns / 1_000_000_000) as libc::time_t,
+                tv_nsec: (ns % 1_000_000_000) as libc::c_long,
+            };
+            // SAFETY: nanosleep is async-signal-safe; `ts` is a valid timespec.
+            unsafe { libc::nanosleep(&ts, std::ptr::null_mut()) };
+        }
+    }
+}
+
+/// A breakpoint on `addr` for the calling thread, handled by [`stall::on_trap`]; panics if
+/// the machine refuses it (call [`available`] first).
+pub fn watch_stall(addr: usize) -> Fd {
+    Fd(watch(addr, 0, stall::on_trap).expect("perf_event_open breakpoint unavailable"))
+}
+
+/// A breakpoint's perf fd; dropping it removes the breakpoint.
+pub struct Fd(pub libc::c_int);
+
+impl Drop for Fd {
+    fn drop(&mut self) {
+        // SAFETY: closing a perf fd this test opened and owns.
+        unsafe { libc::close(self.0) };
+    }
+}
