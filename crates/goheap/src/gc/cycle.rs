@@ -368,11 +368,11 @@ fn mark_done(h: &HeapInner, greys: &[GreySession], mark_start: Instant) -> Resul
         h.mutators.stop_all(h);
     }
     loop {
-        // The collector takes waiting buffers itself, as an assist does, before it sleeps:
+        // The collector traces waiting buffers itself, as a worker does, before it sleeps:
         // a mark worker refused by a heap that closes (or not started yet) must not leave a
         // buffer nobody takes (found under TSan: the collector waited for it while the
         // closing thread waited for the collector).
-        while h.barrier.queue.has_buffers() {
+        if h.barrier.queue.has_buffers() {
             super::mark::take_waiting(&h.barrier);
         }
         h.barrier.queue.wait_quiet();

@@ -213,6 +213,18 @@ impl<T> WorkQueue<T> {
         }
     }
 
+    /// For a helper outside the workers that may take its time (the collector, once no
+    /// grey session is left): takes buffers and processes them as a worker does, sharing
+    /// with idle workers, until no buffer is left; never counts itself idle, so the run's
+    /// quiet does not depend on it (the collector checks quiet after this returns).
+    pub fn help_drain(&self, w: &mut impl Worker<T>) {
+        while let Some(b) = self.steal(true) {
+            w.take(b);
+            w.on_work();
+            self.drain(w);
+        }
+    }
+
     /// Runs worker `w` until the run ends (module essay).
     pub fn run(&self, w: &mut impl Worker<T>) {
         self.state.lock().unwrap().running += 1;
