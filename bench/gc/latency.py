@@ -29,7 +29,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 
 import gotool
@@ -147,37 +146,9 @@ def run_once(impl, variant, prog_args, timeout, use_measure, timeline=None):
     argv = [impl.exe(), "--variant", variant] + prog_args
     if timeline:
         argv += ["--timeline", timeline]
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.NamedTemporaryFile(mode="r", suffix=".rusage") as rus:
-        cmd = [bt.MEASURE, rus.name] + argv if use_measure else argv
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, start_new_session=True)
-        timed_out = []
-        timer = None
-        if timeout:
-            def kill():
-                timed_out.append(True)
-                try:
-                    os.killpg(p.pid, 9)
-                except ProcessLookupError:
-                    pass
-            timer = threading.Timer(timeout, kill)
-            timer.start()
-        _, status, ru = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        if timer:
-            timer.cancel()
-        code = os.waitstatus_to_exitcode(status)
-        maxrss = ru.ru_maxrss
-        cpu = ru.ru_utime + ru.ru_stime
-        if use_measure:
-            f = rus.read().split()
-            if len(f) == 5:
-                wall, cpu, maxrss = float(f[0]), float(f[1]) + float(f[2]), int(f[3])
-        out.seek(0)
-        err.seek(0)
-        stdout = out.read().decode("utf-8", "replace")
-        stderr = err.read().decode("utf-8", "replace")
+    r = bt.measured_run(argv, timeout, use_measure)
+    code, timed_out, stdout, stderr = r.code, r.timed_out, r.stdout, r.stderr
+    wall, cpu, maxrss = r.wall, r.user + r.sys, r.maxrss
     kv = parse_kv(stdout)
     ok = code == 0 and not timed_out and "checksum" in kv and "mmu-100ms" in kv
     return {

@@ -229,15 +229,18 @@ def build_measure():
     return run_build([cc, "-O2", "-o", MEASURE, os.path.join(HERE, "measure.c")], HERE)
 
 
-def run_once(prog, depth, expected, timeout, use_measure, mmu_phases=None):
-    argv = prog.argv(depth)
-    env = None
-    if mmu_phases is not None and prog.group in ("go", "goheap"):
-        env = dict(os.environ)
-        if prog.group == "go":
-            env["GODEBUG"] = ",".join(x for x in (env.get("GODEBUG"), "gctrace=1") if x)
-        else:
-            env["GOHEAP_DEBUG"] = ",".join(x for x in (env.get("GOHEAP_DEBUG"), "gctrace=1") if x)
+class Measured:
+    """One run of a benchmark process: its times, peak RSS (KiB), exit code and output."""
+
+    def __init__(self, wall, user, sys_, maxrss, code, timed_out, stdout, stderr):
+        self.wall, self.user, self.sys, self.maxrss = wall, user, sys_, maxrss
+        self.code, self.timed_out = code, timed_out
+        self.stdout, self.stderr = stdout, stderr
+
+
+def measured_run(argv, timeout, use_measure, env=None):
+    """Runs argv (through the measure launcher when use_measure), killing it after timeout
+    seconds; wall, CPU and peak RSS come from the launcher's wait4() when it ran."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(mode="r", suffix=".rusage") as rus:
         cmd = [MEASURE, rus.name] + argv if use_measure else argv
@@ -270,8 +273,22 @@ def run_once(prog, depth, expected, timeout, use_measure, mmu_phases=None):
                 maxrss = int(fields[3])
         out.seek(0)
         err.seek(0)
-        stdout = out.read().decode("utf-8", "replace")
-        stderr = err.read().decode("utf-8", "replace")
+        return Measured(wall, user, sys_, maxrss, p.returncode, bool(timed_out),
+                        out.read().decode("utf-8", "replace"), err.read().decode("utf-8", "replace"))
+
+
+def run_once(prog, depth, expected, timeout, use_measure, mmu_phases=None):
+    argv = prog.argv(depth)
+    env = None
+    if mmu_phases is not None and prog.group in ("go", "goheap"):
+        env = dict(os.environ)
+        if prog.group == "go":
+            env["GODEBUG"] = ",".join(x for x in (env.get("GODEBUG"), "gctrace=1") if x)
+        else:
+            env["GOHEAP_DEBUG"] = ",".join(x for x in (env.get("GOHEAP_DEBUG"), "gctrace=1") if x)
+    r = measured_run(argv, timeout, use_measure, env)
+    wall, user, sys_, maxrss = r.wall, r.user, r.sys, r.maxrss
+    stdout, stderr, timed_out = r.stdout, r.stderr, r.timed_out
 
     pause = None  # None: not reported; "n/a": reported as not measurable
     m = PAUSE_RE.findall(stderr)
@@ -303,9 +320,9 @@ def run_once(prog, depth, expected, timeout, use_measure, mmu_phases=None):
         "peak_rss_mib": maxrss / 1024.0,  # ru_maxrss is in KiB on Linux
         "max_pause_ms": pause,
         "gc_cycles": int(c[-1]) if c else None,
-        "exit_code": p.returncode,
+        "exit_code": r.code,
         "timed_out": bool(timed_out),
-        "output_ok": stdout == expected and p.returncode == 0,
+        "output_ok": stdout == expected and r.code == 0,
         "stdout": stdout,
         "stderr": stderr,
     }
