@@ -105,7 +105,8 @@ pub struct Cache {
     /// True while a thread (or the fallback) uses the cache.
     pub live: AtomicBool,
     /// Heap profiling (`crate::profile`), owner-written. Bytes to allocate before the next
-    /// sample (`SAMPLE_UNDRAWN` until the first draw).
+    /// sample: positive once drawn (`SAMPLE_UNDRAWN`, zero, until the first draw, so that
+    /// the refill's one subtract-and-compare sends the first window to the slow path).
     sample_left: Cell<i64>,
     /// State of the sampling intervals' random generator.
     sample_rng: Cell<u64>,
@@ -117,7 +118,7 @@ pub struct Cache {
 }
 
 /// `Cache::sample_left` before its first draw.
-const SAMPLE_UNDRAWN: i64 = i64::MIN;
+const SAMPLE_UNDRAWN: i64 = 0;
 
 // SAFETY: everything but the atomics is touched only by the thread that owns the cache (or,
 // for the fallback cache, by whoever holds its lock); ownership passes through the pool lock.
@@ -377,24 +378,69 @@ impl Cache {
     /// the class is marked due, and the allocation that finds the window empty next, the
     /// `k`-th, comes here and is the sample. The bytes are thus counted in a different
     /// order than they are allocated, which a Poisson process does not mind (it has no
-    /// memory), as long as each byte is counted once and each sample point taken once. A sampled object gets pages of its own (as
-    /// jemalloc promotes its samples), so that its free reaches the large-object path and
-    /// the profiler, while the small-object free path stays as it is.
+    /// memory), as long as each byte is counted once and each sample point taken once. A
+    /// sampled object gets pages of its own (as jemalloc promotes its samples), so that its
+    /// free reaches the large-object path and the profiler, while the small-object free path
+    /// stays as it is.
+    ///
+    /// Budget: the common case, no class due and no sample point in the new window, is the
+    /// plain refill plus one load and test of `sample_due` and one multiply, subtract and
+    /// compare against `sample_left` (the window's object count comes with the refill), with
+    /// no stack frame beyond the plain refill's. Everything else (a due class, the sample
+    /// point inside the window, the first draw, the fallback cache, allocations made while
+    /// a sample is taken) is [`Cache::refill_sampled_slow`].
     ///
     /// # Safety
     /// As for [`Cache::refill`].
     #[cold]
     #[inline(never)]
     unsafe fn refill_sampled(&self, class: usize) -> *mut u8 {
+        if self.sample_due.get() != 0 {
+            // SAFETY: caller's contract.
+            return unsafe { self.refill_sampled_slow(class, false, ptr::null_mut()) };
+        }
+        // SAFETY: as in `refill_plain`.
+        unsafe {
+            let cur = self.current.get_unchecked(class).load(Ordering::Relaxed);
+            match (*cur).refill_window_alloc() {
+                Ok((n, p)) if !p.is_null() => {
+                    bump(self.counters.nmalloc.get_unchecked(class), n as u64);
+                    let size = crate::sizeclass::CLASSES.get_unchecked(class).size as i64;
+                    // `n` counts `p` and the rest of the window; `sample_left` is at most
+                    // an interval (far below 2^62) and `n * size` at most a span's bytes.
+                    let left = self.sample_left.get() - n as i64 * size;
+                    if left > 0 {
+                        self.sample_left.set(left);
+                        return p;
+                    }
+                    self.refill_sampled_slow(class, true, p)
+                }
+                _ => self.refill_sampled_slow(class, false, ptr::null_mut()),
+            }
+        }
+    }
+
+    /// The rest of [`Cache::refill_sampled`]. If `refilled`, the plain refill was done
+    /// already, gave `p`, and counted nothing against the interval; else it is done here.
+    ///
+    /// # Safety
+    /// As for [`Cache::refill`]; if `refilled`, `p` is the first object of the current
+    /// window of `class`, just taken.
+    #[cold]
+    #[inline(never)]
+    unsafe fn refill_sampled_slow(&self, class: usize, refilled: bool, p: *mut u8) -> *mut u8 {
         // The fallback cache (shared under a lock) and allocations made while a sample is
         // taken are not sampled.
         if self.sample_busy.get() || current() != self.id() as *mut Cache {
+            if refilled {
+                return p;
+            }
             // SAFETY: caller's contract.
             return unsafe { self.refill_plain(class) };
         }
         let size = crate::sizeclass::CLASSES[class].size as i64;
         let bit = 1u128 << class;
-        if self.sample_due.get() & bit != 0 {
+        if !refilled && self.sample_due.get() & bit != 0 {
             // The interval after this sample was drawn when it was placed.
             self.sample_due.set(self.sample_due.get() & !bit);
             let q = self.alloc_sample(size as usize, 8, false);
@@ -405,8 +451,12 @@ impl Cache {
             // SAFETY: caller's contract.
             return unsafe { self.refill_plain(class) };
         }
-        // SAFETY: caller's contract.
-        let p = unsafe { self.refill_plain(class) };
+        let p = if refilled {
+            p
+        } else {
+            // SAFETY: caller's contract.
+            unsafe { self.refill_plain(class) }
+        };
         if p.is_null() {
             return p;
         }
