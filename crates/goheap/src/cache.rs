@@ -55,7 +55,7 @@ use std::sync::OnceLock;
 use crate::lock::{Mutex, MutexGuard};
 
 use crate::central::CENTRAL;
-use crate::heap::{self, SpanStash};
+use crate::heap::{self, SampleRuns, SpanStash};
 use crate::os;
 use crate::pagealloc::PageCache;
 use crate::report;
@@ -96,6 +96,8 @@ pub struct Cache {
     empty_pages: Cell<usize>,
     page_cache: UnsafeCell<PageCache>,
     stash: UnsafeCell<SpanStash>,
+    /// Runs kept from freed heap-profile samples for the next ones (owner only).
+    sample_runs: UnsafeCell<SampleRuns>,
     /// This thread's allocation and free counts per class (read by `stats::read`).
     pub counters: ClassCounters,
     /// Next cache in the registry of all caches ever made (immutable once linked).
@@ -208,6 +210,7 @@ impl Cache {
             empty_pages: Cell::new(0),
             page_cache: UnsafeCell::new(PageCache::EMPTY),
             stash: UnsafeCell::new(SpanStash::new()),
+            sample_runs: UnsafeCell::new(SampleRuns::new()),
             counters: ClassCounters {
                 nmalloc: [const { AtomicU64::new(0) }; NUM_CLASSES],
                 nfree: [const { AtomicU64::new(0) }; NUM_CLASSES],
@@ -547,9 +550,21 @@ impl Cache {
     /// Null if out of memory.
     pub fn alloc_sample(&self, size: usize, align: usize, zero: bool) -> *mut u8 {
         self.sample_busy.set(true);
-        let p = crate::profile::alloc_sampled(size, align, zero);
+        // SAFETY: the runs are the owner's, and nothing in `alloc_sampled` frees (the one way
+        // to reach them again, through `keep_sample_run`).
+        let runs = unsafe { &mut *self.sample_runs.get() };
+        let p = crate::profile::alloc_sampled(size, align, zero, runs);
         self.sample_busy.set(false);
         p
+    }
+
+    /// Keeps `s` for this thread's next sample ([`crate::profile::keep_run`]).
+    ///
+    /// # Safety
+    /// Called by the owning thread, with `s` as for [`SampleRuns::keep`].
+    pub unsafe fn keep_sample_run(&self, s: *mut Span) -> bool {
+        // SAFETY: the runs are the owner's; no reference to them is held across a free.
+        unsafe { (*self.sample_runs.get()).keep(s) }
     }
 
     /// Loads `s`'s next window and allocates from it, counting the window as allocated.
@@ -788,6 +803,7 @@ impl Cache {
                 heap::lock().pages.flush_cache(pc);
             }
             (*self.stash.get()).flush();
+            (*self.sample_runs.get()).flush();
             crate::stats::retire_counters(&self.counters);
         }
     }

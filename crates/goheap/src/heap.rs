@@ -549,6 +549,100 @@ impl SpanStash {
     }
 }
 
+/// A thread's few one-page runs kept, span struct and all, from freed heap-profile samples
+/// (`crate::profile`). A sample of a small size class is promoted to a page of its own; at
+/// the default rate a thread that allocates and frees small objects promotes and frees one
+/// every few microseconds, and going to the page heap for each (the heap lock, the page
+/// allocator's bitmaps and summaries) was most of the profiler's remaining cost. A freed
+/// sample's run is kept by the freeing thread, unmapped (so a second free of it finds
+/// nothing), and the thread's next promotion takes it back without the lock. Kept pages
+/// stay allocated in the page allocator and out of `COUNTERS.inuse`, idle as a page cache's
+/// pages are. Owned by one thread's cache, which flushes it when it retires.
+pub struct SampleRuns {
+    /// Unmapped one-page large spans, each still holding its page; the first `n` are kept.
+    /// Touched only by the owning thread.
+    spans: [*mut Span; SampleRuns::CAP],
+    n: usize,
+}
+
+impl Default for SampleRuns {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl SampleRuns {
+    /// Four pages a thread at most: enough for a thread's samples to be freed soon after
+    /// they are made, which is the churn that costs.
+    const CAP: usize = 4;
+    pub const fn new() -> Self {
+        SampleRuns {
+            spans: [ptr::null_mut(); SampleRuns::CAP],
+            n: 0,
+        }
+    }
+
+    /// Keeps `s`, a one-page large span whose object was just freed and which was
+    /// unmapped and uncounted as [`free_large`] does; false (and nothing kept) if full.
+    ///
+    /// # Safety
+    /// As described: `s` is on no list and nothing else refers to it or its page.
+    pub unsafe fn keep(&mut self, s: *mut Span) -> bool {
+        if self.n == Self::CAP {
+            return false;
+        }
+        // SAFETY: caller's contract.
+        debug_assert_eq!(unsafe { (*s).npages() }, 1);
+        self.spans[self.n] = s;
+        self.n += 1;
+        true
+    }
+
+    /// A one-page large object made from a kept run (zeroed if `zero`), counted and mapped
+    /// as [`alloc_large`] does; null if none is kept.
+    pub fn alloc(&mut self, zero: bool) -> *mut u8 {
+        if self.n == 0 {
+            return ptr::null_mut();
+        }
+        self.n -= 1;
+        let s = self.spans[self.n];
+        // SAFETY: a kept span is ours alone, unmapped, its page unused.
+        let base = unsafe {
+            let base = (*s).base();
+            (*s).init_large(base, 1, false);
+            base
+        };
+        crate::asan::unpoison(base, PAGE_SIZE);
+        if zero {
+            // SAFETY: the page is ours.
+            unsafe { ptr::write_bytes(base as *mut u8, 0, PAGE_SIZE) };
+        }
+        note_large_alloc(PAGE_SIZE);
+        map_span(base, 1, s, true);
+        base as *mut u8
+    }
+
+    /// Gives every kept run back to the page heap (the owning cache retires).
+    pub fn flush(&mut self) {
+        if self.n == 0 {
+            return;
+        }
+        let mut h = lock();
+        while self.n > 0 {
+            self.n -= 1;
+            let s = self.spans[self.n];
+            // SAFETY: a kept span is ours alone, unmapped and on no list.
+            unsafe {
+                h.pages.free((*s).base(), 1);
+                h.free_span_struct(s);
+            }
+        }
+        let release = h.sync_scavenge_due();
+        drop(h);
+        scavenger::sync_release(release);
+    }
+}
+
 /// Allocates a large object (more than `MAX_SMALL_SIZE` bytes, or an alignment no size class
 /// provides). Null when out of memory or when the request cannot be represented.
 pub fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
@@ -658,15 +752,18 @@ fn alloc_huge(npages: usize, align: usize, _zero: bool) -> *mut u8 {
 pub unsafe fn free_large(s: *mut Span) {
     // SAFETY: caller's contract.
     let (base, npages) = unsafe { ((*s).base(), (*s).npages()) };
-    if crate::profile::tracking() {
-        crate::profile::freed(base);
-    }
+    let sampled = crate::profile::tracking() && crate::profile::freed(base);
     // Unmap first so that a second free of the same pointer finds nothing.
     map_span(base, npages, ptr::null_mut(), true);
     let bytes = npages * PAGE_SIZE;
     COUNTERS.inuse.fetch_sub(bytes, Ordering::Relaxed);
     COUNTERS.large_bytes.fetch_sub(bytes, Ordering::Relaxed);
     COUNTERS.large_frees.fetch_add(1, Ordering::Relaxed);
+    // SAFETY: unmapped and uncounted above, on no list; the object is dead.
+    if sampled && npages == 1 && unsafe { crate::profile::keep_run(s) } {
+        // A promoted sample's page: kept by this thread for its next sample (`SampleRuns`).
+        return;
+    }
     let mut h = lock();
     if npages > ARENA_PAGES {
         // SAFETY: unmapped above, on no list.

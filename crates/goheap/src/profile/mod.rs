@@ -57,6 +57,7 @@ pub(crate) mod table;
 mod unwind;
 
 use core::cell::Cell;
+use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use crate::lock::Mutex;
@@ -145,16 +146,40 @@ pub(crate) fn record(addr: usize, size: usize, stack: &Stack, label: Label) {
 }
 
 /// The object at `addr` was freed: if it was a sample, count its free.
-pub(crate) fn freed(addr: usize) {
-    PROFILER.lock().record_free(addr);
+pub(crate) fn freed(addr: usize) -> bool {
+    PROFILER.lock().record_free(addr)
+}
+
+/// Offers `s`, the one-page run of a sample just freed, to the calling thread's cache of
+/// runs for its next sample ([`crate::heap::SampleRuns`]); false if it has no cache or
+/// no room.
+///
+/// # Safety
+/// As for [`crate::heap::SampleRuns::keep`].
+pub(crate) unsafe fn keep_run(s: *mut crate::span::Span) -> bool {
+    let c = crate::cache::current();
+    // SAFETY: `c` is null or this thread's live cache; the rest is the caller's contract.
+    !c.is_null() && unsafe { (*c).keep_sample_run(s) }
 }
 
 /// A sampled allocation of `size` bytes aligned to `align`, promoted to pages of its own,
 /// recorded with the caller's stack. Null if out of memory. The caller makes sure that
 /// allocations made meanwhile are not sampled, and holds no allocator lock.
-pub(crate) fn alloc_sampled(size: usize, align: usize, zero: bool) -> *mut u8 {
+pub(crate) fn alloc_sampled(
+    size: usize,
+    align: usize,
+    zero: bool,
+    runs: &mut crate::heap::SampleRuns,
+) -> *mut u8 {
     let stack = stack::capture();
-    let p = crate::heap::alloc_large(size, align, zero);
+    let page = crate::sizeclass::PAGE_SIZE;
+    let mut p = ptr::null_mut();
+    if size <= page && align <= page {
+        p = runs.alloc(zero);
+    }
+    if p.is_null() {
+        p = crate::heap::alloc_large(size, align, zero);
+    }
     if !p.is_null() {
         record(p as usize, size, &stack, None);
     }
