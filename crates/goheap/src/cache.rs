@@ -55,6 +55,7 @@ use std::sync::OnceLock;
 use crate::lock::{Mutex, MutexGuard};
 
 use crate::central::CENTRAL;
+use crate::counters::ClassCounters;
 use crate::heap::{self, SampleRuns, SpanStash};
 use crate::os;
 use crate::pagealloc::PageCache;
@@ -66,16 +67,6 @@ use crate::span::{next_in_stack, ListTag, Span, SpanList, SpanStack};
 /// (512 KiB). Enough that a program freeing and rebuilding a structure does not trade spans
 /// with the page heap on every cycle, small enough that idle threads hold little.
 const EMPTY_BUDGET_PAGES: usize = 64;
-
-/// Per-class counters of one cache. Written only by the owner (relaxed load + store: plain
-/// moves, no lock prefix), read by anyone summing statistics.
-pub struct ClassCounters {
-    /// Objects handed out: counted when a window of free objects is loaded.
-    pub nmalloc: [AtomicU64; NUM_CLASSES],
-    /// Objects this thread freed into spans it does not own (its frees into its own spans
-    /// are counted in the spans).
-    pub nfree: [AtomicU64; NUM_CLASSES],
-}
 
 #[inline(always)]
 fn bump(c: &AtomicU64, n: u64) {
@@ -154,7 +145,7 @@ fn pool_lock() -> MutexGuard<'static, PoolHead> {
 impl Cache {
     /// Takes a cache from the pool, or makes one from OS memory. Null if out of memory.
     fn acquire() -> *mut Cache {
-        crate::span::detect_cpu();
+        crate::cpu::detect_cpu();
         let mut pool = pool_lock();
         let c = pool.0;
         let c = if !c.is_null() {
@@ -804,7 +795,7 @@ impl Cache {
             }
             (*self.stash.get()).flush();
             (*self.sample_runs.get()).flush();
-            crate::stats::retire_counters(&self.counters);
+            crate::counters::retire_counters(&self.counters);
         }
     }
 

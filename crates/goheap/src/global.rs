@@ -225,7 +225,7 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
         crate::scavenger::central_freed();
     }
     if c.is_null() {
-        crate::stats::count_orphan_free(class);
+        crate::counters::count_orphan_free(class);
     } else {
         // SAFETY: `c` is this thread's live cache; its counters are ours to bump.
         unsafe {

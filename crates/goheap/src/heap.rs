@@ -471,7 +471,7 @@ pub unsafe fn free_small_span(s: *mut Span, stash: Option<&mut SpanStash>) {
     let (base, npages) = unsafe {
         // Its local frees have not been counted anywhere yet: count them before the span
         // stops being a live span that statistics look at.
-        crate::stats::count_freed((*s).class(), (*s).fold_frees() as u64);
+        crate::counters::count_freed((*s).class(), (*s).fold_frees() as u64);
         (*s).retire();
         ((*s).base(), (*s).npages())
     };

@@ -66,6 +66,7 @@ extern crate self as goheap;
 
 // ---- The layers (private; `raw` re-exports what the workspace's other crates need).
 mod asan;
+mod cpu;
 mod sizeclass;
 mod span;
 mod sync;
@@ -74,6 +75,8 @@ mod sync;
 mod cache;
 #[cfg(not(loom))]
 mod central;
+#[cfg(not(loom))]
+mod counters;
 #[cfg(not(loom))]
 mod fork;
 #[cfg(not(loom))]

@@ -82,48 +82,11 @@
 use core::cell::Cell;
 use core::ptr;
 
+use crate::cpu::popcount;
 use crate::sizeclass::{first_byte_limit, CLASSES, MAX_OBJS_PER_SPAN};
 use crate::sync::{
     loom_seqcst_fence, AtomicPtr, AtomicU32, AtomicU64, AtomicU8, AtomicUsize, Ordering, Parker,
 };
-
-/// `x.count_ones()`, with the `popcnt` instruction where the CPU has it. The baseline
-/// x86-64 target lacks it, so `count_ones` compiles to about 18 instructions of bit
-/// twiddling; every window load counts its word, so this is on the refill path. The test is
-/// one load of a flag that [`detect_cpu`] sets (before it runs, the portable count is used).
-#[inline(always)]
-pub fn popcount(x: u64) -> u32 {
-    #[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt"), not(loom)))]
-    if HAS_POPCNT.load(core::sync::atomic::Ordering::Relaxed) {
-        let n: u64;
-        // SAFETY: the CPU has POPCNT (`detect_cpu`); the instruction reads a register and
-        // writes a register and the flags.
-        unsafe {
-            core::arch::asm!(
-                "popcnt {n}, {x}",
-                x = in(reg) x,
-                n = lateout(reg) n,
-                options(pure, nomem, nostack),
-            )
-        };
-        return n as u32;
-    }
-    x.count_ones()
-}
-
-/// Whether the CPU has POPCNT (see [`popcount`]).
-#[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt"), not(loom)))]
-static HAS_POPCNT: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-
-/// Looks up the CPU features the allocator uses (called when a thread cache is made, off
-/// every fast path).
-pub fn detect_cpu() {
-    #[cfg(all(target_arch = "x86_64", not(target_feature = "popcnt"), not(loom)))]
-    HAS_POPCNT.store(
-        std::arch::is_x86_feature_detected!("popcnt"),
-        core::sync::atomic::Ordering::Relaxed,
-    );
-}
 
 /// Words in a span's bitmaps: one bit per object, at most 1024 objects (8-byte class, 1 page).
 pub const MAX_WORDS: usize = MAX_OBJS_PER_SPAN / 64;

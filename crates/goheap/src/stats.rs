@@ -11,44 +11,21 @@
 //!   and store (no lock prefix);
 //! - page-level figures (reserved, in use, idle, released) come from the page heap.
 //!
-//! A thread's counters move to the `RETIRED_*` totals when it exits. Reading the statistics
+//! The counters themselves live in the leaf module `counters.rs`, which the layers below
+//! (the page heap, the caches) write without calling up into this one. A thread's counters
+//! move to the `RETIRED_*` totals when it exits. Reading the statistics
 //! walks every cache; while other threads allocate, the figures are a consistent-enough
 //! snapshot (each counter is read atomically, but not all at the same instant), as
 //! mimalloc's are. The invariants that hold at any quiescent point are checked by tests:
 //! `heap_inuse + heap_idle == heap_sys`, `heap_released <= heap_idle`,
 //! `heap_alloc <= heap_inuse`, `mallocs - frees == heap_objects`.
 
-use core::sync::atomic::{AtomicU64, Ordering};
+use core::sync::atomic::Ordering;
 
-use crate::cache::{for_each_cache, ClassCounters};
+use crate::cache::for_each_cache;
+use crate::counters::{RETIRED_FREE, RETIRED_MALLOC};
 use crate::heap::{self, COUNTERS};
 use crate::sizeclass::{CLASSES, NUM_CLASSES, PAGE_SIZE};
-
-static RETIRED_MALLOC: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
-static RETIRED_FREE: [AtomicU64; NUM_CLASSES] = [const { AtomicU64::new(0) }; NUM_CLASSES];
-
-/// Adds a retiring cache's counters to the totals and zeroes them.
-pub(crate) fn retire_counters(c: &ClassCounters) {
-    for class in 0..NUM_CLASSES {
-        let m = c.nmalloc[class].swap(0, Ordering::Relaxed);
-        let f = c.nfree[class].swap(0, Ordering::Relaxed);
-        RETIRED_MALLOC[class].fetch_add(m, Ordering::Relaxed);
-        RETIRED_FREE[class].fetch_add(f, Ordering::Relaxed);
-    }
-}
-
-/// Counts a free made by a thread that has no cache.
-pub(crate) fn count_orphan_free(class: usize) {
-    count_freed(class, 1);
-}
-
-/// Counts `n` frees of class `class` in the global totals (a span's folded local frees, when
-/// the span goes back to the page heap).
-pub(crate) fn count_freed(class: usize, n: u64) {
-    if n > 0 {
-        RETIRED_FREE[class].fetch_add(n, Ordering::Relaxed);
-    }
-}
 
 /// Allocation counts of one size class.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

@@ -34,7 +34,10 @@ fn churn(layout: Layout, zeroed: bool, rounds: usize) -> usize {
             assert!(!b.is_null());
             if zeroed {
                 let bytes = std::slice::from_raw_parts(b, layout.size());
-                assert!(bytes.iter().all(|&x| x == 0), "alloc_zeroed gave dirty memory");
+                assert!(
+                    bytes.iter().all(|&x| x == 0),
+                    "alloc_zeroed gave dirty memory"
+                );
             }
             if b == a {
                 reused += 1;
@@ -51,10 +54,16 @@ fn freed_sample_pages_serve_the_next_samples() {
     std::thread::spawn(|| {
         // A small size class: promoted from the sampled window refill.
         let reused = churn(Layout::from_size_align(200, 8).unwrap(), false, 200);
-        assert!(reused >= 190, "{reused} of 200 reused the freed sample's page");
+        assert!(
+            reused >= 190,
+            "{reused} of 200 reused the freed sample's page"
+        );
         // The same, zeroing: a kept page must be cleared, whatever the freed sample left.
         let reused = churn(Layout::from_size_align(200, 8).unwrap(), true, 200);
-        assert!(reused >= 190, "{reused} of 200 reused the freed sample's page");
+        assert!(
+            reused >= 190,
+            "{reused} of 200 reused the freed sample's page"
+        );
     })
     .join()
     .unwrap();
