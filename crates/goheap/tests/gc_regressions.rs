@@ -310,14 +310,23 @@ fn failed_refcell_borrows_leave_the_holders_borrow() {
         let w = c.borrow_mut();
         assert!(c.try_borrow_mut().is_none());
         assert!(c.try_borrow().is_none());
-        assert!(c.try_borrow_mut().is_none(), "the mutable borrow was released");
-        assert!(c.try_borrow().is_none(), "a shared borrow beside a mutable one");
+        assert!(
+            c.try_borrow_mut().is_none(),
+            "the mutable borrow was released"
+        );
+        assert!(
+            c.try_borrow().is_none(),
+            "a shared borrow beside a mutable one"
+        );
         drop(w);
         let r = c.borrow();
         assert!(c.try_borrow_mut().is_none());
         let r2 = c.borrow();
         drop(r);
-        assert!(c.try_borrow_mut().is_none(), "the shared borrow r2 was released");
+        assert!(
+            c.try_borrow_mut().is_none(),
+            "the shared borrow r2 was released"
+        );
         drop(r2);
         assert!(c.try_borrow_mut().is_some());
     });

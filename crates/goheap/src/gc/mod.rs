@@ -18,7 +18,7 @@
 //!
 //! [`Heap`] and the cycle (`heap`) → marking (`mark`) and sweeping (`span`) → allocation
 //! (`alloc`: per-type pools and mutator caches) → goheap's page heap. The API: `ptr`
-//! ([`Gc`]), `trace` ([`Trace`], [`Rebrand`]), `cell` ([`GcCell`], [`GcRefCell`]), `mutator`
+//! ([`Gc`]), `trace` ([`Trace`], [`Rebrand`]), `cell` ([`GcCell`], [`GcRefCell`]), `mutex` ([`GcMutex`]), `mutator`
 //! ([`Mutator`], [`Session`]), `root` ([`Root`]), `weak` ([`Weak`]); policy in `pacer`;
 //! numbers in `stats` ([`GcStats`]). The modules are private: this module's re-exports
 //! are the collector's whole public surface.
@@ -62,10 +62,13 @@ pub(crate) mod cycle;
 pub(crate) mod external;
 #[cfg(not(loom))]
 pub(crate) mod heap;
+pub(crate) mod lock_word;
 #[cfg(not(loom))]
 pub(crate) mod mark;
 #[cfg(not(loom))]
 pub(crate) mod mutator;
+#[cfg(not(loom))]
+pub(crate) mod mutex;
 #[cfg(not(loom))]
 pub(crate) mod pacer;
 #[cfg(not(loom))]
@@ -100,6 +103,8 @@ pub use external::ExternalVec;
 pub use heap::{Config, Heap};
 #[cfg(not(loom))]
 pub use mutator::{Mutator, Session};
+#[cfg(not(loom))]
+pub use mutex::{GcMutex, GcMutexGuard, MutexWaiter};
 #[cfg(not(loom))]
 pub use pacer::DebugFlags;
 #[cfg(not(loom))]
