@@ -18,8 +18,9 @@
 //!
 //! [`Heap`] and the cycle (`heap`) → marking (`mark`) and sweeping (`span`) → allocation
 //! (`alloc`: per-type pools and mutator caches) → goheap's page heap. The API: `ptr`
-//! ([`Gc`]), `trace` ([`Trace`], [`Rebrand`]), `cell` ([`GcCell`], [`GcRefCell`]), `mutex` ([`GcMutex`]), `mutator`
-//! ([`Mutator`], [`Session`]), `root` ([`Root`]), `weak` ([`Weak`]); policy in `pacer`;
+//! ([`Gc`]), `trace` ([`Trace`], [`Rebrand`]), `cell` ([`GcCell`], [`GcRefCell`]), `mutex`
+//! ([`GcMutex`]), `mutator` ([`Mutator`], [`Session`]), `root` ([`Root`]), `weak`
+//! ([`Weak`]); policy in `pacer`;
 //! numbers in `stats` ([`GcStats`]). The modules are private: this module's re-exports
 //! are the collector's whole public surface.
 //!

@@ -81,7 +81,9 @@ use super::trace::{Rebrand, Trace, Tracer};
 /// }
 ///
 /// let heap = Heap::new();
-/// let counter = heap.mutator().enter(|cx| cx.root(cx.alloc(Counter { log: GcMutex::new(Vec::new()) })));
+/// let counter = heap.mutator().enter(|cx| {
+///     cx.root(cx.alloc(Counter { log: GcMutex::new(Vec::new()) }))
+/// });
 /// std::thread::scope(|s| {
 ///     for t in 0..4 {
 ///         let (heap, counter) = (&heap, &counter);
@@ -92,7 +94,9 @@ use super::trace::{Rebrand, Trace, Tracer};
 ///                 loop {
 ///                     let got = m.enter(|cx| {
 ///                         let c = cx.get(counter);
-///                         match c.log.try_lock() {
+///                         // `as_ref`: a `&'gc` reference, which the guard may borrow
+///                         // past the end of this block (a `Gc` local's deref may not).
+///                         match Gc::as_ref(c).log.try_lock() {
 ///                             Some(mut log) => {
 ///                                 log.push(cx.alloc_str(&format!("{t}.{i}")));
 ///                                 None
