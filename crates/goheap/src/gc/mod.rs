@@ -18,10 +18,10 @@
 //!
 //! [`Heap`] and the cycle (`heap`) → marking (`mark`) and sweeping (`span`) → allocation
 //! (`alloc`: per-type pools and mutator caches) → goheap's page heap. The API: `ptr`
-//! ([`Gc`]), `trace` ([`Trace`], [`Rebrand`]), `cell` ([`GcCell`], [`GcRefCell`]), `mutex`
-//! ([`GcMutex`]), `mutator` ([`Mutator`], [`Session`]), `root` ([`Root`]), `weak`
-//! ([`Weak`]); policy in `pacer`;
-//! numbers in `stats` ([`GcStats`]). The modules are private: this module's re-exports
+//! ([`Gc`]), `dyn_ptr` ([`GcDyn`], trait objects), `trace` ([`Trace`], [`Rebrand`]), `cell`
+//! ([`GcCell`], [`GcRefCell`]), `mutex` ([`GcMutex`]), `mutator` ([`Mutator`],
+//! [`Session`]), `root` ([`Root`]), `weak` ([`Weak`]); policy in `pacer`; numbers in
+//! `stats` ([`GcStats`]). The modules are private: this module's re-exports
 //! are the collector's whole public surface.
 //!
 //! # Example
@@ -59,6 +59,8 @@ pub(crate) mod borrow;
 pub(crate) mod cell;
 #[cfg(not(loom))]
 pub(crate) mod cycle;
+#[cfg(not(loom))]
+mod dyn_ptr;
 #[cfg(not(loom))]
 pub(crate) mod external;
 #[cfg(not(loom))]
@@ -98,6 +100,8 @@ pub(crate) mod world;
 
 #[cfg(not(loom))]
 pub use cell::{GcCell, GcRef, GcRefCell, GcRefMut};
+#[cfg(not(loom))]
+pub use dyn_ptr::GcDyn;
 #[cfg(not(loom))]
 pub use external::ExternalVec;
 #[cfg(not(loom))]
