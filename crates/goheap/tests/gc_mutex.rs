@@ -443,3 +443,85 @@ fn waiter_is_woken_by_unlock() {
         m.enter(|cx| assert_eq!(*cx.get(&root).try_lock().unwrap(), 7));
     });
 }
+
+/// Reports its destruction.
+#[derive(Trace)]
+#[trace(static)]
+struct Counted(Arc<AtomicUsize>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// A mutex deep inside a large object (past its first page).
+#[derive(Trace)]
+#[repr(C)]
+struct Big {
+    pad: [u64; 8192],
+    m: GcMutex<Vec<u64>>,
+    c: Counted,
+}
+
+/// A mutex at a non-zero offset of a small object.
+#[derive(Trace)]
+#[repr(C)]
+struct Small {
+    pad: [u64; 3],
+    m: GcMutex<u64>,
+    c: Counted,
+}
+
+/// A waiter keeps the object holding its mutex alive, wherever the mutex lies in it (past the
+/// first page of a large object too: a root at the mutex's own address made the collector
+/// abort with "has no span" there, since it finds objects from interior addresses only within
+/// their first page), reads the right word, and lets the object die once dropped.
+#[test]
+fn a_waiter_keeps_its_object_alive_from_an_interior_address() {
+    let heap = checkmark_heap();
+    let drops = Arc::new(AtomicUsize::new(0));
+    let mut m = heap.mutator();
+    let (big, small): (Root<Big>, Root<Small>) = m.enter(|cx| {
+        let big = cx.alloc(Big {
+            pad: [7; 8192],
+            m: GcMutex::new(vec![1, 2, 3]),
+            c: Counted(drops.clone()),
+        });
+        let small = cx.alloc(Small {
+            pad: [9; 3],
+            m: GcMutex::new(5),
+            c: Counted(drops.clone()),
+        });
+        (cx.root(big), cx.root(small))
+    });
+    let (wb, ws) = m.enter(|cx| {
+        let (b, s) = (cx.get(&big), cx.get(&small));
+        let off_b = &b.m as *const _ as usize - Gc::addr(b);
+        let off_s = &s.m as *const _ as usize - Gc::addr(s);
+        assert!(off_b >= 65536 && off_s >= 24, "offsets {off_b} {off_s}");
+        (b.m.waiter(cx, b), s.m.waiter(cx, s))
+    });
+    drop((big, small));
+    for _ in 0..3 {
+        heap.collect();
+        heap.wait_sweep();
+        assert_eq!(
+            drops.load(Ordering::SeqCst),
+            0,
+            "an object kept by a waiter was freed"
+        );
+        m.enter(|cx| {
+            for i in 0..10_000u64 {
+                let _ = cx.alloc([i; 8]);
+            }
+        });
+    }
+    assert!(!wb.is_locked() && !ws.is_locked());
+    wb.wait();
+    ws.wait();
+    drop((wb, ws));
+    heap.collect();
+    heap.wait_sweep();
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+}

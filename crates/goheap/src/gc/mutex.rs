@@ -205,11 +205,12 @@ impl<T: ?Sized> GcMutex<T> {
             me >= lo && me + core::mem::size_of_val(self) <= lo + len,
             "goheap: GcMutex::waiter needs the object that holds the mutex"
         );
-        // The root keeps the owner's object alive; marking and shading find an object from
-        // any address inside it (`GcSpan::index_of` rounds down), so the root may hold the
-        // mutex's own address, which is what `wait` reads.
+        // The root holds the object's own address (the collector finds an object from an
+        // address inside it only within its first page, so not the mutex's address, which
+        // may lie further in a large object), and the waiter the mutex's offset in it.
         MutexWaiter {
-            root: Root::new(cx.heap(), me),
+            root: Root::new(cx.heap(), Gc::addr(owner)),
+            offset: me - Gc::addr(owner),
         }
     }
 
@@ -313,9 +314,11 @@ where
 /// [`GcMutex::waiter`] in the session whose `try_lock` failed. It keeps the mutex's object
 /// alive (a root) until dropped. `Send` and `Sync`: any thread may wait with it.
 pub struct MutexWaiter {
-    /// A root at the mutex's own address, inside the object it keeps (`GcMutex::waiter`).
-    /// Never turned back into a `Gc`: only the lock word at that address is read.
+    /// A root at the address of the object holding the mutex. Never turned back into a
+    /// `Gc` (its type is erased): only the lock word at `offset` in the object is read.
     root: Root<u8>,
+    /// Where the mutex lies in the object (`GcMutex::waiter` checked it lies inside).
+    offset: usize,
 }
 
 impl MutexWaiter {
@@ -346,11 +349,11 @@ impl MutexWaiter {
     }
 
     fn word(&self) -> &AtomicU32 {
-        // SAFETY: the root holds the address of a `GcMutex` (checked inside its owner's
-        // object by `GcMutex::waiter`) and keeps that object alive and in place (objects
-        // never move) for as long as `self` lives. `GcMutex` is `repr(C)` with the word
-        // first, so the address is the word's, and an atomic may be read by any thread.
-        unsafe { &*(self.root.addr() as *const AtomicU32) }
+        // SAFETY: the root keeps the object alive and in place (objects never move) for as
+        // long as `self` lives, and a `GcMutex` lies at `offset` in it (checked by
+        // `GcMutex::waiter`). `GcMutex` is `repr(C)` with the word first, so that address is
+        // the word's, and an atomic may be read by any thread.
+        unsafe { &*((self.root.addr() + self.offset) as *const AtomicU32) }
     }
 }
 
