@@ -1,7 +1,7 @@
 //! An interpreter-shaped object graph shared by several threads on one goheap heap.
 //!
-//! The main thread builds a global environment (`Env`: a `GcRefCell<BTreeMap<String, Value>>`)
-//! holding integers, strings, lists (`Gc<GcRefCell<Vec<Value>>>`) and closures that capture
+//! The main thread builds a global environment (`Env`: a `GcMutex<BTreeMap<String, Value>>`)
+//! holding integers, strings, lists (`Gc<GcMutex<Vec<Value>>>`) and closures that capture
 //! environments of their own, and hands a `Root` to it to `WORKERS` threads. Each worker has
 //! its own `Mutator` and runs thousands of short sessions, one per "batch of instructions":
 //! it allocates a list of numbers and strings, then interprets a small program that calls
@@ -28,17 +28,25 @@
 //! cargo run -p goheap --example gc_shared_interpreter -- 8 2000
 //! ```
 //!
-//! `GcRefCell` is an atomic `RefCell`, not a lock: `borrow_mut` panics if another thread
-//! holds a borrow. Cells shared by threads are therefore borrowed through [`read`] and
-//! [`write`] below, which retry until the borrow is free; a mutable borrow is then an
-//! exclusive section, which makes `counter += 1` atomic. The number of retries is printed.
+//! Scopes and lists are `GcMutex`es, shared by the workers: a lock is an exclusive section,
+//! which makes `counter += 1` atomic. Inside a session a lock is only *tried*
+//! ([`lock`]); a thread that finds it held must not sleep there (it would hold up the
+//! collector for as long as the holder keeps the lock), so the statement being evaluated
+//! gives up with [`Blocked`], the session ends, the thread sleeps outside every session until
+//! the holder unlocks ([`MutexWaiter::wait`]) and evaluates the statement again in a new
+//! session ([`run`]). Each statement of the batch program has its shared side effect last,
+//! under the last lock it takes, so a statement that gave up changed nothing shared and is
+//! safe to evaluate again; the batch's own scope is kept between statements by a `Root`.
+//! Nothing spins: the number of sleeps is printed.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use goheap::gc::{Gc, GcCell, GcRef, GcRefCell, GcRefMut, Heap, Root, Session, Trace};
+use goheap::gc::{
+    Gc, GcCell, GcMutex, GcMutexGuard, Heap, Mutator, MutexWaiter, Root, Session, Trace,
+};
 
 // ---------------------------------------------------------------------------------------
 // The object graph
@@ -50,7 +58,7 @@ enum Value<'gc> {
     Int(i64),
     Str(Gc<'gc, str>),
     /// A mutable list.
-    List(Gc<'gc, GcRefCell<Vec<Value<'gc>>>>),
+    List(Gc<'gc, GcMutex<Vec<Value<'gc>>>>),
     /// An immutable tuple: a slice object.
     Tuple(Gc<'gc, [Value<'gc>]>),
     Closure(Gc<'gc, Closure<'gc>>),
@@ -68,7 +76,7 @@ impl<'gc> Value<'gc> {
 /// A scope: variables and the enclosing scope (`None` for the global one).
 #[derive(Trace)]
 struct Env<'gc> {
-    vars: GcRefCell<BTreeMap<String, Value<'gc>>>,
+    vars: GcMutex<BTreeMap<String, Value<'gc>>>,
     parent: Option<Gc<'gc, Env<'gc>>>,
 }
 
@@ -79,17 +87,29 @@ impl<'gc> Env<'gc> {
         vars: [(&str, Value<'gc>); N],
     ) -> Gc<'gc, Env<'gc>> {
         cx.alloc(Env {
-            vars: GcRefCell::new(vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
+            vars: GcMutex::new(vars.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()),
             parent,
         })
     }
 
+    /// The scope's variables, locked.
+    fn vars(
+        cx: &Session<'gc>,
+        this: Gc<'gc, Env<'gc>>,
+    ) -> Result<GcMutexGuard<'gc, BTreeMap<String, Value<'gc>>>, Blocked> {
+        lock(cx, this, &Gc::as_ref(this).vars)
+    }
+
     /// The scope, this one or an enclosing one, that binds `name`.
-    fn scope_of(this: Gc<'gc, Env<'gc>>, name: &str) -> Gc<'gc, Env<'gc>> {
+    fn scope_of(
+        cx: &Session<'gc>,
+        this: Gc<'gc, Env<'gc>>,
+        name: &str,
+    ) -> Result<Gc<'gc, Env<'gc>>, Blocked> {
         let mut e = this;
         loop {
-            if read(&e.vars).contains_key(name) {
-                return e;
+            if Env::vars(cx, e)?.contains_key(name) {
+                return Ok(e);
             }
             e = e
                 .parent
@@ -97,8 +117,13 @@ impl<'gc> Env<'gc> {
         }
     }
 
-    fn lookup(this: Gc<'gc, Env<'gc>>, name: &str) -> Value<'gc> {
-        read(&Env::scope_of(this, name).vars)[name]
+    fn lookup(
+        cx: &Session<'gc>,
+        this: Gc<'gc, Env<'gc>>,
+        name: &str,
+    ) -> Result<Value<'gc>, Blocked> {
+        let scope = Env::scope_of(cx, this, name)?;
+        Ok(Env::vars(cx, scope)?[name])
     }
 }
 
@@ -120,42 +145,43 @@ struct Interp<'gc> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Borrowing shared cells
+// Locking shared scopes and lists
 
-/// Borrow retries because another thread held the cell.
-static RETRIES: AtomicU64 = AtomicU64::new(0);
+/// Sleeps outside sessions because another thread held a lock.
+static WAITS: AtomicU64 = AtomicU64::new(0);
 
-/// A shared borrow of a cell other threads may be writing: retries until it is free.
-fn read<T: ?Sized>(c: &GcRefCell<T>) -> GcRef<'_, T> {
-    let mut spins = 0u32;
-    loop {
-        if let Some(b) = c.try_borrow() {
-            return b;
-        }
-        backoff(&mut spins);
-    }
+/// A statement gave up: the lock it needs is held. Waiting for it happens outside the
+/// session, with this handle, which keeps the lock's object alive meanwhile.
+struct Blocked(MutexWaiter);
+
+/// Locks `m`, which lies in the object `owner` points to, or gives up (module essay).
+fn lock<'gc, O: ?Sized + goheap::gc::GcPointee + 'gc, T: Trace>(
+    cx: &Session<'gc>,
+    owner: Gc<'gc, O>,
+    m: &'gc GcMutex<T>,
+) -> Result<GcMutexGuard<'gc, T>, Blocked> {
+    m.try_lock().ok_or_else(|| Blocked(m.waiter(cx, owner)))
 }
 
-/// A mutable borrow of a cell other threads may be using: retries until it is free.
-/// The borrow is exclusive, so read-modify-write under it is atomic.
-fn write<T: ?Sized + goheap::gc::Trace>(c: &GcRefCell<T>) -> GcRefMut<'_, T> {
-    let mut spins = 0u32;
-    loop {
-        if let Some(b) = c.try_borrow_mut() {
-            return b;
-        }
-        backoff(&mut spins);
-    }
+/// A list's items, locked.
+fn items<'gc>(
+    cx: &Session<'gc>,
+    l: Gc<'gc, GcMutex<Vec<Value<'gc>>>>,
+) -> Result<GcMutexGuard<'gc, Vec<Value<'gc>>>, Blocked> {
+    lock(cx, l, Gc::as_ref(l))
 }
 
-/// Spins, and lets the holder run now and then (it may be descheduled, still in its session).
-fn backoff(spins: &mut u32) {
-    RETRIES.fetch_add(1, Ordering::Relaxed);
-    *spins += 1;
-    if *spins % 64 == 0 {
-        std::thread::yield_now();
-    } else {
-        std::hint::spin_loop();
+/// Runs `f` in a session of `m` until it does not give up; between tries the thread sleeps,
+/// outside every session, until the lock that stopped it is released.
+fn run<R>(m: &mut Mutator, mut f: impl for<'gc> FnMut(&Session<'gc>) -> Result<R, Blocked>) -> R {
+    loop {
+        match m.enter(&mut f) {
+            Ok(r) => return r,
+            Err(Blocked(w)) => {
+                WAITS.fetch_add(1, Ordering::Relaxed);
+                w.wait();
+            }
+        }
     }
 }
 
@@ -176,62 +202,61 @@ enum Expr {
     /// Binds `name` in the current scope; `Nil`.
     Let(&'static str, Box<Expr>),
     Call(Box<Expr>, Box<Expr>),
-    Seq(Vec<Expr>),
 }
 
 fn b(e: Expr) -> Box<Expr> {
     Box::new(e)
 }
 
-fn eval<'gc>(cx: &Session<'gc>, e: &Expr, env: Gc<'gc, Env<'gc>>) -> Value<'gc> {
-    match e {
+/// Evaluates `e`, or gives up at a lock another thread holds ([`Blocked`]; module essay).
+fn eval<'gc>(cx: &Session<'gc>, e: &Expr, env: Gc<'gc, Env<'gc>>) -> Result<Value<'gc>, Blocked> {
+    Ok(match e {
         Expr::Int(i) => Value::Int(*i),
-        Expr::Var(name) => Env::lookup(env, name),
-        Expr::Add(x, y) => Value::Int(eval(cx, x, env).int() + eval(cx, y, env).int()),
+        Expr::Var(name) => Env::lookup(cx, env, name)?,
+        Expr::Add(x, y) => Value::Int(eval(cx, x, env)?.int() + eval(cx, y, env)?.int()),
         Expr::Sum(x) => {
             let ints = |vs: &[Value]| -> i64 {
                 vs.iter()
                     .map(|v| if let Value::Int(i) = v { *i } else { 0 })
                     .sum()
             };
-            match eval(cx, x, env) {
-                Value::List(l) => Value::Int(ints(&read(&l))),
+            match eval(cx, x, env)? {
+                Value::List(l) => Value::Int(ints(&items(cx, l)?)),
                 Value::Tuple(t) => Value::Int(ints(&t)),
                 other => panic!("sum of {}", show(other)),
             }
         }
         Expr::AddAssign(name, x) => {
-            let d = eval(cx, x, env).int();
-            let scope = Env::scope_of(env, name);
-            let mut vars = write(&scope.vars);
+            let d = eval(cx, x, env)?.int();
+            let scope = Env::scope_of(cx, env, name)?;
+            let mut vars = Env::vars(cx, scope)?;
             let slot = vars.get_mut(*name).unwrap();
             *slot = Value::Int(slot.int() + d);
             *slot
         }
         Expr::AddAt(list, i, x) => {
-            let Value::List(l) = eval(cx, list, env) else {
+            let Value::List(l) = eval(cx, list, env)? else {
                 panic!("indexing a non-list")
             };
-            let (i, d) = (eval(cx, i, env).int() as usize, eval(cx, x, env).int());
-            let mut items = write(&l);
+            let (i, d) = (eval(cx, i, env)?.int() as usize, eval(cx, x, env)?.int());
+            let mut items = items(cx, l)?;
             items[i] = Value::Int(items[i].int() + d);
             items[i]
         }
         Expr::Let(name, x) => {
-            let v = eval(cx, x, env);
-            write(&env.vars).insert((*name).to_owned(), v);
+            let v = eval(cx, x, env)?;
+            Env::vars(cx, env)?.insert((*name).to_owned(), v);
             Value::Nil
         }
         Expr::Call(f, arg) => {
-            let f = eval(cx, f, env);
-            let arg = eval(cx, arg, env);
-            call(cx, f, arg)
+            let f = eval(cx, f, env)?;
+            let arg = eval(cx, arg, env)?;
+            call(cx, f, arg)?
         }
-        Expr::Seq(es) => es.iter().fold(Value::Nil, |_, e| eval(cx, e, env)),
-    }
+    })
 }
 
-fn call<'gc>(cx: &Session<'gc>, f: Value<'gc>, arg: Value<'gc>) -> Value<'gc> {
+fn call<'gc>(cx: &Session<'gc>, f: Value<'gc>, arg: Value<'gc>) -> Result<Value<'gc>, Blocked> {
     let Value::Closure(c) = f else {
         panic!("calling {}", show(f))
     };
@@ -244,7 +269,7 @@ fn show(v: Value<'_>) -> String {
         Value::Nil => "nil".into(),
         Value::Int(i) => i.to_string(),
         Value::Str(s) => format!("{:?}", &*s),
-        Value::List(l) => match l.try_borrow() {
+        Value::List(l) => match l.try_lock() {
             Some(items) => format!("<list of {}>", items.len()),
             None => "<list, busy>".into(),
         },
@@ -271,8 +296,8 @@ fn closure<'gc>(
 /// The global scope: the closures and shared data every worker uses.
 fn setup<'gc>(cx: &Session<'gc>, workers: usize) -> Gc<'gc, Interp<'gc>> {
     let g = Env::new(cx, None, []);
-    let per_thread = cx.alloc(GcRefCell::new(vec![Value::Int(0); workers]));
-    let log = cx.alloc(GcRefCell::new(Vec::new()));
+    let per_thread = cx.alloc(GcMutex::new(vec![Value::Int(0); workers]));
+    let log = cx.alloc(GcMutex::new(Vec::new()));
     let add7 = closure(
         cx,
         "add7",
@@ -296,7 +321,8 @@ fn setup<'gc>(cx: &Session<'gc>, workers: usize) -> Gc<'gc, Interp<'gc>> {
         Expr::AddAssign("counter", b(Expr::Var("k"))),
         g,
     );
-    write(&g.vars).extend([
+    // Nobody else sees `g` yet: the lock is free.
+    Gc::as_ref(g).vars.try_lock().expect("a new scope").extend([
         ("name".to_owned(), Value::Str(cx.alloc_str("goheap demo"))),
         ("counter".to_owned(), Value::Int(0)),
         ("per_thread".to_owned(), Value::List(per_thread)),
@@ -342,8 +368,10 @@ fn worker(
 ) -> Contribution {
     let mut m = interp.heap().mutator();
     let mut me = Contribution::default();
-    // The batch program: every name but `xs`, `tup`, `b`, `t` (bound per batch) is a global.
-    let program = Expr::Seq(vec![
+    // The batch program, one statement at a time (a statement that finds a lock held is
+    // evaluated again, so its shared side effect comes last, under its last lock). Every name
+    // but `xs`, `tup`, `b`, `t` (bound per batch) is a global.
+    let program = [
         Expr::Let("s", b(Expr::Call(b(Expr::Var("sum")), b(Expr::Var("xs"))))),
         Expr::Let(
             "s2",
@@ -357,26 +385,25 @@ fn worker(
             b(Expr::Var("t")),
             b(Expr::Var("s")),
         ),
-    ]);
+    ];
     let snapshot_body = Arc::new(Expr::Add(
         b(Expr::Var("x")),
         b(Expr::Call(b(Expr::Var("sum")), b(Expr::Var("data")))),
     ));
     for batch in 0..batches {
-        // One session per batch: no pointer survives it except through the root.
-        let s = m.enter(|cx| {
-            let it = cx.get(&interp);
-            let g = it.globals;
-            // The batch's data: a list of integers, each followed by a string (which `sum`
-            // skips), and a tuple of the same integers.
+        // The batch's scope, kept between its sessions by a root. Its data: a list of
+        // integers, each followed by a string (which `sum` skips), and a tuple of the same
+        // integers.
+        let frame: Root<Env<'static>> = m.enter(|cx| {
+            let g = cx.get(&interp).globals;
             let mut items = Vec::new();
             for (j, i) in batch_ints(t, batch).enumerate() {
                 items.push(Value::Int(i));
                 items.push(Value::Str(cx.alloc_str(&format!("w{t}/b{batch}/{j}"))));
             }
-            let xs = cx.alloc(GcRefCell::new(items));
+            let xs = cx.alloc(GcMutex::new(items));
             let tup = cx.alloc_slice_from_iter(batch_ints(t, batch).map(Value::Int));
-            let frame = Env::new(
+            cx.root(Env::new(
                 cx,
                 Some(g),
                 [
@@ -385,32 +412,49 @@ fn worker(
                     ("b", Value::Int(batch as i64)),
                     ("t", Value::Int(t as i64)),
                 ],
-            );
-            eval(cx, &program, frame);
-            let s = Env::lookup(frame, "s").int();
-            assert_eq!(Env::lookup(frame, "s2").int(), s);
-            assert_eq!(Env::lookup(frame, "y").int(), batch as i64 + 7);
+            ))
+        });
+        // One session per statement; a statement that finds a lock held ends its session,
+        // sleeps outside it and runs again (`run`).
+        for stmt in &program {
+            run(&mut m, |cx| eval(cx, stmt, cx.get(&frame)).map(drop));
+        }
+        let s = run(&mut m, |cx| {
+            let frame = cx.get(&frame);
+            let s = Env::lookup(cx, frame, "s")?.int();
+            assert_eq!(Env::lookup(cx, frame, "s2")?.int(), s);
+            assert_eq!(Env::lookup(cx, frame, "y")?.int(), batch as i64 + 7);
+            Ok(s)
+        });
 
-            if batch % PUBLISH == PUBLISH - 1 {
-                // A closure over this batch's list and over itself (a cycle), published in
-                // this worker's slot; the previous one is garbage from now on.
-                let env = Env::new(cx, Some(g), [("data", Value::List(xs))]);
+        if batch % PUBLISH == PUBLISH - 1 {
+            // A closure over this batch's list and over itself (a cycle), published in this
+            // worker's slot (the previous one is garbage from then on) and logged. The log
+            // line is the only step that can find a lock held, and it comes before the
+            // publication: a try that gives up leaves nothing behind but garbage.
+            run(&mut m, |cx| {
+                let it = cx.get(&interp);
+                let g = it.globals;
+                let frame = cx.get(&frame);
+                let xs = Env::lookup(cx, frame, "xs")?;
+                let env = Env::new(cx, Some(g), [("data", xs)]);
                 let c = cx.alloc(Closure {
                     name: format!("w{t}.snapshot{batch}"),
                     param: "x",
                     body: snapshot_body.clone(),
                     env,
                 });
-                write(&env.vars).insert("self".into(), Value::Closure(c));
-                it.latest[t].set(Some(c));
-                let Value::List(log) = Env::lookup(g, "log") else {
+                Env::vars(cx, env)?.insert("self".into(), Value::Closure(c));
+                let Value::List(log) = Env::lookup(cx, g, "log")? else {
                     unreachable!()
                 };
                 let line = cx.alloc_str(&format!("worker {t} published {} (s={s})", c.name));
-                write(&log).push(Value::Str(line));
-            }
-            s
-        });
+                items(cx, log)?.push(Value::Str(line));
+                it.latest[t].set(Some(c));
+                Ok(())
+            });
+        }
+        drop(frame);
         me.sum += s;
         me.batches += 1;
         if batch % PUBLISH == PUBLISH - 1 {
@@ -460,7 +504,9 @@ fn main() {
             let after = heap.stats();
             // The global counter, read in a session of the main thread's mutator while the
             // workers keep updating it.
-            let counter = m.enter(|cx| Env::lookup(cx.get(&interp).globals, "counter").int());
+            let counter = run(&mut m, |cx| {
+                Ok(Env::lookup(cx, cx.get(&interp).globals, "counter")?.int())
+            });
             println!(
                 "[{:>6.3}s] forced gc #{:<3} {:>6.1} MiB -> {:>5.2} MiB marked, goal {:>4.1} MiB, \
                  pause {:>6.3} ms; {:>3} automatic cycles so far; {:>6} batches done, \
@@ -482,25 +528,26 @@ fn main() {
     // --- Verify the shared state against what the workers say they did. ---------------
     let total_batches: usize = contributions.iter().map(|c| c.batches).sum();
     let total_sum: i64 = contributions.iter().map(|c| c.sum).sum();
-    m.enter(|cx| {
+    // The workers are done: no lock is held, `run` never waits here.
+    run(&mut m, |cx| {
         let it = cx.get(&interp);
         let g = it.globals;
-        let counter = Env::lookup(g, "counter").int();
+        let counter = Env::lookup(cx, g, "counter")?.int();
         println!("counter  = {counter} (expected {total_batches} = {workers} x {batches})");
         assert_eq!(counter as usize, total_batches);
         assert_eq!(total_batches, workers * batches);
 
-        let Value::Closure(tally) = Env::lookup(g, "tally") else {
+        let Value::Closure(tally) = Env::lookup(cx, g, "tally")? else {
             unreachable!()
         };
-        let total = Env::lookup(tally.env, "total").int();
+        let total = Env::lookup(cx, tally.env, "total")?.int();
         println!("tally    = {total} (expected {total_sum}, the sum of all batch sums)");
         assert_eq!(total, total_sum);
 
-        let Value::List(per) = Env::lookup(g, "per_thread") else {
+        let Value::List(per) = Env::lookup(cx, g, "per_thread")? else {
             unreachable!()
         };
-        let per: Vec<i64> = read(&per).iter().map(|v| v.int()).collect();
+        let per: Vec<i64> = items(cx, per)?.iter().map(|v| v.int()).collect();
         println!(
             "per_thread = {per:?} (expected {:?})",
             contributions.iter().map(|c| c.sum).collect::<Vec<_>>()
@@ -512,10 +559,10 @@ fn main() {
             assert_eq!(c.sum, native, "worker {t}'s own sum");
         }
 
-        let Value::List(log) = Env::lookup(g, "log") else {
+        let Value::List(log) = Env::lookup(cx, g, "log")? else {
             unreachable!()
         };
-        let log = read(&log);
+        let log = items(cx, log)?;
         let published: usize = contributions.iter().map(|c| c.published).sum();
         println!(
             "log      = {} lines (expected {published}), last: {}",
@@ -531,9 +578,9 @@ fn main() {
                 continue;
             };
             // Its captured data is intact, and it still refers to itself.
-            let r = call(cx, Value::Closure(snap), Value::Int(1_000_000)).int();
+            let r = call(cx, Value::Closure(snap), Value::Int(1_000_000))?.int();
             assert_eq!(r, 1_000_000 + c.last_published, "worker {t}'s snapshot");
-            let Value::Closure(me) = Env::lookup(snap.env, "self") else {
+            let Value::Closure(me) = Env::lookup(cx, snap.env, "self")? else {
                 unreachable!()
             };
             assert!(Gc::ptr_eq(me, snap));
@@ -544,13 +591,14 @@ fn main() {
                 );
             }
         }
-        println!("name     = {}", show(Env::lookup(g, "name")));
+        println!("name     = {}", show(Env::lookup(cx, g, "name")?));
+        Ok(())
     });
 
     let s = heap.stats();
     println!(
         "done in {:.2?}: {} batches, {} cycles ({} forced, {} automatic), {:.1} MiB allocated \
-         in {} objects, total pause {:.2} ms (max {:.3} ms), GC CPU {:.2}%, {} borrow retries",
+         in {} objects, total pause {:.2} ms (max {:.3} ms), GC CPU {:.2}%, {} sleeps on a held lock",
         elapsed,
         total_batches,
         s.num_gc,
@@ -561,7 +609,7 @@ fn main() {
         s.pause_total_ns as f64 / 1e6,
         s.max_pause_ns as f64 / 1e6,
         s.gc_cpu_fraction * 100.0,
-        RETRIES.load(Ordering::Relaxed),
+        WAITS.load(Ordering::Relaxed),
     );
     assert!(s.num_gc > 0);
 

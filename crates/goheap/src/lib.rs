@@ -180,6 +180,11 @@ pub mod raw {
     pub mod borrow {
         pub use crate::gc::borrow::*;
     }
+    /// `GcMutex`'s lock word (loom models).
+    #[cfg(feature = "gc")]
+    pub mod lock_word {
+        pub use crate::gc::lock_word::*;
+    }
     /// The parallel markers' work queue (loom models).
     #[cfg(feature = "gc")]
     pub mod workqueue {

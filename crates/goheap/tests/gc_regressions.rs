@@ -296,3 +296,38 @@ fn sweeps_overlapping_mark_termination_use_the_current_generation() {
         heap.stats().num_gc
     );
 }
+
+/// A failed `try_borrow_mut` or `try_borrow` must leave the holder's borrow alone. They built
+/// their guard with `bool::then_some`, which evaluates it eagerly: on failure the guard was
+/// dropped, and its `Drop` ended the borrow someone else held (a mutable borrow released
+/// while its `&mut` lived on, or a shared count taken off a mutable borrow's flag). Found
+/// while writing `GcMutex`, which had copied the pattern.
+#[test]
+fn failed_refcell_borrows_leave_the_holders_borrow() {
+    use goheap::gc::GcRefCell;
+    Heap::new().mutator().enter(|cx| {
+        let c = cx.alloc(GcRefCell::new(vec![Some(cx.alloc(1u64))]));
+        let w = c.borrow_mut();
+        assert!(c.try_borrow_mut().is_none());
+        assert!(c.try_borrow().is_none());
+        assert!(
+            c.try_borrow_mut().is_none(),
+            "the mutable borrow was released"
+        );
+        assert!(
+            c.try_borrow().is_none(),
+            "a shared borrow beside a mutable one"
+        );
+        drop(w);
+        let r = c.borrow();
+        assert!(c.try_borrow_mut().is_none());
+        let r2 = c.borrow();
+        drop(r);
+        assert!(
+            c.try_borrow_mut().is_none(),
+            "the shared borrow r2 was released"
+        );
+        drop(r2);
+        assert!(c.try_borrow_mut().is_some());
+    });
+}

@@ -1260,3 +1260,121 @@ mod sweep_tokens {
         model(release_unfenced);
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// `GcMutex`'s lock word (`goheap::raw::lock_word`): lockers exclude each other and markers;
+// a marker never waits for a lock (a leaked guard blocks no mark); a thread waiting outside
+// its session for the lock is woken by the unlock, whether the unlock is plain or goes
+// through a marker read (a value holding pointers), and a locker waiting for a marker read
+// is woken by its end.
+
+mod gc_mutex {
+    use goheap::raw::lock_word::{self, LOCKED, SLEEPERS};
+    use goheap::raw::sync::{AtomicU32, Ordering};
+    use loom::cell::UnsafeCell;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    struct Mutex {
+        state: AtomicU32,
+        /// Written under the lock, read under a marker read: loom reports any unordered
+        /// pair of accesses.
+        value: UnsafeCell<u64>,
+    }
+
+    fn mutex() -> Arc<Mutex> {
+        Arc::new(Mutex {
+            state: AtomicU32::new(0),
+            value: UnsafeCell::new(0),
+        })
+    }
+
+    /// The unlock of a value with pointers: a marker read (the insertion shade reads the
+    /// value), then its end.
+    fn unlock_through_marker_read(m: &Mutex) {
+        lock_word::unlock_to_marker_read(&m.state);
+        // SAFETY (model): the marker read excludes lockers.
+        m.value.with(|v| unsafe { *v });
+        lock_word::marker_read_done(&m.state);
+    }
+
+    /// The holder locks, writes and unlocks with `unlock`; a waiter finds the lock held (or
+    /// not), sleeps until it is released, then takes it and sees the write; a marker reads
+    /// when it can. A lost wake-up is a deadlock loom reports.
+    fn waiter_model(unlock: fn(&Mutex)) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(move || {
+            let m = mutex();
+            assert!(lock_word::try_lock(&m.state));
+            let (m2, m3) = (m.clone(), m.clone());
+            let waiter = thread::spawn(move || loop {
+                if lock_word::try_lock(&m2.state) {
+                    // SAFETY (model): the lock is ours.
+                    let v = m2.value.with(|v| unsafe { *v });
+                    assert_eq!(v, 1, "took the lock before the holder's write");
+                    lock_word::unlock(&m2.state);
+                    return;
+                }
+                // Outside the session: asleep until the unlock.
+                lock_word::wait_unlocked(&m2.state);
+            });
+            let marker = thread::spawn(move || {
+                if lock_word::marker_read(&m3.state) {
+                    // SAFETY (model): a marker read excludes lockers.
+                    m3.value.with(|v| unsafe { *v });
+                    lock_word::marker_read_done(&m3.state);
+                }
+            });
+            // SAFETY (model): the lock is ours.
+            m.value.with_mut(|v| unsafe { *v = 1 });
+            unlock(&m);
+            waiter.join().unwrap();
+            marker.join().unwrap();
+            assert_eq!(m.state.load(Ordering::SeqCst) & (LOCKED | SLEEPERS), 0);
+        });
+    }
+
+    #[test]
+    fn a_waiter_is_woken_by_a_plain_unlock() {
+        waiter_model(|m| lock_word::unlock(&m.state));
+    }
+
+    #[test]
+    fn a_waiter_is_woken_by_an_unlock_through_a_marker_read() {
+        waiter_model(unlock_through_marker_read);
+    }
+
+    /// The model is able to fail: an unlock that clears the bits but wakes nobody leaves the
+    /// waiter asleep for good.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn an_unlock_without_wake_up_is_caught() {
+        waiter_model(|m| {
+            m.state.fetch_and(!(LOCKED | SLEEPERS), Ordering::SeqCst);
+        });
+    }
+
+    /// A guard leaked (`mem::forget`): the word stays locked; a marker skips the value and
+    /// the model ends in every interleaving (nothing waits for the guard).
+    #[test]
+    fn a_marker_never_waits_for_a_leaked_guard() {
+        loom::model(|| {
+            let m = mutex();
+            let m2 = m.clone();
+            let marker = thread::spawn(move || {
+                if lock_word::marker_read(&m2.state) {
+                    // SAFETY (model): a marker read excludes lockers.
+                    m2.value.with(|v| unsafe { *v });
+                    lock_word::marker_read_done(&m2.state);
+                }
+            });
+            if lock_word::try_lock(&m.state) {
+                // SAFETY (model): the lock is ours.
+                m.value.with_mut(|v| unsafe { *v = 1 });
+                // Leaked: never unlocked.
+            }
+            marker.join().unwrap();
+        });
+    }
+}

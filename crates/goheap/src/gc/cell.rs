@@ -281,7 +281,9 @@ impl<T: ?Sized> GcRefCell<T> {
     /// Borrows the value, or `None` if it is mutably borrowed (or 65,534 shared borrows
     /// are held).
     pub fn try_borrow(&self) -> Option<GcRef<'_, T>> {
-        borrow::try_shared(&self.state).then_some(GcRef { cell: self })
+        // `then`, not `then_some`: a `GcRef` made eagerly and dropped on failure would
+        // release a borrow it never took.
+        borrow::try_shared(&self.state).then(|| GcRef { cell: self })
     }
 
     /// Borrows the value mutably.
@@ -320,7 +322,9 @@ impl<T: ?Sized> GcRefCell<T> {
         if gated {
             STORE_GATE.read_done();
         }
-        got.then_some(GcRefMut {
+        // `then`, not `then_some`: a `GcRefMut` made eagerly and dropped on failure would
+        // end the borrow another holder has (found while writing `GcMutex`).
+        got.then(|| GcRefMut {
             cell: self,
             _m: PhantomData,
         })

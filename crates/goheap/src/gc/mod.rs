@@ -18,9 +18,10 @@
 //!
 //! [`Heap`] and the cycle (`heap`) → marking (`mark`) and sweeping (`span`) → allocation
 //! (`alloc`: per-type pools and mutator caches) → goheap's page heap. The API: `ptr`
-//! ([`Gc`]), `trace` ([`Trace`], [`Rebrand`]), `cell` ([`GcCell`], [`GcRefCell`]), `mutator`
-//! ([`Mutator`], [`Session`]), `root` ([`Root`]), `weak` ([`Weak`]); policy in `pacer`;
-//! numbers in `stats` ([`GcStats`]). The modules are private: this module's re-exports
+//! ([`Gc`]), `dyn_ptr` ([`GcDyn`], trait objects), `trace` ([`Trace`], [`Rebrand`]), `cell`
+//! ([`GcCell`], [`GcRefCell`]), `mutex` ([`GcMutex`]), `mutator` ([`Mutator`],
+//! [`Session`]), `root` ([`Root`]), `weak` ([`Weak`]); policy in `pacer`; numbers in
+//! `stats` ([`GcStats`]). The modules are private: this module's re-exports
 //! are the collector's whole public surface.
 //!
 //! # Example
@@ -59,13 +60,18 @@ pub(crate) mod cell;
 #[cfg(not(loom))]
 pub(crate) mod cycle;
 #[cfg(not(loom))]
+mod dyn_ptr;
+#[cfg(not(loom))]
 pub(crate) mod external;
 #[cfg(not(loom))]
 pub(crate) mod heap;
+pub(crate) mod lock_word;
 #[cfg(not(loom))]
 pub(crate) mod mark;
 #[cfg(not(loom))]
 pub(crate) mod mutator;
+#[cfg(not(loom))]
+pub(crate) mod mutex;
 #[cfg(not(loom))]
 pub(crate) mod pacer;
 #[cfg(not(loom))]
@@ -95,11 +101,15 @@ pub(crate) mod world;
 #[cfg(not(loom))]
 pub use cell::{GcCell, GcRef, GcRefCell, GcRefMut};
 #[cfg(not(loom))]
+pub use dyn_ptr::GcDyn;
+#[cfg(not(loom))]
 pub use external::ExternalVec;
 #[cfg(not(loom))]
 pub use heap::{Config, Heap};
 #[cfg(not(loom))]
 pub use mutator::{Mutator, Session};
+#[cfg(not(loom))]
+pub use mutex::{GcMutex, GcMutexGuard, MutexWaiter};
 #[cfg(not(loom))]
 pub use pacer::DebugFlags;
 #[cfg(not(loom))]

@@ -57,6 +57,13 @@ pub(crate) fn in_session_of(h: &HeapInner) -> bool {
         .unwrap_or(false)
 }
 
+/// Whether this thread is inside a session of any heap (`GcMutex`'s waiter must not sleep
+/// there).
+pub(crate) fn in_any_session() -> bool {
+    OPEN.try_with(|o| o.borrow().iter().any(|&(_, d)| d > 0))
+        .unwrap_or(false)
+}
+
 /// Notes a session of `h` open on this thread (for `Heap::collect`'s misuse check). A
 /// thread-local being destroyed just skips the note.
 fn open_session(h: &HeapInner) {
@@ -477,6 +484,11 @@ impl<'gc> Session<'gc> {
 
     pub(crate) fn heap_inner(&self) -> &'gc HeapInner {
         self.inner
+    }
+
+    /// The heap this session belongs to (`GcMutex::waiter` roots with it).
+    pub(crate) fn heap(&self) -> &'gc Heap {
+        self.heap
     }
 
     /// Raw storage for an object of `size` bytes aligned to `align`, with descriptor `ty`;

@@ -1,0 +1,366 @@
+//! [`GcMutex`]: a lock around a traced value, for state that several threads change inside
+//! objects. A thread that finds it held waits for it *outside* its sessions.
+//!
+//! # Why the wait happens between sessions
+//!
+//! A session is this collector's stack scan: a session open when a mark starts is grey, and
+//! mark termination waits for it to end, because only then is the thread known to hold no
+//! pointer the marker has not seen (`barrier.rs`). Rust frames cannot be scanned, so a
+//! thread that slept on a lock inside a session would hold up mark termination (and the
+//! next cycle's start, which waits for its cache) for as long as the holder keeps the lock;
+//! for ever if the holder leaked its guard with `mem::forget`, which safe code may do. Go
+//! solves this with `entersyscallblock`: the blocked goroutine's stack stays scannable and
+//! its P is handed off. Here nothing could scan the sleeper's locals, and waking it after a
+//! mark that ignored them would hand it pointers to swept objects. So:
+//!
+//! - Inside a session, [`GcMutex::try_lock`] takes the lock or fails; it never waits for
+//!   another holder. (It may sleep while a marker traces the value: one trace, bounded.)
+//! - A thread that failed ends its session and sleeps with [`MutexWaiter::wait`], outside
+//!   every session, until the holder unlocks; then it enters a new session and tries again.
+//!   Between its sessions it holds no `Gc`, so the collector claims its cache, marks and
+//!   sweeps without it. [`GcMutex::waiter`] makes the handle inside the failed session: it
+//!   roots the object holding the mutex, so the word it sleeps on stays alive.
+//!
+//! That is the shape of an interpreter with short sessions: an instruction that needs a
+//! contended lock ends the batch before its side effects and is retried
+//! (`examples/gc_shared_interpreter.rs`). The wait is a futex sleep woken by the unlock; a
+//! waiter retries only after a wake, never on a timer. It is not fair: a thread that locks
+//! between the unlock and the waiter's retry takes it first (as std's mutex on Linux).
+//!
+//! # The barrier
+//!
+//! A guard is a mutable borrow for the barrier, exactly as `GcRefCell::borrow_mut`
+//! (`cell.rs`, `barrier.rs`): taking the lock while a mark runs shades the value once per
+//! mark (deletion half), under the store gate if the mark was seen before the lock was
+//! taken; the unlock shades it again while grey sessions remain (insertion half). The
+//! marker reads the value under a marker read of the word and skips a locked value, which
+//! the barrier essay shows loses nothing: the lock was taken during the mark (the value was
+//! shaded), or before it in a session that is grey (and shades at its unlock, or ends), or
+//! its guard was leaked, and then nobody can reach the value again. So a guard held across
+//! a mark start, or leaked, never makes a marker wait.
+//!
+//! The unlock of a value that holds pointers turns the lock into a marker read in one
+//! atomic add, then looks at the barrier's insertion flag, shades if it is on, and ends
+//! the read. Looking first and unlocking after would let a mark start in between find the
+//! value still locked (the unlock sitting in a store buffer) and skip it, missing what the
+//! guard put in; this way a flag that reads zero means the unlock preceded the mark start.
+//!
+//! # No poisoning
+//!
+//! A panic while a guard is held unlocks the mutex as the guard drops, and the next locker
+//! gets the value as the panicking code left it, like `GcRefCell` and parking_lot's mutex,
+//! unlike std's. Memory safety does not depend on the value's invariants, and an object
+//! shared by sessions has no owner to whom a poisoned state could be reported: every later
+//! session would have to handle an error it cannot repair. A program that needs to know
+//! keeps a flag in the value.
+
+use core::cell::UnsafeCell;
+use core::marker::PhantomData;
+use core::ops::{Deref, DerefMut};
+use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use super::barrier::{ACTIVE, INSERTION, MARK_STARTS, STORE_GATE};
+use super::lock_word;
+use super::mutator::{in_any_session, in_finalizer, Session};
+use super::ptr::{Gc, GcPointee};
+use super::root::Root;
+use super::trace::{Rebrand, Trace, Tracer};
+
+/// A traced value behind a lock, shared by threads: [`try_lock`](Self::try_lock) inside a
+/// session; a thread that finds it held waits outside its sessions ([`MutexWaiter`]; the
+/// module essay says why). A guard applies the write barrier as
+/// [`GcRefMut`](super::GcRefMut) does. No poisoning: a panic under the lock leaves the
+/// value as it was when the guard dropped.
+///
+/// ```
+/// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// struct Counter<'gc> {
+///     log: GcMutex<Vec<Gc<'gc, str>>>,
+/// }
+///
+/// let heap = Heap::new();
+/// let counter = heap.mutator().enter(|cx| {
+///     cx.root(cx.alloc(Counter { log: GcMutex::new(Vec::new()) }))
+/// });
+/// std::thread::scope(|s| {
+///     for t in 0..4 {
+///         let (heap, counter) = (&heap, &counter);
+///         s.spawn(move || {
+///             let mut m = heap.mutator();
+///             for i in 0..100 {
+///                 // Lock inside a session; when the lock is held, wait outside it.
+///                 loop {
+///                     let got = m.enter(|cx| {
+///                         let c = cx.get(counter);
+///                         // `as_ref`: a `&'gc` reference, which the guard may borrow
+///                         // past the end of this block (a `Gc` local's deref may not).
+///                         match Gc::as_ref(c).log.try_lock() {
+///                             Some(mut log) => {
+///                                 log.push(cx.alloc_str(&format!("{t}.{i}")));
+///                                 None
+///                             }
+///                             None => Some(c.log.waiter(cx, c)),
+///                         }
+///                     });
+///                     match got {
+///                         None => break,
+///                         Some(w) => w.wait(),
+///                     }
+///                 }
+///             }
+///         });
+///     }
+/// });
+/// heap.collect();
+/// let n = heap.mutator().enter(|cx| cx.get(&counter).log.try_lock().unwrap().len());
+/// assert_eq!(n, 400);
+/// ```
+#[repr(C)] // `state` first: `MutexWaiter` reads the word at the mutex's address.
+pub struct GcMutex<T: ?Sized> {
+    /// The lock word (`lock_word.rs`): lockers, markers, sleepers.
+    state: AtomicU32,
+    /// `MARK_STARTS` when a lock last shaded the value (barrier essay). Written by the
+    /// holder of the lock only.
+    shaded: AtomicU64,
+    /// Read and written by the holder of the lock, read by marker reads.
+    value: UnsafeCell<T>,
+}
+
+// SAFETY: like `RwLock<T>` rather than `Mutex<T>`: besides the holder (exclusive, possibly on
+// another thread: `T: Send`), several markers may read the value at once from their threads
+// (`T: Sync`). Everything else is atomic.
+unsafe impl<T: ?Sized + Send + Sync> Sync for GcMutex<T> {}
+// SAFETY: owns a `T`.
+unsafe impl<T: ?Sized + Send> Send for GcMutex<T> {}
+
+impl<T> GcMutex<T> {
+    /// A mutex holding `v`, unlocked.
+    pub fn new(v: T) -> Self {
+        GcMutex {
+            state: AtomicU32::new(0),
+            shaded: AtomicU64::new(0),
+            value: UnsafeCell::new(v),
+        }
+    }
+}
+
+impl<T: ?Sized> GcMutex<T> {
+    /// Takes the lock, or `None` if another guard holds it (then end the session and wait
+    /// with [`Self::waiter`]). Never waits for the holder; may sleep while a marker traces
+    /// the value.
+    pub fn try_lock(&self) -> Option<GcMutexGuard<'_, T>>
+    where
+        T: Trace,
+    {
+        // Seen on before the word changes: hold the store gate until the value is shaded
+        // (barrier.rs: the end of a mark), as `GcRefCell::try_borrow_mut`.
+        let gated = T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0;
+        if gated {
+            STORE_GATE.read();
+        }
+        let got = lock_word::try_lock(&self.state);
+        if got && T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0 {
+            // Deletion half, once per mark: whatever the guard removes is shaded first.
+            let k = MARK_STARTS.load(Ordering::SeqCst);
+            if self.shaded.load(Ordering::Relaxed) != k && self.shade_value() {
+                // Shaded under `MARK` after mark start `k`: skip until the next one.
+                self.shaded.store(k, Ordering::Relaxed);
+            }
+        }
+        if gated {
+            STORE_GATE.read_done();
+        }
+        // `then`, not `then_some`: a guard made eagerly would unlock on failure.
+        got.then(|| GcMutexGuard {
+            mutex: self,
+            _m: PhantomData,
+        })
+    }
+
+    /// Whether a guard holds the lock now (a snapshot, stale as soon as it returns).
+    pub fn is_locked(&self) -> bool {
+        lock_word::is_locked(&self.state)
+    }
+
+    /// A handle to wait for this mutex outside the session: `self` must lie inside the
+    /// object `owner` points to (a field of it, or the object itself), which the handle
+    /// keeps alive (it holds a root). Costs a root (the heap's root table lock): make it
+    /// only after [`Self::try_lock`] failed.
+    ///
+    /// # Panics
+    /// If `self` is not inside `owner`'s object.
+    pub fn waiter<'gc, O>(&self, cx: &Session<'gc>, owner: Gc<'gc, O>) -> MutexWaiter
+    where
+        O: ?Sized + GcPointee + 'gc,
+    {
+        let obj: &'gc O = Gc::as_ref(owner);
+        let (lo, len) = (
+            obj as *const O as *const u8 as usize,
+            core::mem::size_of_val(obj),
+        );
+        let me = self as *const Self as *const u8 as usize;
+        assert!(
+            me >= lo && me + core::mem::size_of_val(self) <= lo + len,
+            "goheap: GcMutex::waiter needs the object that holds the mutex"
+        );
+        // The root holds the object's own address (the collector finds an object from an
+        // address inside it only within its first page, so not the mutex's address, which
+        // may lie further in a large object), and the waiter the mutex's offset in it.
+        MutexWaiter {
+            root: Root::new(cx.heap(), Gc::addr(owner)),
+            offset: me - Gc::addr(owner),
+        }
+    }
+
+    /// Shades everything the value holds; true when something was shaded with every heap
+    /// involved marking. The caller holds the lock or a marker read.
+    #[cold]
+    fn shade_value(&self) -> bool
+    where
+        T: Trace,
+    {
+        let mut t = Tracer::shading();
+        // SAFETY: the caller's lock or marker read excludes every other mutable access.
+        unsafe { (*self.value.get()).trace(&mut t) };
+        t.finish_shading()
+    }
+}
+
+/// The lock of a [`GcMutex`]: derefs to the value; unlocks when dropped. Leaking it
+/// (`mem::forget`) keeps the mutex locked for good but blocks no collection.
+pub struct GcMutexGuard<'a, T: ?Sized + Trace> {
+    mutex: &'a GcMutex<T>,
+    _m: PhantomData<&'a mut T>,
+}
+
+impl<T: ?Sized + Trace> Deref for GcMutexGuard<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the word is LOCKED for us alone, so no other access but ours exists.
+        unsafe { &*self.mutex.value.get() }
+    }
+}
+
+impl<T: ?Sized + Trace> DerefMut for GcMutexGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`.
+        unsafe { &mut *self.mutex.value.get() }
+    }
+}
+
+impl<T: ?Sized + Trace> Drop for GcMutexGuard<'_, T> {
+    fn drop(&mut self) {
+        let state = &self.mutex.state;
+        if !T::NEEDS_TRACE {
+            lock_word::unlock(state);
+            return;
+        }
+        // Insertion half (module essay: why the unlock comes first).
+        lock_word::unlock_to_marker_read(state);
+        if INSERTION.load(Ordering::SeqCst) != 0 {
+            // Reading under the marker read we now hold.
+            let _ = self.mutex.shade_value();
+        }
+        lock_word::marker_read_done(state);
+    }
+}
+
+impl<T: ?Sized + Trace + core::fmt::Debug> core::fmt::Debug for GcMutexGuard<'_, T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl<T: ?Sized> core::fmt::Debug for GcMutex<T> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        // Reading the value would need the lock, which Debug must not wait for or take
+        // (taking it would apply the barrier): the state only.
+        let s = if self.is_locked() {
+            "locked"
+        } else {
+            "unlocked"
+        };
+        f.debug_struct("GcMutex")
+            .field("state", &s)
+            .finish_non_exhaustive()
+    }
+}
+
+// SAFETY: reports everything the value holds, read under a marker read (so no guard
+// exists); a locked value is skipped, which the barrier essay shows to be sound (module
+// essay: the lock shaded the value, or its grey session does, or nobody can reach it again).
+unsafe impl<T: ?Sized + Trace> Trace for GcMutex<T> {
+    const NEEDS_TRACE: bool = T::NEEDS_TRACE;
+    fn trace(&self, t: &mut Tracer) {
+        if lock_word::marker_read(&self.state) {
+            // SAFETY: the marker read excludes guards.
+            unsafe { (*self.value.get()).trace(t) };
+            lock_word::marker_read_done(&self.state);
+        }
+    }
+}
+
+// SAFETY: replaces the lifetime inside the value type only.
+unsafe impl<'b, T: Rebrand<'b>> Rebrand<'b> for GcMutex<T>
+where
+    T::Branded: Sized,
+{
+    type Branded = GcMutex<T::Branded>;
+}
+
+/// A handle to sleep, outside every session, until a [`GcMutex`] is unlocked; made by
+/// [`GcMutex::waiter`] in the session whose `try_lock` failed. It keeps the mutex's object
+/// alive (a root) until dropped. `Send` and `Sync`: any thread may wait with it.
+pub struct MutexWaiter {
+    /// A root at the address of the object holding the mutex. Never turned back into a
+    /// `Gc` (its type is erased): only the lock word at `offset` in the object is read.
+    root: Root<u8>,
+    /// Where the mutex lies in the object (`GcMutex::waiter` checked it lies inside).
+    offset: usize,
+}
+
+impl MutexWaiter {
+    /// Sleeps until the mutex is unlocked (it may be locked again by the time this thread
+    /// tries, in its next session). Returns at once if it is unlocked now. A guard leaked
+    /// with `mem::forget` keeps the mutex locked, and then this never returns (as a std
+    /// mutex whose guard leaked); the collector goes on meanwhile.
+    ///
+    /// # Panics
+    /// If the calling thread is inside a session (of any heap: it would hold that heap's
+    /// collections up while it sleeps), or runs a destructor or cleanup for the collector.
+    pub fn wait(&self) {
+        assert!(
+            !in_any_session(),
+            "goheap: MutexWaiter::wait inside a session; end the session first (a thread \
+             asleep inside one holds collections up)"
+        );
+        assert!(
+            !in_finalizer(),
+            "goheap: MutexWaiter::wait in a destructor or cleanup run by the collector"
+        );
+        lock_word::wait_unlocked(self.word());
+    }
+
+    /// Whether the mutex is locked now (a snapshot).
+    pub fn is_locked(&self) -> bool {
+        lock_word::is_locked(self.word())
+    }
+
+    fn word(&self) -> &AtomicU32 {
+        // SAFETY: the root keeps the object alive and in place (objects never move) for as
+        // long as `self` lives, and a `GcMutex` lies at `offset` in it (checked by
+        // `GcMutex::waiter`). `GcMutex` is `repr(C)` with the word first, so that address is
+        // the word's, and an atomic may be read by any thread.
+        unsafe { &*((self.root.addr() + self.offset) as *const AtomicU32) }
+    }
+}
+
+impl core::fmt::Debug for MutexWaiter {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MutexWaiter")
+            .field("locked", &self.is_locked())
+            .finish()
+    }
+}
