@@ -2,7 +2,7 @@
 """Run mimalloc-bench-shaped workloads under LD_PRELOAD and compare allocators.
 
 The workloads are small C programs in src/ (larson, xmalloc-test, cache-scratch,
-mstress, rptest, alloc-test, glibc-simple, glibc-thread), written from the
+mstress, rptest, alloc-test, glibc-simple, glibc-thread; and mixed-large, issue 13's shape), written from the
 descriptions of mimalloc-bench's programs. Each is compiled with `cc -O2
 -pthread` and run once per allocator with LD_PRELOAD set (glibc: no preload),
 interleaved as repetition, then workload, then allocator, so that slow drifts of
@@ -92,6 +92,9 @@ WORKLOADS = [
     Workload("glibc-simple", "glibc-simple",
              "2000000".split(),
              "500000".split()),
+    Workload("mixed-largeN", "mixed-large",
+             "{P} 300000".split(),
+             "{P} 100000".split()),
     Workload("glibc-thread", "glibc-thread",
              "{P} 2".split(),
              "{P} 0.5".split(),
@@ -170,10 +173,10 @@ def lib_dirs():
 
 def resolve_allocators(args):
     wanted = [k.strip() for k in args.alloc.split(",") if k.strip()]
-    known = {"gh", "mi", "je", "sys"}
+    known = {"gh", "mi3", "mi", "je", "sys"}
     for k in wanted:
         if k not in known:
-            die(f"unknown allocator '{k}' (choose from gh, mi, je, sys)")
+            die(f"unknown allocator '{k}' (choose from gh, mi3, mi, je, sys)")
     out = []
     for k in wanted:
         if k == "gh":
@@ -197,6 +200,25 @@ def resolve_allocators(args):
             a = Allocator("gh", "goheap", snap)
             a.version = (f"copy of {os.path.abspath(path)} built {built:%Y-%m-%d %H:%M:%S}, "
                          f"sha256 {digest}, {git_describe()}")
+        elif k == "mi3":
+            a = Allocator("mi3", "mimalloc3", None)
+            if args.mimalloc3:
+                if not os.path.isfile(args.mimalloc3):
+                    die(f"--mimalloc3 {args.mimalloc3}: no such file")
+                a.lib = args.mimalloc3
+                a.version = "given with --mimalloc3"
+            else:
+                # Built from the libmimalloc-sys crate's bundled v3 source on every run (4 s):
+                # see build-mimalloc.sh for the flags and why they matter.
+                os.makedirs(args.build_dir, exist_ok=True)
+                r = subprocess.run([os.path.join(HERE, "build-mimalloc.sh"),
+                                    os.path.join(args.build_dir, "libmimalloc-v3.so")],
+                                   stdout=subprocess.PIPE, text=True,
+                                   env=dict(os.environ, CC=" ".join(args.cc)))
+                lines = r.stdout.splitlines()
+                if r.returncode != 0 or len(lines) != 2:
+                    die("bench/malloc/build-mimalloc.sh failed (see above), or pass --mimalloc3 PATH")
+                a.lib, a.version = lines
         elif k == "mi":
             path = args.mimalloc or find_lib(
                 [d + "/libmimalloc.so.2" for d in lib_dirs()] + [d + "/libmimalloc.so*" for d in lib_dirs()])
@@ -454,19 +476,23 @@ def report(results, workloads, allocs, args, started, wall_total, others):
 def main():
     ap = argparse.ArgumentParser(
         description="mimalloc-bench-shaped allocator benchmark (LD_PRELOAD).",
-        epilog="Allocators: gh = goheap, mi = mimalloc, je = jemalloc, sys = glibc (no preload).")
+        epilog="Allocators: gh = goheap, mi3 = mimalloc v3 (built by build-mimalloc.sh), "
+               "mi = mimalloc from the system (Debian's is 2.0.9), je = jemalloc, sys = glibc (no preload).")
     ap.add_argument("--quick", action="store_true", help="shorter parameters (about 1 minute in all)")
     ap.add_argument("--reps", type=int, default=1, metavar="N", help="repetitions (default 1)")
     ap.add_argument("--procs", type=int, default=2, metavar="P",
                     help="threads of the N workloads, bench.sh's procs (default 2)")
-    ap.add_argument("--alloc", default="gh,mi,je,sys", metavar="LIST",
-                    help="allocators to run, comma-separated (default gh,mi,je,sys)")
+    ap.add_argument("--alloc", default="gh,mi3,mi,je,sys", metavar="LIST",
+                    help="allocators to run, comma-separated (default gh,mi3,mi,je,sys)")
     ap.add_argument("--workloads", default=None, metavar="LIST",
                     help="workloads to run, comma-separated (default all: "
                          + ",".join(w.name for w in WORKLOADS) + ")")
-    ap.add_argument("--baseline", default="mi", help="allocator the ratios are relative to (default mi)")
+    ap.add_argument("--baseline", default="mi3",
+                    help="allocator the ratios are relative to (default mi3, mimalloc v3)")
     ap.add_argument("--goheap", metavar="PATH",
                     help="goheap's malloc library (default target/release/libgoheap_malloc.so)")
+    ap.add_argument("--mimalloc3", metavar="PATH",
+                    help="mimalloc v3 library (default: built by build-mimalloc.sh into --build-dir)")
     ap.add_argument("--mimalloc", metavar="PATH", help="mimalloc library (default: found in /usr/lib)")
     ap.add_argument("--jemalloc", metavar="PATH", help="jemalloc library (default: found in /usr/lib)")
     ap.add_argument("--csv", metavar="FILE", help="also write one CSV row per run to FILE")

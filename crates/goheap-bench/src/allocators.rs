@@ -32,7 +32,7 @@ macro_rules! allocator {
 /// are relative to "mimalloc".
 pub const ALLOCATORS: &[Allocator] = &[
     allocator!("glibc", std::alloc::System),
-    allocator!("mimalloc", mimalloc::MiMalloc),
+    allocator!("mimalloc", mimalloc::MiMalloc), // v3: see Cargo.toml
     allocator!("jemalloc", tikv_jemallocator::Jemalloc),
     // Enabled by `--features goheap` (see Cargo.toml).
     #[cfg(feature = "goheap")]
