@@ -32,9 +32,27 @@
 //! - **Synchronous mode.** A library that must not start threads behind its host's back
 //!   (the malloc face: a C program does not expect `malloc` to spawn one) calls
 //!   [`set_background(false)`](set_background) before its first allocation. Then whoever
-//!   returns pages to the page heap checks the goal on the spot, and when more than
-//!   [`SYNC_SLACK`] is over it, releases up to one run (4 MiB) before returning, as glibc's
-//!   `free` trims its heap and as Go scavenges synchronously when the heap grows.
+//!   returns pages to the page heap checks the goal on the spot ([`sync_excess`]) and
+//!   releases up to one run (4 MiB) before returning, as glibc's `free` trims its heap and
+//!   as Go scavenges synchronously when the heap grows. What it releases has hysteresis,
+//!   because with no thread to pace the work the frees themselves would otherwise churn:
+//!   - **Delay.** Free memory over the goal is released only once it has *stayed* over the
+//!     goal for [`SYNC_DELAY`] (mimalloc's purge delay, and the background thread's slowness
+//!     in the other mode). The frees keep a window: the least excess any of them saw since
+//!     the window opened. When a window of `SYNC_DELAY` closes, its least excess is memory
+//!     that nobody reused for that long; it becomes due and the following frees release it,
+//!     one run each. A program that frees and reallocates a few large blocks (1-9 MiB
+//!     buffers traded between threads) cycles through them without a `madvise` and the page
+//!     faults that follow one; before the delay it released 4 MiB on nearly every such
+//!     free, ten times mimalloc's bytes, and spent seconds of system time on it (issue 13).
+//!   - **Bound.** Free memory over the goal by more than [`SYNC_BOUND`] (or by more than
+//!     half of `heap_inuse`, for big heaps) is released at once, as before, so a burst of
+//!     frees still brings the footprint down on the spot, and so the delay can never keep
+//!     more than the bound.
+//!
+//!   The delay needs the clock, read only while there is an excess under the bound. Nothing
+//!   releases a window's due memory until some later free, so a program that frees and then
+//!   stops calling the allocator keeps up to the bound ([`crate::release_memory`] returns it).
 //!
 //! # Sleeping and waking
 //!
@@ -73,7 +91,7 @@
 //! after a run of releasing, and the wait until a second has passed since the last central
 //! sweep when a new one is due.
 
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::heap::{self, COUNTERS};
@@ -117,8 +135,20 @@ pub static CENTRAL_FREES: Signal = Signal::new();
 /// False once `set_background(false)` was called.
 static BACKGROUND: AtomicBool = AtomicBool::new(true);
 /// In synchronous mode, how far over the goal free memory may go before a free releases
-/// some: enough that a program cycling through a few MiB never pays for `madvise`.
+/// some at once, without waiting for [`SYNC_DELAY`] (the least of the two bounds in the
+/// module essay's "Bound"): enough that a program cycling through a few MiB never pays for
+/// `madvise`.
 pub const SYNC_SLACK: usize = 16 << 20;
+/// In synchronous mode, the bound on free memory kept over the goal for reuse is the larger
+/// of [`SYNC_SLACK`] and `heap_inuse / SYNC_BOUND_DIVISOR` (module essay, "Bound").
+pub const SYNC_BOUND_DIVISOR: usize = 2;
+/// In synchronous mode, how long free memory must stay over the goal before frees release it
+/// (module essay, "Delay"): mimalloc's default purge delay.
+pub const SYNC_DELAY: Duration = Duration::from_secs(1);
+/// The excess-window of synchronous mode (module essay, "Delay"). Written only by
+/// [`sync_excess`], whose callers hold the page-heap lock, so the relaxed atomics are never
+/// raced; they are atomics only to be statics.
+static SYNC_WINDOW: SyncWindow = SyncWindow::new();
 
 /// Chooses between the background thread (the default) and synchronous scavenging.
 /// Call before the first allocation; the thread, once started, is not stopped.
@@ -132,15 +162,101 @@ pub fn synchronous() -> bool {
     !BACKGROUND.load(Ordering::Relaxed)
 }
 
-/// Bytes a free in synchronous mode should release now (0 while within [`SYNC_SLACK`] of the
-/// goal), from the page counts it read under the heap lock.
+/// Bytes a free in synchronous mode should release now, from the page counts it read under
+/// the heap lock (module essay, "Synchronous mode"): a run of the excess over the bound at
+/// once, else a run of what stayed over the goal for a whole [`SYNC_DELAY`], else 0. The
+/// caller holds the page-heap lock (it serialises the window).
 pub fn sync_excess(inuse: usize, free_pages: usize, scavenged_pages: usize) -> usize {
     if !synchronous() {
         return 0;
     }
-    match excess_bytes(inuse, free_pages, scavenged_pages) {
-        e if e >= SYNC_SLACK => e.min(RUN_PAGES * PAGE_SIZE),
-        _ => 0,
+    let excess = excess_bytes(inuse, free_pages, scavenged_pages);
+    let run = RUN_PAGES * PAGE_SIZE;
+    if excess >= sync_bound(inuse) {
+        return excess.min(run);
+    }
+    if excess == 0 {
+        // Everything free is within the goal: nothing is due, and the window's least is 0.
+        SYNC_WINDOW.observe_none();
+        return 0;
+    }
+    SYNC_WINDOW.observe(excess, now_ns()).min(run)
+}
+
+/// The bound on free memory kept over the goal in synchronous mode (module essay, "Bound").
+pub fn sync_bound(inuse: usize) -> usize {
+    SYNC_SLACK.max(inuse / SYNC_BOUND_DIVISOR)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call, no system call).
+fn now_ns() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid timespec for the call to fill.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+}
+
+/// The synchronous mode's memory of how long free memory has been over the goal (module
+/// essay, "Delay"). Only [`sync_excess`] touches it, with the page-heap lock held.
+struct SyncWindow {
+    /// When the current window opened (`CLOCK_MONOTONIC` ns; 0: none open).
+    start_ns: AtomicU64,
+    /// The least excess seen since `start_ns`.
+    least: AtomicUsize,
+    /// Bytes of excess that stayed over the goal for a whole closed window and have not been
+    /// released yet.
+    due: AtomicUsize,
+}
+
+impl SyncWindow {
+    const fn new() -> Self {
+        SyncWindow {
+            start_ns: AtomicU64::new(0),
+            least: AtomicUsize::new(0),
+            due: AtomicUsize::new(0),
+        }
+    }
+
+    /// Free memory is within the goal: nothing stayed over it, nothing is due.
+    fn observe_none(&self) {
+        self.least.store(0, Ordering::Relaxed);
+        self.due.store(0, Ordering::Relaxed);
+    }
+
+    /// A free saw `excess` (> 0) over the goal at `now`: returns how many bytes it should
+    /// release (at most what is due), and counts them as released.
+    fn observe(&self, excess: usize, now: u64) -> usize {
+        let start = self.start_ns.load(Ordering::Relaxed);
+        let least = self.least.load(Ordering::Relaxed).min(excess);
+        // What is due can never be more than what is over the goal now.
+        let mut due = self.due.load(Ordering::Relaxed).min(excess);
+        if start == 0 {
+            // The first excess opens a window; it may have been over the goal since.
+            self.start_ns.store(now, Ordering::Relaxed);
+            self.least.store(excess, Ordering::Relaxed);
+        } else if now.saturating_sub(start) >= SYNC_DELAY.as_nanos() as u64 {
+            // The window closed: its least excess stayed free for all of it.
+            due = due.max(least);
+            self.start_ns.store(now, Ordering::Relaxed);
+            self.least.store(excess, Ordering::Relaxed);
+        } else {
+            self.least.store(least, Ordering::Relaxed);
+        }
+        // Release in runs, but not crumbs: below WAKE_SLACK a madvise costs more than the
+        // memory is worth (the background thread has the same floor).
+        let release = if due >= WAKE_SLACK {
+            due.min(RUN_PAGES * PAGE_SIZE)
+        } else {
+            0
+        };
+        self.due.store(due - release, Ordering::Relaxed);
+        // The released bytes are no longer over the goal: the window's least drops with them.
+        let least = self.least.load(Ordering::Relaxed);
+        self.least.store(least.saturating_sub(release), Ordering::Relaxed);
+        release
     }
 }
 
@@ -370,6 +486,49 @@ mod tests {
             excess_with_goals(100 * mib, 0, pages(30 * mib), 0),
             20 * mib
         );
+    }
+
+    #[test]
+    fn sync_window_releases_only_what_stayed_over_the_goal_for_a_delay() {
+        let mib = 1 << 20;
+        let run = RUN_PAGES * PAGE_SIZE;
+        let delay = SYNC_DELAY.as_nanos() as u64;
+        let w = SyncWindow::new();
+        let t0 = 1_000;
+        // Excess comes and goes within one delay: nothing is released.
+        assert_eq!(w.observe(12 * mib, t0), 0);
+        assert_eq!(w.observe(30 * mib, t0 + delay / 4), 0);
+        assert_eq!(w.observe(9 * mib, t0 + delay / 2), 0);
+        assert_eq!(w.observe(40 * mib, t0 + delay - 1), 0);
+        // The window closes: its least (9 MiB) stayed free all along and becomes due, one
+        // run per free; the rest (31 MiB, reused and freed again meanwhile) stays.
+        assert_eq!(w.observe(40 * mib, t0 + delay), run);
+        assert_eq!(w.observe(36 * mib, t0 + delay + 1), run);
+        assert_eq!(w.observe(32 * mib, t0 + delay + 2), mib);
+        assert_eq!(w.observe(31 * mib, t0 + delay + 3), 0);
+        // The new window's least is the 40 MiB it opened with, less what was released since.
+        assert_eq!(w.least.load(Ordering::Relaxed), 31 * mib);
+        // Reuse lowers what is due: a window closes with 20 MiB due, then the excess drops
+        // to 2 MiB before anything is released; only those 2 MiB can still go.
+        let t1 = t0 + 3 * delay;
+        assert_eq!(w.observe(20 * mib, t1), run);
+        assert_eq!(w.observe(2 * mib, t1 + 1), 2 * mib);
+        assert_eq!(w.observe(2 * mib, t1 + 2), 0);
+        // Crumbs under WAKE_SLACK are not worth a madvise.
+        let w = SyncWindow::new();
+        w.observe(WAKE_SLACK / 2, t0);
+        assert_eq!(w.observe(WAKE_SLACK / 2, t0 + delay), 0);
+        // Within the goal: nothing stays due.
+        let w = SyncWindow::new();
+        w.observe(8 * mib, t0);
+        w.observe_none();
+        assert_eq!(w.observe(8 * mib, t0 + delay), 0);
+    }
+
+    #[test]
+    fn sync_bound_is_the_slack_or_half_the_heap() {
+        assert_eq!(sync_bound(0), SYNC_SLACK);
+        assert_eq!(sync_bound(400 << 20), 200 << 20);
     }
 
     #[test]
