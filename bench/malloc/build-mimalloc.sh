@@ -7,11 +7,17 @@
 # compiles that source the way mimalloc's own single-file build does:
 #
 #     cc -O3 -DNDEBUG -DMI_BUILD_RELEASE -DMI_MALLOC_OVERRIDE -shared -fPIC \
+#        -ftls-model=initial-exec -fno-builtin-malloc \
 #        -I include src/static.c -o libmimalloc-v3.so -pthread
 #
 # NDEBUG and MI_BUILD_RELEASE matter: without them mimalloc builds with its debug checks and
 # statistics on and is no fair anchor. MI_MALLOC_OVERRIDE makes it export malloc, free and
-# the rest, so LD_PRELOAD replaces glibc's.
+# the rest, so LD_PRELOAD replaces glibc's. The last two flags are what mimalloc's own
+# CMakeLists.txt adds for its shared library with GCC or Clang (unless MI_LOCAL_DYNAMIC_TLS;
+# -fno-builtin-malloc when it overrides malloc). Without initial-exec TLS, -fPIC code reaches
+# mimalloc's thread-local heap through __tls_get_addr on every call: callgrind counted 11 of
+# its 66 instructions per malloc/free pair there (alloc-test), a handicap its real builds do
+# not have (goheap's malloc face uses initial-exec TLS too).
 #
 # It works on a fresh machine: when the crate's source is not in Cargo's registry yet, it
 # runs `cargo fetch --locked` for the workspace (network once), so the version built is the
@@ -28,7 +34,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 out=${1:-$root/target/bench-malloc/libmimalloc-v3.so}
 cc=${CC:-cc}
-flags=(-O3 -DNDEBUG -DMI_BUILD_RELEASE -DMI_MALLOC_OVERRIDE -shared -fPIC)
+flags=(-O3 -DNDEBUG -DMI_BUILD_RELEASE -DMI_MALLOC_OVERRIDE -shared -fPIC
+       -ftls-model=initial-exec -fno-builtin-malloc)
 
 fail() { echo "build-mimalloc: $*" >&2; exit 1; }
 

@@ -30,6 +30,7 @@ import hashlib
 import math
 import os
 import platform
+import re
 import shlex
 import shutil
 import statistics
@@ -44,7 +45,8 @@ SRC = os.path.join(HERE, "src")
 
 
 class Workload:
-    def __init__(self, name, program, full, quick, throughput=False, unit="s", rss=True):
+    def __init__(self, name, program, full, quick, throughput=False, unit="s", rss=True, ops=None):
+        self.ops = ops  # (stdout, argv) -> operations the run made, or None (--syscalls)
         self.name = name
         self.program = program
         self.full = full  # argv template; "{P}" is replaced by --procs
@@ -57,6 +59,20 @@ class Workload:
         return [a.replace("{P}", str(procs)) for a in (self.quick if quick else self.full)]
 
 
+def ops_from(pattern, scale=1.0, argv_factor=None):
+    """An `ops` extractor for --syscalls: the first group of `pattern` in the program's
+    stdout, times `scale`, times argv[i] for i in `argv_factor` (a tuple of indexes)."""
+    def extract(stdout, argv):
+        m = re.search(pattern, stdout)
+        if not m:
+            return None
+        n = float(m.group(1)) * scale
+        for i in argv_factor or ():
+            n *= float(argv[i])
+        return n
+    return extract
+
+
 # bench.sh's command lines with procs = P. "x10"/"x100" mark parameters raised so
 # that the run lasts about a second with mimalloc on a 2-core machine (the
 # originals finish in milliseconds); the quick set shortens the rest. README.md
@@ -65,11 +81,13 @@ WORKLOADS = [
     Workload("larsonN", "larson",
              "5 8 1000 5000 100 4141 {P}".split(),
              "1 8 1000 5000 100 4141 {P}".split(),
-             throughput=True, unit="s/1e9 ops"),
+             throughput=True, unit="s/1e9 ops",
+             ops=ops_from(r"Throughput = ([0-9.]+) operations per second", argv_factor=(0,))),
     Workload("xmalloc-testN", "xmalloc-test",
              "-w {P} -t 5 -s 64".split(),
              "-w {P} -t 1 -s 64".split(),
-             throughput=True, unit="s/1e8 frees", rss=False),
+             throughput=True, unit="s/1e8 frees", rss=False,
+             ops=ops_from(r"frees: ([0-9]+) in", 2)),
     Workload("cache-scratch1", "cache-scratch",
              "1 1000 1 2000000 {P}".split(),
              "1 1000 1 500000 {P}".split()),
@@ -78,27 +96,33 @@ WORKLOADS = [
              "{P} 1000 1 500000 {P}".split()),
     Workload("mstressN", "mstress",
              "{P} 50 250".split(),  # x10 iterations
-             "{P} 50 50".split()),
+             "{P} 50 50".split(),
+             ops=ops_from(r"elapsed: [0-9.]+ s, ([0-9]+) allocations", 2)),
     Workload("rptestN", "rptest",
              "{P} 0 1 2 50000 1000 100 8 16000".split(),  # x100 loops
              "{P} 0 1 2 10000 1000 100 8 16000".split(),
-             throughput=True, unit="s/1e8 ops"),
+             throughput=True, unit="s/1e8 ops",
+             ops=ops_from(r"memory ops: ([0-9]+) in")),
     Workload("alloc-test1", "alloc-test",
              "1 100000000".split(),
-             "1 25000000".split()),
+             "1 25000000".split(),
+             ops=ops_from(r"for ([0-9]+) allocations per thread", 2, argv_factor=(0,))),
     Workload("alloc-testN", "alloc-test",
              "{P} 100000000".split(),
-             "{P} 25000000".split()),
+             "{P} 25000000".split(),
+             ops=ops_from(r"for ([0-9]+) allocations per thread", 2, argv_factor=(0,))),
     Workload("glibc-simple", "glibc-simple",
              "2000000".split(),
              "500000".split()),
     Workload("mixed-largeN", "mixed-large",
              "{P} 300000".split(),
-             "{P} 100000".split()),
+             "{P} 100000".split(),
+             ops=ops_from(r"elapsed: [0-9.]+ s, ([0-9]+) operations", 2)),
     Workload("glibc-thread", "glibc-thread",
              "{P} 2".split(),
              "{P} 0.5".split(),
-             throughput=True, unit="s/1e8 iters"),
+             throughput=True, unit="s/1e8 iters",
+             ops=ops_from(r"iterations: ([0-9]+) in", 2)),
 ]
 
 PROGRAMS = sorted({w.program for w in WORKLOADS}) + ["launch"]
@@ -473,6 +497,107 @@ def report(results, workloads, allocs, args, started, wall_total, others):
     return "\n".join(out)
 
 
+SYSCALLS = ["madvise", "munmap", "mmap", "mprotect", "brk", "futex", "sched_yield"]
+LOCKS = ["lock_acquired", "lock_page_heap", "lock_central", "lock_contended"]
+
+
+def count_syscalls(exe, wl, alloc, args):
+    """Runs one workload under `strace -f -c` (only the calls in SYSCALLS are traced, with a
+    seccomp filter, so the rest run at full speed); returns {call: (count, seconds)} and the
+    operations the program reports (None if it reports none)."""
+    argv = wl.argv(args.quick, args.procs)
+    with tempfile.NamedTemporaryFile(mode="r", prefix="bench-malloc-strace-") as summary:
+        cmd = ["strace", "-f", "-c", "--seccomp-bpf", "-e", "trace=" + ",".join(SYSCALLS),
+               "-o", summary.name]
+        if alloc.lib:
+            cmd += ["-E", "LD_PRELOAD=" + alloc.lib]
+        cmd += [exe] + argv
+        env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, env=env,
+                               timeout=args.timeout * 3)
+        except subprocess.TimeoutExpired:
+            die(f"timed out under strace: {' '.join(cmd)}")
+        if r.returncode != 0 or "check: ok" not in r.stdout:
+            die(f"failed under strace (status {r.returncode}): {' '.join(cmd)}\n{r.stdout[-2000:]}{r.stderr[-2000:]}")
+        calls = {}
+        for line in summary.read().splitlines():
+            f = line.split()
+            # "% time  seconds  usecs/call  calls  [errors]  syscall"
+            if len(f) >= 5 and f[-1] in SYSCALLS:
+                calls[f[-1]] = (int(f[3]), float(f[1]))
+    ops = wl.ops(r.stdout, argv) if wl.ops else None
+    return calls, ops
+
+
+def count_locks(exe, wl, lib, args):
+    """Runs one workload under a `lock-count` build of goheap with GOHEAP_STATS=1 and returns
+    the lock lines of its exit report, and the operations the program reports."""
+    argv = wl.argv(args.quick, args.procs)
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env.update(LD_PRELOAD=lib, GOHEAP_STATS="1")
+    r = subprocess.run([exe] + argv, capture_output=True, text=True, env=env, timeout=args.timeout)
+    if r.returncode != 0 or "check: ok" not in r.stdout:
+        die(f"failed under the lock-count build (status {r.returncode}): {exe} {' '.join(argv)}")
+    locks = {}
+    for line in r.stderr.splitlines():
+        f = line.split()
+        if len(f) >= 2 and f[0] in LOCKS:
+            locks[f[0]] = int(f[1])
+    if len(locks) != len(LOCKS):
+        die(f"{lib} printed no lock counts with GOHEAP_STATS=1: is it a lock-count build "
+            "(cargo build --release -p goheap-malloc --features goheap/lock-count)?")
+    return locks, (wl.ops(r.stdout, argv) if wl.ops else None)
+
+
+def syscall_report(workloads, allocs, args, started):
+    out = []
+    p = out.append
+    p("# System calls per operation: mimalloc-bench workload shapes under LD_PRELOAD\n")
+    p(f"- date: {started.strftime('%Y-%m-%d %H:%M:%S %Z').strip()}")
+    p(f"- machine: {machine()}")
+    p(f"- command: `{' '.join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], os.getcwd())] + sys.argv[1:])}`")
+    p(f"- parameters: {'quick' if args.quick else 'full'}, procs = {args.procs}, one run each under "
+      "`strace -f -c --seccomp-bpf`")
+    for a in allocs:
+        p(f"- {a.name}: {a.lib or 'system malloc'}" + (f" ({a.version})" if a.version else ""))
+    if args.lock_count_goheap:
+        p(f"- lock counts: {args.lock_count_goheap} (a `lock-count` build) with GOHEAP_STATS=1")
+    p("")
+    p("Calls per 10^6 operations (the mallocs and frees the program reports; per run where it "
+      "reports none, marked `/run`), and the seconds strace attributes to them, all threads summed.\n")
+    p("| workload | allocator | ops | " + " | ".join(SYSCALLS) + " | syscall s |")
+    p("|---|---|---:|" + "---:|" * (len(SYSCALLS) + 1))
+    lock_rows = []
+    for wl in workloads:
+        exe = os.path.join(args.build_dir, wl.program)
+        for a in allocs:
+            calls, ops = count_syscalls(exe, wl, a, args)
+            scale = 1e6 / ops if ops else 1.0
+            unit = "" if ops else " /run"
+            secs = sum(t for _, t in calls.values())
+            cells = [f"{calls.get(c, (0, 0))[0] * scale:.3g}{unit}" for c in SYSCALLS]
+            p(f"| {wl.name} | {a.name} | {'-' if not ops else f'{ops:.3g}'} | "
+              + " | ".join(cells) + f" | {secs:.3f} |")
+            log(f"strace {wl.name:15s} {a.name:9s} ops {ops} {calls}")
+        if args.lock_count_goheap:
+            locks, ops = count_locks(exe, wl, args.lock_count_goheap, args)
+            lock_rows.append((wl, locks, ops))
+    p("")
+    if lock_rows:
+        p("goheap's mutex acquisitions per 1000 operations (`lock-count` build; contended: "
+          "acquisitions that found the lock held).\n")
+        p("| workload | ops | " + " | ".join(l.replace("lock_", "") for l in LOCKS) + " |")
+        p("|---|---:|" + "---:|" * len(LOCKS))
+        for wl, locks, ops in lock_rows:
+            scale = 1e3 / ops if ops else 1.0
+            unit = "" if ops else " /run"
+            p(f"| {wl.name} | {'-' if not ops else f'{ops:.3g}'} | "
+              + " | ".join(f"{locks[l] * scale:.3g}{unit}" for l in LOCKS) + " |")
+        p("")
+    return "\n".join(out)
+
+
 def main():
     ap = argparse.ArgumentParser(
         description="mimalloc-bench-shaped allocator benchmark (LD_PRELOAD).",
@@ -498,6 +623,12 @@ def main():
     ap.add_argument("--csv", metavar="FILE", help="also write one CSV row per run to FILE")
     ap.add_argument("--build-dir", default=os.path.join(ROOT, "target", "bench-malloc"),
                     help="where the programs are built (default target/bench-malloc)")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="instead of timing, run every workload once per allocator under "
+                         "strace -f -c and report system calls per operation")
+    ap.add_argument("--lock-count-goheap", metavar="PATH",
+                    help="with --syscalls: also count goheap's mutex acquisitions with this "
+                         "lock-count build of libgoheap_malloc.so")
     ap.add_argument("--timeout", type=float, default=None,
                     help="seconds before a run is killed and counted as failed (default 300, quick 60)")
     args = ap.parse_args()
@@ -521,6 +652,11 @@ def main():
     busy0, own0 = cpu_busy_s(), own_cpu_s()
     allocs = resolve_allocators(args)
     build(args.build_dir, args.cc)
+    if args.syscalls:
+        if shutil.which("strace") is None:
+            die("--syscalls needs strace (apt-get install -y strace)")
+        print(syscall_report(workloads, allocs, args, started))
+        return 0
     log(f"allocators: {', '.join(a.name for a in allocs)}; {len(workloads)} workloads; "
         f"{args.reps} repetition(s); {'quick' if args.quick else 'full'}")
 
