@@ -216,6 +216,20 @@ fn write_report(w: &mut impl core::fmt::Write, elapsed_ms: u64) -> core::fmt::Re
     for (name, value, what) in rows {
         writeln!(w, "  {name:<15}{value:>14}  {what}")?;
     }
+    // Only a `lock-count` build counts (bench/malloc/run.py --lock-count-goheap reads these).
+    #[cfg(all(feature = "lock-count", not(loom)))]
+    {
+        let l = crate::lock_counts();
+        let locks: [(&str, u64, &str); 4] = [
+            ("lock_acquired", l.acquired, "allocator mutex acquisitions"),
+            ("lock_page_heap", l.page_heap, "of them the page heap's"),
+            ("lock_central", l.central, "of them the central lists'"),
+            ("lock_contended", l.contended, "acquisitions that found the lock held"),
+        ];
+        for (name, value, what) in locks {
+            writeln!(w, "  {name:<15}{value:>14}  {what}")?;
+        }
+    }
     writeln!(
         w,
         "  {:>5} {:>8} {:>12} {:>12} {:>12}",
