@@ -197,15 +197,18 @@ def lib_dirs():
 
 def resolve_allocators(args):
     wanted = [k.strip() for k in args.alloc.split(",") if k.strip()]
-    known = {"gh", "mi3", "mi", "je", "sys"}
+    known = {"gh", "gh0", "mi3", "mi", "je", "sys"}
     for k in wanted:
         if k not in known:
-            die(f"unknown allocator '{k}' (choose from gh, mi3, mi, je, sys)")
+            die(f"unknown allocator '{k}' (choose from gh, gh0, mi3, mi, je, sys)")
+    if "gh0" in wanted and not args.goheap_base:
+        die("gh0 (goheap-base) needs --goheap-base PATH")
     out = []
     for k in wanted:
-        if k == "gh":
-            explicit = args.goheap is not None
-            path = args.goheap or os.path.join(ROOT, "target", "release", "libgoheap_malloc.so")
+        if k in ("gh", "gh0"):
+            explicit = args.goheap is not None or k == "gh0"
+            path = args.goheap_base if k == "gh0" else (
+                args.goheap or os.path.join(ROOT, "target", "release", "libgoheap_malloc.so"))
             if not os.path.isfile(path):
                 if explicit:
                     die(f"--goheap {path}: no such file")
@@ -214,14 +217,15 @@ def resolve_allocators(args):
                 continue
             # Run a snapshot, so a rebuild during the run cannot mix two builds.
             os.makedirs(args.build_dir, exist_ok=True)
-            snap = os.path.join(args.build_dir, "libgoheap_malloc.so")
+            snap = os.path.join(args.build_dir, "libgoheap_malloc.so" if k == "gh" else "base/libgoheap_malloc.so")
+            os.makedirs(os.path.dirname(snap), exist_ok=True)
             if os.path.realpath(path) != os.path.realpath(snap):
                 shutil.copyfile(path, f"{snap}.tmp{os.getpid()}")
                 os.replace(f"{snap}.tmp{os.getpid()}", snap)
             with open(snap, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()[:12]
             built = datetime.datetime.fromtimestamp(os.path.getmtime(path)).astimezone()
-            a = Allocator("gh", "goheap", snap)
+            a = Allocator(k, "goheap" if k == "gh" else "goheap-base", snap)
             a.version = (f"copy of {os.path.abspath(path)} built {built:%Y-%m-%d %H:%M:%S}, "
                          f"sha256 {digest}, {git_describe()}")
         elif k == "mi3":
@@ -601,7 +605,7 @@ def syscall_report(workloads, allocs, args, started):
 def main():
     ap = argparse.ArgumentParser(
         description="mimalloc-bench-shaped allocator benchmark (LD_PRELOAD).",
-        epilog="Allocators: gh = goheap, mi3 = mimalloc v3 (built by build-mimalloc.sh), "
+        epilog="Allocators: gh = goheap, gh0 = goheap-base (--goheap-base), mi3 = mimalloc v3 (built by build-mimalloc.sh), "
                "mi = mimalloc from the system (Debian's is 2.0.9), je = jemalloc, sys = glibc (no preload).")
     ap.add_argument("--quick", action="store_true", help="shorter parameters (about 1 minute in all)")
     ap.add_argument("--reps", type=int, default=1, metavar="N", help="repetitions (default 1)")
@@ -616,6 +620,8 @@ def main():
                     help="allocator the ratios are relative to (default mi3, mimalloc v3)")
     ap.add_argument("--goheap", metavar="PATH",
                     help="goheap's malloc library (default target/release/libgoheap_malloc.so)")
+    ap.add_argument("--goheap-base", metavar="PATH",
+                    help="a second goheap build, run as gh0 (goheap-base): before/after in one run")
     ap.add_argument("--mimalloc3", metavar="PATH",
                     help="mimalloc v3 library (default: built by build-mimalloc.sh into --build-dir)")
     ap.add_argument("--mimalloc", metavar="PATH", help="mimalloc library (default: found in /usr/lib)")
