@@ -255,7 +255,8 @@ impl SyncWindow {
         self.due.store(due - release, Ordering::Relaxed);
         // The released bytes are no longer over the goal: the window's least drops with them.
         let least = self.least.load(Ordering::Relaxed);
-        self.least.store(least.saturating_sub(release), Ordering::Relaxed);
+        self.least
+            .store(least.saturating_sub(release), Ordering::Relaxed);
         release
     }
 }

@@ -224,7 +224,11 @@ fn write_report(w: &mut impl core::fmt::Write, elapsed_ms: u64) -> core::fmt::Re
             ("lock_acquired", l.acquired, "allocator mutex acquisitions"),
             ("lock_page_heap", l.page_heap, "of them the page heap's"),
             ("lock_central", l.central, "of them the central lists'"),
-            ("lock_contended", l.contended, "acquisitions that found the lock held"),
+            (
+                "lock_contended",
+                l.contended,
+                "acquisitions that found the lock held",
+            ),
         ];
         for (name, value, what) in locks {
             writeln!(w, "  {name:<15}{value:>14}  {what}")?;
