@@ -602,10 +602,11 @@ mod gc_world {
                 })
                 .collect();
             for i in 0..2 {
-                if world::try_claim(&s.epochs[i], &s.claims[i]) {
+                if let world::Claim::Held { before } = world::try_claim(&s.epochs[i], &s.claims[i])
+                {
                     // SAFETY (model): claimed: the mutator is outside its sessions.
                     s.caches[i].with_mut(|p| unsafe { *p = 0 });
-                    world::release(&s.claims[i]);
+                    world::release_claim(&s.epochs[i], &s.claims[i], before);
                 }
             }
             for m in ms {
@@ -719,6 +720,192 @@ mod gc_world {
     #[should_panic(expected = "would sleep forever")]
     fn announcing_before_the_flush_is_caught() {
         stale_flush_model(announce_then_store);
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Targeted wake-ups between sessions and the collector (`goheap::raw::world`, "waking"):
+// the collector waiting for sessions raises the `watched` flag of the one mutator it waits
+// for, and only that mutator's exit wakes it; a claim wakes the mutator only when the
+// mutator raced it. Both as `Mutators` runs them (mutex, condition variable), so a lost
+// wake-up is a deadlock, which loom reports.
+
+mod gc_wake {
+    use goheap::raw::sync::{AtomicBool, AtomicU64, Ordering};
+    use goheap::raw::world::{self, Claim, Entry, Watch};
+    use loom::cell::UnsafeCell;
+    use loom::sync::{Condvar, Mutex};
+    use loom::thread;
+
+    /// Two mutators' handshake words and `Mutators`' mutex and condition variable.
+    struct Heap {
+        epochs: [AtomicU64; 2],
+        claims: [AtomicBool; 2],
+        watched: [AtomicBool; 2],
+        wait: Mutex<()>,
+        cv: Condvar,
+        /// Mutator 0's allocation cache (written in its session and under a claim).
+        cache: UnsafeCell<u64>,
+    }
+
+    /// A heap for one execution. Leaked: a mutant's deadlock panics with the other threads
+    /// blocked, and dropping loom's `Arc` while unwinding would abort the test run.
+    fn heap() -> &'static Heap {
+        Box::leak(Box::new(Heap {
+            epochs: [AtomicU64::new(0), AtomicU64::new(0)],
+            claims: [AtomicBool::new(false), AtomicBool::new(false)],
+            watched: [AtomicBool::new(false), AtomicBool::new(false)],
+            wait: Mutex::new(()),
+            cv: Condvar::new(),
+            cache: UnsafeCell::new(0),
+        }))
+    }
+
+    /// `Mutators::wake`.
+    fn wake(h: &Heap) {
+        let _g = h.wait.lock().unwrap();
+        h.cv.notify_all();
+    }
+
+    /// A session's exit as `Mutators::exit` does it, with the exit written as `exit`.
+    fn end_session(h: &Heap, i: usize, exit: fn(&AtomicU64, &AtomicBool) -> bool) {
+        if exit(&h.epochs[i], &h.watched[i]) {
+            wake(h);
+        }
+    }
+
+    /// Mark termination's wait for the grey sessions (`Mutators::wait_until` with
+    /// `world::Watch`): `recheck` false is the broken collector that sleeps as soon as it
+    /// has raised the flag, without reading the epoch again.
+    fn wait_for_greys(h: &Heap, greys: [u64; 2], recheck: bool) {
+        let mut watch = Watch::new();
+        let mut g = h.wait.lock().unwrap();
+        loop {
+            let Some(i) = (0..2).find(|&i| !world::passed(&h.epochs[i], greys[i])) else {
+                watch.end();
+                return;
+            };
+            if !watch.may_sleep(&h.watched[i]) && recheck {
+                continue;
+            }
+            g = h.cv.wait(g).unwrap();
+        }
+    }
+
+    /// Both mutators are inside a session when the mark starts (grey); mutator 0 leaves and
+    /// opens and leaves a second session, mutator 1 leaves once, while the collector waits
+    /// for both first sessions to end. The collector must wake (loom reports a deadlock
+    /// otherwise), and leave no flag raised (a raised flag makes every later exit wake it).
+    fn greys_model(exit: fn(&AtomicU64, &AtomicBool) -> bool, recheck: bool) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = b.preemption_bound.or(Some(3));
+        b.check(move || {
+            let h = heap();
+            for i in 0..2 {
+                let e = world::try_enter(&h.epochs[i], &h.claims[i], &h.watched[i]);
+                assert_eq!(e, Entry::Open);
+            }
+            let greys = [1, 1];
+            let ms: Vec<_> = (0..2)
+                .map(|i| {
+                    thread::spawn(move || {
+                        end_session(h, i, exit);
+                        if i == 0 {
+                            let e = world::try_enter(&h.epochs[0], &h.claims[0], &h.watched[0]);
+                            assert_eq!(e, Entry::Open);
+                            end_session(h, 0, exit);
+                        }
+                    })
+                })
+                .collect();
+            wait_for_greys(h, greys, recheck);
+            for m in ms {
+                m.join().unwrap();
+            }
+            for w in &h.watched {
+                assert!(!w.load(Ordering::SeqCst), "a flag was left raised");
+            }
+        });
+    }
+
+    #[test]
+    fn the_collector_is_woken_by_the_mutator_it_watches() {
+        greys_model(world::exit, true);
+    }
+
+    /// The model is able to fail: a collector that sleeps right after raising the flag
+    /// misses an exit that read the flag just before (module essay: the lost wake-up).
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn sleeping_without_a_second_look_is_caught() {
+        greys_model(world::exit, false);
+    }
+
+    /// An exit that does not look at its flag.
+    fn exit_without_looking(epoch: &AtomicU64, _: &AtomicBool) -> bool {
+        epoch.fetch_add(1, Ordering::SeqCst);
+        false
+    }
+
+    /// The model is able to fail: without the mutator's check nobody wakes the collector.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn an_exit_that_never_wakes_is_caught() {
+        greys_model(exit_without_looking, true);
+    }
+
+    /// Sweep termination's claim on an idle mutator (`Mutators::flush_idle`) against the
+    /// mutator entering a session (`Mutators::enter`: a mutator that backs out sleeps until
+    /// the claim is released). `wake_if`: what the collector does with `release_claim`'s
+    /// answer; the real one wakes exactly when told to.
+    fn claim_model(wake_if: fn(bool) -> bool) {
+        loom::model(move || {
+            let h = heap();
+            let h2 = h;
+            let m = thread::spawn(move || {
+                loop {
+                    match world::try_enter(&h2.epochs[0], &h2.claims[0], &h2.watched[0]) {
+                        Entry::Open => break,
+                        Entry::BackedOut { wake: w } => {
+                            if w {
+                                wake(h2);
+                            }
+                            let mut g = h2.wait.lock().unwrap();
+                            while h2.claims[0].load(Ordering::SeqCst) {
+                                g = h2.cv.wait(g).unwrap();
+                            }
+                        }
+                    }
+                }
+                // SAFETY (model): inside the session the cache is the mutator's.
+                h2.cache.with_mut(|p| unsafe { *p += 1 });
+                end_session(h2, 0, world::exit);
+            });
+            let woke = match world::try_claim(&h.epochs[0], &h.claims[0]) {
+                Claim::Held { before } => {
+                    // SAFETY (model): claimed: the mutator is outside its sessions.
+                    h.cache.with_mut(|p| unsafe { *p = 0 });
+                    world::release_claim(&h.epochs[0], &h.claims[0], before)
+                }
+                Claim::Refused { wake: w } => w,
+            };
+            if wake_if(woke) {
+                wake(h);
+            }
+            m.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn a_claim_wakes_the_mutator_that_backed_out() {
+        claim_model(|w| w);
+    }
+
+    /// The model is able to fail: a claim released without any wake-up.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_claim_that_never_wakes_is_caught() {
+        claim_model(|_| false);
     }
 }
 

@@ -29,7 +29,7 @@
 //! many cores: `docs/design.md` section 13.
 
 use core::ptr;
-use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -219,6 +219,9 @@ pub(crate) struct Local {
     /// Written by the cache's owner, SeqCst (a Dekker pair with the collector's `watched`,
     /// world.rs: waking).
     pub flushed: Arc<AtomicU32>,
+    /// Set by a collector waiting for this cache's mutator, cleared by the mutator when it
+    /// wakes it (`MutatorShared::watched`, world.rs: waking). Shared with the collector.
+    pub watched: Arc<AtomicBool>,
     /// What this cache makes new spans from. Owned with the rest of the cache.
     source: SpanSource,
 }
@@ -254,6 +257,7 @@ impl Local {
             pending: Pending::default(),
             black_for: 0,
             flushed: Arc::new(AtomicU32::new(sweepgen)),
+            watched: Arc::new(AtomicBool::new(false)),
             source: SpanSource {
                 pages: PageCache::EMPTY,
                 structs: span::SpanStash::EMPTY,
@@ -344,7 +348,7 @@ impl Local {
         // next sweep termination waits for them. Let them go now, not at the session's end,
         // which may be far off (two loads per window of 64 slots when nothing is stale).
         if self.flush_if_stale(heap) {
-            heap.mutators.stale_flushed();
+            heap.mutators.stale_flushed(&self.watched);
         }
         let mut e = self.table[i];
         if e.deferred != 0 {
@@ -829,7 +833,7 @@ pub(crate) fn alloc_large(
     // As a refill does: a session that allocates only large objects lets its stale spans
     // go too (found by review).
     if local.flush_if_stale(h) {
-        h.mutators.stale_flushed();
+        h.mutators.stale_flushed(&local.watched);
     }
     let npages = size.div_ceil(PAGE_SIZE);
     let bytes = npages * PAGE_SIZE;

@@ -117,6 +117,10 @@ pub(crate) struct MutatorShared {
     /// The sweep generation `local` last let its spans go under: the same counter as
     /// `Local::flushed`, which writes it.
     pub flushed: Arc<AtomicU32>,
+    /// Set by a collector waiting for this mutator (its epoch to move or `flushed` to become
+    /// current), cleared by the collector when the wait is over or by the mutator when it
+    /// wakes the collector (`world.rs`: waking). The same flag as `Local::watched`.
+    pub watched: Arc<AtomicBool>,
     /// The thread the mutator belongs to, for reports (`wait_until`). Fixed at creation.
     pub thread: String,
     /// Allocation caches: owned by the mutator's thread inside its sessions, by the
@@ -138,8 +142,6 @@ pub(crate) struct Mutators {
     /// for epochs to move, and weak upgrades for the end of mark termination.
     wait: std::sync::Mutex<()>,
     cv: Condvar,
-    /// The collector waits for epochs (`world.rs`).
-    watched: AtomicBool,
     /// Time mutators spent held up by the collector (`pause.rs`).
     pub pauses: Pauses,
 }
@@ -150,7 +152,6 @@ impl Mutators {
             list: crate::lock::Mutex::new((Vec::new(), false)),
             wait: std::sync::Mutex::new(()),
             cv: Condvar::new(),
-            watched: AtomicBool::new(false),
             pauses: Pauses::new(),
         }
     }
@@ -180,7 +181,7 @@ impl Mutators {
     /// Opens a session of `m` and does the boundary work (module essay).
     fn enter(&self, h: &HeapInner, m: &MutatorShared) {
         while let world::Entry::BackedOut { wake } =
-            world::try_enter(&m.epoch, &m.claim, &self.watched)
+            world::try_enter(&m.epoch, &m.claim, &m.watched)
         {
             if wake {
                 self.wake();
@@ -196,7 +197,7 @@ impl Mutators {
         // A sweep termination may have found this session entering and waits for the
         // flush (found by review: without the wake it slept until the session's end).
         if local.flush_if_stale(h) {
-            self.stale_flushed();
+            self.stale_flushed(&m.watched);
         }
         let phase = h.barrier.phase.load(Ordering::SeqCst);
         let cycle = h.cycle_no.load(Ordering::Acquire);
@@ -209,9 +210,10 @@ impl Mutators {
     }
 
     /// A mutator's cache let its stale spans go inside a session (`Local::refill`): wakes
-    /// a sweep termination that waits for it (world.rs: waking).
-    pub fn stale_flushed(&self) {
-        if world::announce(&self.watched) {
+    /// a sweep termination that waits for it (world.rs: waking). `watched`: the mutator's
+    /// flag.
+    pub fn stale_flushed(&self, watched: &AtomicBool) {
+        if world::announce(watched) {
             self.wake();
         }
     }
@@ -222,40 +224,53 @@ impl Mutators {
         let local = unsafe { &mut *m.local.get() };
         alloc::publish(h, &mut local.pending);
         local.flush_if_stale(h);
-        if world::exit(&m.epoch, &self.watched) {
+        if world::exit(&m.epoch, &m.watched) {
             self.wake();
         }
     }
 
     /// The collector: flushes the cache of `m` if `m` is outside its sessions (claiming
     /// it meanwhile); false when `m` is inside one (it flushes at its next boundary).
-    /// Every claim taken, even one given up at once, wakes the mutators that may have backed
-    /// out meanwhile (found by review: a claim given up without a wake-up left a mutator
-    /// asleep for good). `locked`: the caller holds `wait` (inside [`Self::wait_until`]).
+    /// A claim that `m` may have backed out against, even one given up at once, wakes the
+    /// mutators waiting for a release (found by review: a claim given up without a wake-up
+    /// left a mutator asleep for good); one that `m` did not race wakes nobody (world.rs:
+    /// `release_claim`). `locked`: the caller holds `wait` (inside [`Self::wait_until`]).
     pub fn flush_idle(&self, h: &HeapInner, m: &MutatorShared, locked: bool) -> bool {
         let sg = h.sweep.sweepgen.load(Ordering::Acquire);
         if m.flushed.load(Ordering::SeqCst) == sg {
             return true;
         }
-        let claimed = world::try_claim(&m.epoch, &m.claim);
-        if claimed {
-            // SAFETY: claimed: the mutator is outside its sessions and cannot enter one.
-            let local = unsafe { &mut *m.local.get() };
-            local.flush_if_stale(h);
-            world::release(&m.claim);
-        }
-        if locked {
-            self.cv.notify_all();
-        } else {
-            self.wake();
+        let claimed;
+        let wake = match world::try_claim(&m.epoch, &m.claim) {
+            world::Claim::Held { before } => {
+                // SAFETY: claimed: the mutator is outside its sessions and cannot enter one.
+                let local = unsafe { &mut *m.local.get() };
+                local.flush_if_stale(h);
+                claimed = true;
+                world::release_claim(&m.epoch, &m.claim, before)
+            }
+            world::Claim::Refused { wake } => {
+                claimed = false;
+                wake
+            }
+        };
+        if wake {
+            if locked {
+                self.cv.notify_all();
+            } else {
+                self.wake();
+            }
         }
         claimed
     }
 
     /// The collector sleeps until `pending()` finds no mutator left to wait for; `pending`
-    /// reads epochs or flags that mutators change before `world::exit` (module essay of
-    /// `world.rs`: no lost wake-up) and returns one mutator still waited for. It runs with
-    /// `wait` held: it must not take it (pass `locked` to `flush_idle`).
+    /// reads epochs or flush generations that a mutator changes before `world::exit` or
+    /// `world::announce`, and returns one mutator still waited for. Only that mutator's
+    /// `watched` flag is raised (`world::Watch`), so only its change wakes the collector;
+    /// every other session exit meanwhile stays off the mutex and the futex (module essay of
+    /// `world.rs`: waking). It runs with `wait` held: it must not take it (pass `locked` to
+    /// `flush_idle`).
     ///
     /// A wait that lasts [`BLOCKED_REPORT_AFTER`] prints once to stderr which thread holds
     /// it up and since when (`since`: the session has been open at least since then; `why`
@@ -271,13 +286,17 @@ impl Mutators {
     ) {
         let deadline = Instant::now() + BLOCKED_REPORT_AFTER;
         let mut reported = false;
+        let mut watch = world::Watch::new();
         let mut g = self.wait.lock().unwrap();
         loop {
-            world::watch(&self.watched);
             let Some(m) = pending() else {
-                self.watched.store(false, Ordering::SeqCst);
+                watch.end();
                 return;
             };
+            // Only `m` wakes us (world.rs: waking); the first time, check again first.
+            if !watch.may_sleep(&m.watched) {
+                continue;
+            }
             let now = Instant::now();
             if reported {
                 g = self.cv.wait(g).unwrap();
@@ -374,6 +393,7 @@ impl Heap {
             epoch: AtomicU64::new(0),
             claim: AtomicBool::new(false),
             flushed: local.flushed.clone(),
+            watched: local.watched.clone(),
             local: UnsafeCell::new(local),
         });
         self.inner.mutators.register(shared.clone());

@@ -1,6 +1,6 @@
 //! The handshakes between mutators and the collector, as small functions shared by the real
-//! heap and its loom models (`tests/loom.rs`, `gc_world`). Nothing here stops the world:
-//! each handshake concerns one mutator at a time.
+//! heap and its loom models (`tests/loom.rs`, `gc_world` and `gc_wake`). Nothing here stops
+//! the world: each handshake concerns one mutator at a time.
 //!
 //! Each mutator has a session counter `epoch`, odd while it is inside a session, and a flag
 //! `claim`, set while the collector works on the mutator's allocation cache for it.
@@ -20,6 +20,29 @@
 //! cache flush takes, and the collector waits for nothing while holding one, so a backed-out
 //! mutator waits briefly and never deadlocks, even when its thread is inside another session.
 //!
+//! A backed-out mutator sleeps until the claim is gone, and only the collector's release can
+//! wake it. It needs waking only when it did back out, which the collector sees from the
+//! epoch, a counter that never comes back to a value: the collector reads it once *before*
+//! it raises the claim (`before`), and again after the release ([`release_claim`]):
+//!
+//! ```text
+//!   mutator (back out, then sleep)      collector (try_claim ... release_claim)
+//!                                       before = read epoch
+//!                                       claim = true
+//!   epoch += 1, read claim: true        ...
+//!   epoch += 1            (SeqCst RMW)  claim = false       (SeqCst)
+//!   fence                               fence
+//!   read claim under the mutex: sleep?  read epoch          (SeqCst): != before? wake
+//! ```
+//!
+//! The mutator sleeps only if its last read of `claim` does not see the release; then (the
+//! fences) the collector's last read sees its second increment, which came after it saw the
+//! claim raised, so after `before` was read: the epoch differs from `before`, and the
+//! collector wakes it. One `futex_wake` per claim a mutator actually raced, not one per claim.
+//! (The epoch the claim itself reads is no witness: a mutator can back out completely, both
+//! increments, between the collector raising the claim and reading the epoch; the loom model
+//! `gc_wake::a_claim_wakes_the_mutator_that_backed_out` found that.)
+//!
 //! # Colour at mark start (Dekker again)
 //!
 //! ```text
@@ -34,15 +57,43 @@
 //! marker never saw, and mark termination waits until the epoch has moved on, the
 //! session-boundary "stack scan"). Both may happen; that is only conservative.
 //!
-//! # Waking a waiting collector
+//! # Waking a waiting collector, and only it
 //!
-//! `exit` (and a backing out `try_enter`) increments the epoch and then reads `watched`; a
-//! collector that waits for some epoch to move sets `watched` and then reads the epochs.
-//! Dekker once more: either the collector sees the new epoch, or the mutator sees `watched`
-//! and wakes it (under the collector's mutex, so the wake-up cannot fall between its check
-//! and its sleep). `announce` is the same for a value other than the epoch: a mutator that
-//! lets its stale spans go inside a session stores its flush generation, then reads
-//! `watched`; sweep termination sets `watched`, then reads the generations.
+//! Each mutator has a third word, `watched`, set by a collector waiting for *that* mutator
+//! (its epoch to move, or its flush generation to become current). `exit` (and a backing
+//! out `try_enter`) increments the epoch and then reads its own `watched`; the collector
+//! sets `watched`, then reads the epoch ([`Watch::may_sleep`]). Dekker once more:
+//!
+//! ```text
+//!   mutator (exit, announce)            collector (Watch::may_sleep, then pending())
+//!   epoch += 1            (SeqCst RMW)  watched = true      (SeqCst)
+//!   fence                               fence
+//!   read watched          (SeqCst)      read epoch          (SeqCst)
+//! ```
+//!
+//! Either the collector sees the new epoch (and does not sleep), or the mutator sees
+//! `watched` and wakes it under the collector's mutex (so the wake-up cannot fall between the
+//! collector's check and its sleep). The interleaving that loses a wake-up, and which each
+//! part of this rules out:
+//!
+//! 1. collector reads the epoch: odd (the session is open), so it will sleep;
+//! 2. mutator: epoch += 1, reads `watched`: false, so it does not wake anyone;
+//! 3. collector sets `watched` and sleeps: forever.
+//!
+//! The collector must therefore set the flag *before* its last read of the epoch, and both
+//! sides need the store-to-load order (the fences; under loom a SeqCst access alone does not
+//! give it): [`Watch::may_sleep`] returns false after setting the flag, and the caller reads
+//! the epoch again before it sleeps. A mutator that finds its flag set clears it (`swap`)
+//! and wakes the collector once; a collector woken for another reason that finds the flag of
+//! the mutator it waits for cleared sets it again and re-reads. So a session's exit touches
+//! the collector's mutex and futex only when the collector waits for that very mutator (at
+//! most once per collector check), not on every exit while some wait is in progress: with
+//! many threads entering and leaving sessions during a concurrent mark, a heap-wide flag made
+//! every exit a `futex_wake`.
+//!
+//! `announce` is the same for a value other than the epoch: a mutator that lets its stale
+//! spans go inside a session stores its flush generation, then reads its `watched`; sweep
+//! termination sets `watched`, then reads the generations.
 
 use crate::sync::{loom_seqcst_fence, AtomicBool, AtomicU64, Ordering};
 
@@ -52,9 +103,9 @@ pub enum Entry {
     /// The session is open.
     Open,
     /// Backed out: wait until the claim is released, then try again. `wake`: a collector
-    /// watches epochs and must be woken (the epoch moved twice under its eyes).
+    /// waits for this mutator and must be woken (the epoch moved twice under its eyes).
     BackedOut {
-        /// A collector watches epochs and must be woken.
+        /// A collector waits for this mutator and must be woken.
         wake: bool,
     },
 }
@@ -69,13 +120,12 @@ pub fn try_enter(epoch: &AtomicU64, claim: &AtomicBool, watched: &AtomicBool) ->
         return Entry::Open;
     }
     epoch.fetch_add(1, Ordering::SeqCst);
-    loom_seqcst_fence();
     Entry::BackedOut {
-        wake: watched.load(Ordering::SeqCst),
+        wake: announce(watched),
     }
 }
 
-/// Closes a session; true when a collector watches epochs and should be woken.
+/// Closes a session; true when a collector waits for this mutator and must be woken.
 #[inline]
 pub fn exit(epoch: &AtomicU64, watched: &AtomicBool) -> bool {
     let e = epoch.fetch_add(1, Ordering::SeqCst);
@@ -83,29 +133,60 @@ pub fn exit(epoch: &AtomicU64, watched: &AtomicBool) -> bool {
     announce(watched)
 }
 
-/// A mutator has just stored (SeqCst) something a waiting collector checks besides epochs
-/// (its cache's flush generation, when it lets stale spans go inside a session); true when
-/// a collector watches and must be woken. The same Dekker pair as [`exit`].
+/// A mutator has just stored (SeqCst) something a waiting collector checks (its epoch, or its
+/// cache's flush generation when it lets stale spans go inside a session); true when the
+/// collector waits for this mutator and must be woken. Clears `watched` (its own flag): the
+/// collector sets it again if it still waits after this wake-up (module essay: waking).
 #[inline]
 pub fn announce(watched: &AtomicBool) -> bool {
     loom_seqcst_fence();
-    watched.load(Ordering::SeqCst)
+    // The plain load first: the flag is nearly always clear, and a load keeps the line shared
+    // with the collector where a swap would take it exclusive on every exit.
+    watched.load(Ordering::SeqCst) && watched.swap(false, Ordering::SeqCst)
 }
 
-/// Claims an idle mutator's cache; true when it is claimed (the mutator is outside its
-/// sessions and cannot enter one until [`release`]). On false nothing is held.
+/// What [`try_claim`] did.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Claim {
+    /// The cache is claimed: the mutator is outside its sessions and cannot enter one until
+    /// [`release_claim`], which takes `before`.
+    Held {
+        /// The mutator's epoch read before the claim was raised (module essay).
+        before: u64,
+    },
+    /// The mutator is inside a session; the claim is given up already. `wake`: the mutator
+    /// may have backed out against it meanwhile and must be woken.
+    Refused {
+        /// The mutator may be waiting for the claim's release.
+        wake: bool,
+    },
+}
+
+/// Claims an idle mutator's cache (module essay: entering a session against a claim).
 #[inline]
-pub fn try_claim(epoch: &AtomicU64, claim: &AtomicBool) -> bool {
+pub fn try_claim(epoch: &AtomicU64, claim: &AtomicBool) -> Claim {
+    let before = epoch.load(Ordering::SeqCst);
     claim.store(true, Ordering::SeqCst);
     loom_seqcst_fence();
     if epoch.load(Ordering::SeqCst) % 2 == 0 {
-        return true;
+        return Claim::Held { before };
     }
-    claim.store(false, Ordering::SeqCst);
-    false
+    Claim::Refused {
+        wake: release_claim(epoch, claim, before),
+    }
 }
 
-/// Releases a claim (the caller then wakes mutators that backed out).
+/// Releases a claim; `before`: the epoch read before it was raised ([`Claim::Held`]). True
+/// when the mutator may have backed out against it (its epoch moved since) and the caller
+/// must wake it (module essay).
+#[inline]
+pub fn release_claim(epoch: &AtomicU64, claim: &AtomicBool, before: u64) -> bool {
+    claim.store(false, Ordering::SeqCst);
+    loom_seqcst_fence();
+    epoch.load(Ordering::SeqCst) != before
+}
+
+/// Releases a [`hold`] (the caller then wakes every mutator).
 #[inline]
 pub fn release(claim: &AtomicBool) {
     claim.store(false, Ordering::SeqCst);
@@ -125,11 +206,70 @@ pub fn passed(epoch: &AtomicU64, e: u64) -> bool {
     epoch.load(Ordering::SeqCst) != e
 }
 
-/// The collector is about to wait for epochs to move (module essay: waking).
+/// The collector is about to wait for a mutator (module essay: waking): sets its flag.
 #[inline]
 pub fn watch(watched: &AtomicBool) {
     watched.store(true, Ordering::SeqCst);
     loom_seqcst_fence();
+}
+
+/// A collector's wait for mutators: the one mutator whose `watched` flag it has set. Used by
+/// `Mutators::wait_until` and the loom models, in this loop, under the collector's mutex:
+///
+/// ```text
+///   loop {
+///       let Some(m) = pending() else { watch.end(); return };  // reads m's epoch, etc.
+///       if watch.may_sleep(&m.watched) { sleep on the condition variable }
+///   }
+/// ```
+///
+/// It watches only the mutator `pending` returned (the first one still waited for): the
+/// others' exits touch no futex. When that one is done, `pending` returns the next one.
+pub struct Watch<'m> {
+    /// The flag this wait set last; only the waiting collector touches the field (the flag it
+    /// points to is also cleared by its mutator, `announce`).
+    flag: Option<&'m AtomicBool>,
+}
+
+impl<'m> Watch<'m> {
+    /// A wait that watches nobody yet.
+    pub const fn new() -> Watch<'m> {
+        Watch { flag: None }
+    }
+
+    /// `pending` has just found the mutator with flag `watched` still waited for: true when
+    /// the collector may sleep now (the flag was set before that check and is still set, so
+    /// the mutator's next change will wake it); false when the flag had to be set (first
+    /// time, or the mutator cleared it by waking the collector), after which the caller must
+    /// check `pending` again before sleeping: the check it made before the flag was up may
+    /// already be stale (module essay: the lost wake-up).
+    pub fn may_sleep(&mut self, watched: &'m AtomicBool) -> bool {
+        match self.flag {
+            Some(f) if core::ptr::eq(f, watched) => {
+                if watched.load(Ordering::SeqCst) {
+                    return true;
+                }
+            }
+            Some(f) => f.store(false, Ordering::SeqCst),
+            None => {}
+        }
+        self.flag = Some(watched);
+        watch(watched);
+        false
+    }
+
+    /// The wait is over: clears the flag it set, so that the mutator's next exits stay quiet.
+    pub fn end(&mut self) {
+        if let Some(f) = self.flag.take() {
+            f.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+impl Default for Watch<'_> {
+    fn default() -> Self {
+        Watch::new()
+    }
 }
 
 /// Stops a mutator from entering sessions (it backs out and waits) until [`release`];
