@@ -1435,8 +1435,14 @@ mod sweep_tokens {
     /// its read of the waiter count may miss the waiter, which then sleeps forever.
     fn release_unfenced(in_flight: &AtomicU32, waiters: &AtomicU32) {
         let last = in_flight.fetch_sub(1, Ordering::SeqCst) == 1;
-        if last && waiters.load(Ordering::SeqCst) > 0 {
-            goheap::raw::sync::futex_wake(in_flight, u32::MAX >> 1);
+        let w = waiters.load(Ordering::SeqCst);
+        if last
+            && w & 1 == 1
+            && waiters
+                .compare_exchange(w, w + 1, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok()
+        {
+            goheap::raw::sync::futex_wake(waiters, u32::MAX >> 1);
         }
     }
 
@@ -1445,6 +1451,58 @@ mod sweep_tokens {
     #[should_panic(expected = "deadlock")]
     fn a_drop_that_misses_the_waiter_is_caught() {
         model(release_unfenced);
+    }
+
+    /// Two sweep terminations wait while a sweep drops its token and a mutator takes and
+    /// drops another (the count passes through zero twice): each waiter's look is answered
+    /// once, a waiter that finds no token leaves its bit for the other, and neither sleeps
+    /// for good (a word that came back to a sleeper's value, or a look nobody answers,
+    /// would be a deadlock). `drop_token` is the real `release` or a broken one.
+    fn two_waiters_model(drop_token: fn(&AtomicU32, &AtomicU32)) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = b.preemption_bound.or(Some(3));
+        b.check(move || {
+            let w: &'static Words = Box::leak(Box::new(Words {
+                in_flight: AtomicU32::new(1),
+                waiters: AtomicU32::new(0),
+                swept: [AtomicU32::new(0), AtomicU32::new(0)],
+            }));
+            let sweeper = thread::spawn(move || {
+                w.swept[0].store(1, Ordering::Relaxed);
+                drop_token(&w.in_flight, &w.waiters);
+                // A mutator's later token (sweep.rs: it finds the lists empty).
+                w.in_flight.fetch_add(1, Ordering::SeqCst);
+                drop_token(&w.in_flight, &w.waiters);
+            });
+            let other = thread::spawn(move || {
+                wait_none(&w.in_flight, &w.waiters);
+                assert_eq!(
+                    w.swept[0].load(Ordering::Relaxed),
+                    1,
+                    "a sweep was still in flight"
+                );
+            });
+            wait_none(&w.in_flight, &w.waiters);
+            assert_eq!(
+                w.swept[0].load(Ordering::Relaxed),
+                1,
+                "a sweep was still in flight"
+            );
+            sweeper.join().unwrap();
+            other.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn two_waiters_and_a_late_token() {
+        two_waiters_model(release);
+    }
+
+    /// The model is able to fail with two waiters too.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn two_waiters_and_a_drop_that_misses_them_is_caught() {
+        two_waiters_model(release_unfenced);
     }
 }
 

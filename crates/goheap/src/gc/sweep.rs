@@ -23,18 +23,23 @@
 //!
 //! ```text
 //!   waiter (sweep termination)          last token's drop
-//!   W1 waiters += 1         (SeqCst)    W2 in_flight -= 1 -> 0   (SeqCst)
-//!   R1 n = in_flight        (SeqCst)    R2 w = waiters           (SeqCst)
-//!   n > 0: sleep while in_flight == n   w > 0: wake every sleeper on in_flight
+//!   W1 waiters |= 1 -> m    (SeqCst)    W2 in_flight -= 1 -> 0   (SeqCst)
+//!   R1 n = in_flight        (SeqCst)    R2 w = waiters, odd:     (SeqCst)
+//!                                          CAS w -> w + 1 (even, a wake-up counted)
+//!   n > 0: sleep while waiters == m     CAS won: wake every sleeper on waiters
 //! ```
 //!
 //! In the single order of SeqCst operations, if R1 comes before W2 (the waiter saw a token)
-//! then W1 < R1 < W2 < R2, so the drop sees the waiter and wakes it; the futex sleeps only
-//! while the word still holds the value the waiter read, so a drop between R1 and the
-//! sleep makes the sleep return at once. A waiter that read `n > 1` wakes on no drop but
-//! the last, and re-reads the word each time the futex returns. Weakening either pair to
-//! Release/Acquire lets both reads miss both writes, and the waiter sleeps forever: the
-//! loom model `sweep_tokens` (tests/loom.rs) finds that.
+//! then W1 < R1 < W2 < R2, so the drop sees the look (or a later drop answered it, and
+//! woke); the futex sleeps only while `waiters` still holds the value the look made, and
+//! an answer changes it for good (the count of wake-ups in the high bits), so a drop between
+//! R1 and the sleep makes the sleep return at once. The drop *answers* the look, so only the
+//! first drop to empty the count after a waiter's look wakes it: while mutators keep taking and dropping tokens (every span they
+//! take holds one) and the waiter is off the CPU, the count may pass through zero many
+//! times, and each pass used to be a `futex_wake` (50 per cycle at 16 threads, the largest
+//! source left after `Mutators::wake`). A woken waiter looks again, registering anew.
+//! Weakening either pair to Release/Acquire lets both reads miss both writes, and the
+//! waiter sleeps forever: the loom model `sweep_tokens` (tests/loom.rs) finds that.
 
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, Weak};

@@ -9,7 +9,11 @@ use crate::sync::{futex_wait, futex_wake, loom_seqcst_fence, AtomicU32, Ordering
 pub struct SweepTokens {
     /// Tokens held. Every sweeper (SeqCst: sweep.rs's W2 and the waiter's R1).
     in_flight: AtomicU32,
-    /// Threads in [`wait_none`]. Waiters (SeqCst: sweep.rs's W1 and the last drop's R2).
+    /// Whether a thread in [`wait_none`] looked at `in_flight` since the last wake-up (bit
+    /// 0, set by waiters, SeqCst: sweep.rs's W1), and how many wake-ups there were (the
+    /// other bits: the last token's drop answers a look by adding 1 to the odd word, which
+    /// clears the bit and counts, R2). Also the waiters' futex word: an answer changes it
+    /// for good (the word would come back only after 2^31 answers), so no sleep outlasts one.
     waiters: AtomicU32,
 }
 
@@ -53,27 +57,41 @@ impl Drop for SweepToken<'_> {
     }
 }
 
-/// Drops a token: the last one wakes the waiters, if any (otherwise one more load).
+/// Drops a token: the last one wakes the waiters that looked since the last wake-up, if any
+/// (otherwise one more load). Answering the look (the CAS) makes this the only drop to wake
+/// them: the drops that bring the count to zero again before a waiter has looked again make
+/// no system call (sweep.rs: the token count).
 #[inline]
 pub fn release(in_flight: &AtomicU32, waiters: &AtomicU32) {
     let last = in_flight.fetch_sub(1, Ordering::SeqCst) == 1;
     loom_seqcst_fence();
-    if last && waiters.load(Ordering::SeqCst) > 0 {
-        futex_wake(in_flight, u32::MAX >> 1);
+    if !last {
+        return;
+    }
+    let w = waiters.load(Ordering::SeqCst);
+    // A failed CAS: another drop answered (and woke), or answered and a waiter looked again
+    // after our subtraction (its look reads our zero or a later token's count).
+    if w & 1 == 1
+        && waiters
+            .compare_exchange(w, w.wrapping_add(1), Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+    {
+        futex_wake(waiters, u32::MAX >> 1);
     }
 }
 
 /// Sleeps until `in_flight` is zero. What a sweep did before dropping its token is visible
-/// after (its SeqCst subtraction, read by the SeqCst load here).
+/// after (its SeqCst subtraction, read by the SeqCst load here). Each look sets the bit
+/// anew; the sleep lasts while the word is unchanged, so a drop that answered the look sends
+/// the waiter back to look. A waiter that finds no token leaves its bit set: the next last
+/// drop answers it with one needless wake-up (the bit may be another waiter's look too).
 pub fn wait_none(in_flight: &AtomicU32, waiters: &AtomicU32) {
-    waiters.fetch_add(1, Ordering::SeqCst);
-    loom_seqcst_fence();
     loop {
-        let n = in_flight.load(Ordering::SeqCst);
-        if n == 0 {
-            break;
+        let looked = waiters.fetch_or(1, Ordering::SeqCst) | 1;
+        loom_seqcst_fence();
+        if in_flight.load(Ordering::SeqCst) == 0 {
+            return;
         }
-        futex_wait(in_flight, n);
+        futex_wait(waiters, looked);
     }
-    waiters.fetch_sub(1, Ordering::SeqCst);
 }
