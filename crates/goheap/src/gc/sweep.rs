@@ -37,7 +37,7 @@
 //! first drop to empty the count after a waiter's look wakes it: while mutators keep taking and dropping tokens (every span they
 //! take holds one) and the waiter is off the CPU, the count may pass through zero many
 //! times, and each pass used to be a `futex_wake` (50 per cycle at 16 threads, the largest
-//! source left after `Mutators::wake`). A woken waiter looks again, registering anew.
+//! source left after `Mutators::wake`). A woken waiter looks again, setting its bit anew.
 //! Weakening either pair to Release/Acquire lets both reads miss both writes, and the
 //! waiter sleeps forever: the loom model `sweep_tokens` (tests/loom.rs) finds that.
 

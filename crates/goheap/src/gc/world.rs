@@ -244,14 +244,15 @@ impl<'m> Watch<'m> {
     /// check `pending` again before sleeping: the check it made before the flag was up may
     /// already be stale (module essay: the lost wake-up).
     pub fn may_sleep(&mut self, watched: &'m AtomicBool) -> bool {
-        match self.flag {
-            Some(f) if core::ptr::eq(f, watched) => {
+        if let Some(f) = self.flag {
+            if core::ptr::eq(f, watched) {
                 if watched.load(Ordering::SeqCst) {
                     return true;
                 }
+            } else {
+                // Moving on to another mutator: the last one's exits stay quiet.
+                f.store(false, Ordering::SeqCst);
             }
-            Some(f) => f.store(false, Ordering::SeqCst),
-            None => {}
         }
         self.flag = Some(watched);
         watch(watched);
