@@ -268,6 +268,12 @@ impl<T> WorkQueue<T> {
         }
     }
 
+    /// Some worker has entered the run (and stays in it until [`Self::finish`]): buffers
+    /// pushed now will be taken by a worker.
+    pub fn has_running_workers(&self) -> bool {
+        self.state.lock().unwrap().running > 0
+    }
+
     /// Some buffer waits to be taken.
     pub fn has_buffers(&self) -> bool {
         self.nbufs.load(Ordering::Relaxed) > 0
