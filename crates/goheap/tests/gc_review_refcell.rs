@@ -6,14 +6,22 @@
 //! borrow's shade is decided after the flag CAS, by reading ACTIVE; a borrow whose CAS lands
 //! during the mark and whose ACTIVE load comes after termination does neither:
 //!
-//! 1. a grey session G keeps the mark open; Q (rooted) holds `c: GcRefCell<Vec<Gc<O>>>`,
-//!    O reachable only through it; the marker has not traced Q yet (busy with a long list);
+//! 1. a grey session G keeps the mark open; Q holds `c: GcRefCell<Vec<Gc<O>>>`, O reachable
+//!    only through it; the marker has not traced Q yet (busy with a long list);
 //! 2. a black session X calls `Q.c.borrow_mut()`: its CAS sets WRITING during the mark, and
 //!    X is preempted right after it;
 //! 3. the marker traces Q, finds the cell WRITING and skips it; G ends; termination:
 //!    `MARK_DONE` .. `OFF`, ACTIVE back to 0;
 //! 4. X resumes: ACTIVE == 0, no shade; the borrow ends with INSERTION == 0, no rescan.
-//!    O is unmarked although reachable (Root -> Q -> c -> O): the sweep frees it.
+//!    O is unmarked although reachable (Root -> list -> Q -> c -> O): the sweep frees it.
+//!
+//! The heap that makes step 1 hold: marking is span-ordered (a FIFO ring of spans per
+//! worker, mark.rs), so anything the root scan reaches is traced right after it, before X
+//! can act. Q is therefore not a root: it hangs off the far end of a long rooted list, and
+//! X reaches it through a weak pointer in a rooted holder. X's upgrade shades Q, which puts
+//! Q's span in a buffer of the shared queue; the heap has one mark worker (`with_procs(1)`,
+//! forced cycles), whose own ring never empties while it walks the list, so it takes that
+//! buffer (and reaches Q through the list's end) only after the walk, long after X's CAS.
 //!
 //! Step 2's preemption is a hardware data breakpoint on the cell's flag (perf_event_open,
 //! X's thread only) whose signal handler sleeps after the second access (the CAS).
@@ -24,7 +32,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use goheap::gc::{Config, Gc, GcRefCell, Heap, Root, Trace};
+use goheap::gc::{Config, Gc, GcCell, GcRefCell, Heap, Root, Trace, Weak};
 
 #[derive(Trace)]
 struct Q<'gc> {
@@ -34,6 +42,13 @@ struct Q<'gc> {
 #[derive(Trace)]
 struct Node<'gc> {
     next: Option<Gc<'gc, Node<'gc>>>,
+    /// Set in the list's last node only.
+    q: Option<Gc<'gc, Q<'gc>>>,
+}
+
+#[derive(Trace)]
+struct Holder<'gc> {
+    weak: GcCell<Weak<'gc, Q<'gc>>>,
 }
 
 const LIST: usize = 3_000_000;
@@ -50,11 +65,13 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
     if !breakpoint::available(stall::on_trap) {
         return;
     }
-    let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(-1)); // forced cycles only
+    // One mark worker, forced cycles only.
+    let heap = Heap::with_config(Config::default().with_procs(1).with_gc_percent(-1));
     let dropped = Arc::new(AtomicBool::new(false));
     let mut m0 = heap.mutator();
-    // Q first, then the list head: the worker walks the list before it traces Q.
-    let (root_q, root_l): (Root<Q<'static>>, Root<Node<'static>>) = m0.enter(|s| {
+    // Q only at the list's far end (the worker reaches it last); X's way to Q is the weak
+    // pointer in the holder, which the marker does not follow.
+    let (root_h, root_l): (Root<Holder<'static>>, Root<Node<'static>>) = m0.enter(|s| {
         let o = s.alloc(Target {
             magic: 0x000b_1ec7,
             dropped: dropped.clone(),
@@ -62,12 +79,21 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
         let q = s.alloc(Q {
             c: GcRefCell::new(vec![o]),
         });
-        let rq = s.root(q);
-        let mut head = s.alloc(Node { next: None });
+        let h = s.alloc(Holder {
+            weak: GcCell::new(s.downgrade(q)),
+        });
+        let rh = s.root(h);
+        let mut head = s.alloc(Node {
+            next: None,
+            q: Some(q),
+        });
         for _ in 0..LIST {
-            head = s.alloc(Node { next: Some(head) });
+            head = s.alloc(Node {
+                next: Some(head),
+                q: None,
+            });
         }
-        (rq, s.root(head))
+        (rh, s.root(head))
     });
     drop(m0);
     let t0 = Instant::now();
@@ -89,7 +115,14 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
             x_ready.wait();
             x_go.wait();
             m.enter(|s| {
-                let q = s.get(&root_q);
+                // The upgrade shades Q (a black session's access during the mark): its
+                // span waits in the shared queue until the worker's walk ends.
+                let q = s
+                    .get(&root_h)
+                    .weak
+                    .get()
+                    .upgrade(s)
+                    .expect("Q is reachable");
                 // The flag word is in the first 16 bytes of the cell (field order is the
                 // compiler's): one breakpoint on each 8 bytes.
                 let a = &q.c as *const GcRefCell<Vec<Gc<'_, Target>>> as usize;
@@ -125,6 +158,6 @@ fn borrow_mut_preempted_across_mark_termination_leaves_value_untraced() {
          termination"
     );
     drop(kept);
-    drop(root_q);
+    drop(root_h);
     drop(root_l);
 }
