@@ -7,9 +7,9 @@
 //! start", but the filter also goes back to zero at mark *termination* (and the phase
 //! leaves `MARK`). Interleaving:
 //!
-//! 1. a grey session G keeps the mark in progress; P (rooted) holds cell F = Some(O), and
-//!    O is reachable only through F; the marker has not traced P yet (it is busy with a long
-//!    list rooted after P, whose head it pops first);
+//! 1. a grey session G keeps the mark in progress; P holds cell F = Some(O), and O is
+//!    reachable only through F; the marker has not traced P yet (it is busy with a long
+//!    list, at whose far end P hangs);
 //! 2. a black session X (entered during the mark) does `o = P.f.replace(None)`: the swap
 //!    happens during the mark, and X is preempted right after it;
 //! 3. the marker traces P and sees F = None; G ends; termination finds the queue quiet (X
@@ -17,6 +17,14 @@
 //! 4. X resumes: `ACTIVE == 0`, so no shade at all (had another heap been marking, the
 //!    gate would have found the phase `OFF`: no shade either). X holds O, unmarked; the sweep
 //!    frees it (its destructor runs) while X's session and a `Root` made from it hold it.
+//!
+//! The heap that makes step 1 hold: marking is span-ordered (a FIFO ring of spans per
+//! worker, mark.rs), so anything the root scan reaches is traced right after it, before X
+//! can act. P is therefore not a root: it hangs off the far end of a long rooted list, and
+//! X reaches it through a weak pointer in a rooted holder. X's upgrade shades P, which puts
+//! P's span in a buffer of the shared queue; the heap has one mark worker (`with_procs(1)`,
+//! forced cycles), whose own ring never empties while it walks the list, so it takes that
+//! buffer (and reaches P through the list's end) only after the walk, long after X's swap.
 //!
 //! The preemption of step 2 is a hardware data breakpoint on F for X's thread only
 //! (perf_event_open), whose signal handler sleeps: what an OS preemption right after the
@@ -28,7 +36,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
-use goheap::gc::{Config, Gc, GcCell, Heap, Root, Trace};
+use goheap::gc::{Config, Gc, GcCell, Heap, Root, Trace, Weak};
 
 #[derive(Trace)]
 struct P<'gc> {
@@ -38,6 +46,13 @@ struct P<'gc> {
 #[derive(Trace)]
 struct Node<'gc> {
     next: Option<Gc<'gc, Node<'gc>>>,
+    /// Set in the list's last node only.
+    p: Option<Gc<'gc, P<'gc>>>,
+}
+
+#[derive(Trace)]
+struct Holder<'gc> {
+    weak: GcCell<Weak<'gc, P<'gc>>>,
 }
 
 const LIST: usize = 3_000_000;
@@ -54,12 +69,13 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
     if !breakpoint::available(stall::on_trap) {
         return;
     }
-    let heap = Heap::with_config(Config::default().with_procs(2).with_gc_percent(-1)); // forced cycles only
+    // One mark worker, forced cycles only.
+    let heap = Heap::with_config(Config::default().with_procs(1).with_gc_percent(-1));
     let dropped = Arc::new(AtomicBool::new(false));
     let mut m0 = heap.mutator();
-    // Root order matters: the root scan pushes P, then the list head; a worker pops the
-    // head first and walks the whole list before it gets to P.
-    let (root_p, root_l): (Root<P<'static>>, Root<Node<'static>>) = m0.enter(|s| {
+    // P only at the list's far end (the worker reaches it last); X's way to P is the weak
+    // pointer in the holder, which the marker does not follow.
+    let (root_h, root_l): (Root<Holder<'static>>, Root<Node<'static>>) = m0.enter(|s| {
         let o = s.alloc(Target {
             magic: 0x000b_1ec7,
             dropped: dropped.clone(),
@@ -67,12 +83,21 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
         let p = s.alloc(P {
             f: GcCell::new(Some(o)),
         });
-        let rp = s.root(p);
-        let mut head = s.alloc(Node { next: None });
+        let h = s.alloc(Holder {
+            weak: GcCell::new(s.downgrade(p)),
+        });
+        let rh = s.root(h);
+        let mut head = s.alloc(Node {
+            next: None,
+            p: Some(p),
+        });
         for _ in 0..LIST {
-            head = s.alloc(Node { next: Some(head) });
+            head = s.alloc(Node {
+                next: Some(head),
+                p: None,
+            });
         }
-        (rp, s.root(head))
+        (rh, s.root(head))
     });
     drop(m0);
     // How long a mark of the list takes here (the stall below must outlast it).
@@ -96,7 +121,14 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
             x_ready.wait();
             x_go.wait();
             m.enter(|s| {
-                let p = s.get(&root_p);
+                // The upgrade shades P (a black session's access during the mark): its
+                // span waits in the shared queue until the worker's walk ends.
+                let p = s
+                    .get(&root_h)
+                    .weak
+                    .get()
+                    .upgrade(s)
+                    .expect("P is reachable");
                 let cell_addr = &p.f as *const GcCell<Option<Gc<'_, Target>>> as usize;
                 let fd = breakpoint::watch_stall(cell_addr);
                 stall::arm(stall_for, 0);
@@ -111,7 +143,7 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
         });
         x_ready.wait();
         sc.spawn(|| heap.collect());
-        // The mark has started (G keeps it open) and the workers are in the list.
+        // The mark has started (G keeps it open) and the worker is in the list.
         std::thread::sleep(Duration::from_millis(20));
         x_go.wait();
         // X swaps and stalls; let the mark finish the list and reach P, then end G.
@@ -136,5 +168,6 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
          (the deletion shade was skipped because the filter was read after termination)"
     );
     drop(kept);
+    drop(root_h);
     drop(root_l);
 }
