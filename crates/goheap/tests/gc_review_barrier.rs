@@ -55,7 +55,13 @@ struct Holder<'gc> {
     weak: GcCell<Weak<'gc, P<'gc>>>,
 }
 
-const LIST: usize = 3_000_000;
+/// The list the worker walks while X acts: long enough that its walk (150-250 ms in a
+/// debug build, 60-100 ms in a release one, here) outlasts the mark start and X's start.
+const LIST: usize = if cfg!(debug_assertions) {
+    3_000_000
+} else {
+    8_000_000
+};
 
 #[path = "common/breakpoint.rs"]
 mod breakpoint;
@@ -143,8 +149,11 @@ fn replace_preempted_across_mark_termination_loses_deletion_shade() {
         });
         x_ready.wait();
         sc.spawn(|| heap.collect());
-        // The mark has started (G keeps it open) and the worker is in the list.
-        std::thread::sleep(Duration::from_millis(20));
+        // Let the mark start (G keeps it open), so that X's session is black; X then acts
+        // while the worker is still early in the list.
+        std::thread::sleep(
+            (mark_time / 8).clamp(Duration::from_millis(5), Duration::from_millis(20)),
+        );
         x_go.wait();
         // X swaps and stalls; let the mark finish the list and reach P, then end G.
         std::thread::sleep(mark_time * 2 + Duration::from_millis(100));
