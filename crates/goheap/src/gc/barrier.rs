@@ -182,6 +182,12 @@ mod real {
     /// because a cell does not know its heap before it looks at what it holds.
     pub(crate) static STORE_GATE: Gate = Gate::new();
 
+    /// Taken around [`STORE_GATE`]'s `write` .. `write_done` by mark termination. The gate
+    /// admits one writer, and each heap has its own collector thread: two terminations
+    /// that both set the writer bit would both pass, or one would sleep on a word no
+    /// reader wakes again (found by review). Held for the gate's final check only.
+    pub(crate) static STORE_GATE_WRITER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     /// A heap's mark phase as barriers see it.
     pub(crate) struct Barrier {
         /// `OFF`, `MARK` or `MARK_DONE`. Written by the collector thread; `MARK` ->

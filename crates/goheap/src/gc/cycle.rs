@@ -382,7 +382,11 @@ fn mark_done(h: &HeapInner, greys: &[GreySession], mark_start: Instant) -> Resul
             super::mark::take_waiting(&h.barrier);
         }
         h.barrier.queue.wait_quiet();
-        // The store gate first (stores and borrow starts take it before a heap's gate).
+        // The store gate first (stores and borrow starts take it before a heap's gate), one
+        // heap's termination at a time.
+        let one_writer = super::barrier::STORE_GATE_WRITER
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         super::barrier::STORE_GATE.write();
         h.barrier.gate.write();
         // With the gates closed no barrier is shading or about to, the queue's only
@@ -393,6 +397,7 @@ fn mark_done(h: &HeapInner, greys: &[GreySession], mark_start: Instant) -> Resul
         }
         h.barrier.gate.write_done();
         super::barrier::STORE_GATE.write_done();
+        drop(one_writer);
         if done {
             break;
         }
