@@ -231,35 +231,29 @@ impl Mutators {
 
     /// The collector: flushes the cache of `m` if `m` is outside its sessions (claiming
     /// it meanwhile); false when `m` is inside one (it flushes at its next boundary).
-    /// A claim that `m` may have backed out against, even one given up at once, wakes the
-    /// mutators waiting for a release (found by review: a claim given up without a wake-up
-    /// left a mutator asleep for good); one that `m` did not race wakes nobody (world.rs:
-    /// `release_claim`). `locked`: the caller holds `wait` (inside [`Self::wait_until`]).
+    /// Every claim, even one given up at once, wakes the mutators waiting for a release
+    /// (found by review, twice: a claim given up without a wake-up left a mutator asleep for
+    /// good, and so did waking only for a claim the mutator raced, world.rs).
+    /// `locked`: the caller holds `wait` (inside [`Self::wait_until`]).
     pub fn flush_idle(&self, h: &HeapInner, m: &MutatorShared, locked: bool) -> bool {
         let sg = h.sweep.sweepgen.load(Ordering::Acquire);
         if m.flushed.load(Ordering::SeqCst) == sg {
             return true;
         }
-        let claimed;
-        let wake = match world::try_claim(&m.epoch, &m.claim) {
-            world::Claim::Held { before } => {
+        let claimed = match world::try_claim(&m.epoch, &m.claim) {
+            world::Claim::Held => {
                 // SAFETY: claimed: the mutator is outside its sessions and cannot enter one.
                 let local = unsafe { &mut *m.local.get() };
                 local.flush_if_stale(h);
-                claimed = true;
-                world::release_claim(&m.epoch, &m.claim, before)
+                world::release_claim(&m.claim);
+                true
             }
-            world::Claim::Refused { wake } => {
-                claimed = false;
-                wake
-            }
+            world::Claim::Refused => false,
         };
-        if wake {
-            if locked {
-                self.cv.notify_all();
-            } else {
-                self.wake();
-            }
+        if locked {
+            self.cv.notify_all();
+        } else {
+            self.wake();
         }
         claimed
     }

@@ -21,27 +21,13 @@
 //! mutator waits briefly and never deadlocks, even when its thread is inside another session.
 //!
 //! A backed-out mutator sleeps until the claim is gone, and only the collector's release can
-//! wake it. It needs waking only when it did back out, which the collector sees from the
-//! epoch, a counter that never comes back to a value: the collector reads it once *before*
-//! it raises the claim (`before`), and again after the release ([`release_claim`]):
-//!
-//! ```text
-//!   mutator (back out, then sleep)      collector (try_claim ... release_claim)
-//!                                       before = read epoch
-//!                                       claim = true
-//!   epoch += 1, read claim: true        ...
-//!   epoch += 1            (SeqCst RMW)  claim = false       (SeqCst)
-//!   fence                               fence
-//!   read claim under the mutex: sleep?  read epoch          (SeqCst): != before? wake
-//! ```
-//!
-//! The mutator sleeps only if its last read of `claim` does not see the release; then (the
-//! fences) the collector's last read sees its second increment, which came after it saw the
-//! claim raised, so after `before` was read: the epoch differs from `before`, and the
-//! collector wakes it. One `futex_wake` per claim a mutator actually raced, not one per claim.
-//! (The epoch the claim itself reads is no witness: a mutator can back out completely, both
-//! increments, between the collector raising the claim and reading the epoch; the loom model
-//! `gc_wake::a_claim_wakes_the_mutator_that_backed_out` found that.)
+//! wake it, so the collector wakes the mutators after every claim, held or refused
+//! ([`release_claim`], then `Mutators::flush_idle`). Waking only a mutator whose epoch moved
+//! since the claim was raised (one wake-up per claim actually raced) was tried and lost a
+//! wake-up (found by review): the mutator backs out against claim 1 and is preempted before
+//! it looks again under the mutex; claim 1 is released (its wake-up finds nobody asleep);
+//! claim 2, of the next cycle, reads the epoch *after* the back-out, is raised, and the
+//! mutator now sleeps on claim 2, whose release sees no change of the epoch and wakes nobody.
 //!
 //! # Colour at mark start (Dekker again)
 //!
@@ -149,41 +135,30 @@ pub fn announce(watched: &AtomicBool) -> bool {
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Claim {
     /// The cache is claimed: the mutator is outside its sessions and cannot enter one until
-    /// [`release_claim`], which takes `before`.
-    Held {
-        /// The mutator's epoch read before the claim was raised (module essay).
-        before: u64,
-    },
-    /// The mutator is inside a session; the claim is given up already. `wake`: the mutator
-    /// may have backed out against it meanwhile and must be woken.
-    Refused {
-        /// The mutator may be waiting for the claim's release.
-        wake: bool,
-    },
+    /// [`release_claim`].
+    Held,
+    /// The mutator is inside a session; the claim is given up already (the mutator may
+    /// have backed out against it meanwhile: the caller wakes it).
+    Refused,
 }
 
 /// Claims an idle mutator's cache (module essay: entering a session against a claim).
 #[inline]
 pub fn try_claim(epoch: &AtomicU64, claim: &AtomicBool) -> Claim {
-    let before = epoch.load(Ordering::SeqCst);
     claim.store(true, Ordering::SeqCst);
     loom_seqcst_fence();
     if epoch.load(Ordering::SeqCst) % 2 == 0 {
-        return Claim::Held { before };
+        return Claim::Held;
     }
-    Claim::Refused {
-        wake: release_claim(epoch, claim, before),
-    }
+    release_claim(claim);
+    Claim::Refused
 }
 
-/// Releases a claim; `before`: the epoch read before it was raised ([`Claim::Held`]). True
-/// when the mutator may have backed out against it (its epoch moved since) and the caller
-/// must wake it (module essay).
+/// Releases a claim; the caller then wakes the mutators waiting for a release (module
+/// essay: every claim is followed by a wake-up).
 #[inline]
-pub fn release_claim(epoch: &AtomicU64, claim: &AtomicBool, before: u64) -> bool {
+pub fn release_claim(claim: &AtomicBool) {
     claim.store(false, Ordering::SeqCst);
-    loom_seqcst_fence();
-    epoch.load(Ordering::SeqCst) != before
 }
 
 /// Releases a [`hold`] (the caller then wakes every mutator).
