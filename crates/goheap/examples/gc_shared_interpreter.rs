@@ -97,7 +97,8 @@ impl<'gc> Env<'gc> {
         cx: &Session<'gc>,
         this: Gc<'gc, Env<'gc>>,
     ) -> Result<GcMutexGuard<'gc, BTreeMap<String, Value<'gc>>>, Blocked> {
-        lock(cx, this, &Gc::as_ref(this).vars)
+        // SAFETY: `vars` is a plain field of the scope object.
+        unsafe { lock(cx, this, &Gc::as_ref(this).vars) }
     }
 
     /// The scope, this one or an enclosing one, that binds `name`.
@@ -155,12 +156,18 @@ static WAITS: AtomicU64 = AtomicU64::new(0);
 struct Blocked(MutexWaiter);
 
 /// Locks `m`, which lies in the object `owner` points to, or gives up (module essay).
-fn lock<'gc, O: ?Sized + goheap::gc::GcPointee + 'gc, T: Trace>(
+///
+/// # Safety
+/// `m` is the object itself or a plain field of it (never inside a cell whose value can be
+/// replaced): `GcMutex::waiter`'s contract.
+unsafe fn lock<'gc, O: ?Sized + goheap::gc::GcPointee + 'gc, T: Trace>(
     cx: &Session<'gc>,
     owner: Gc<'gc, O>,
     m: &'gc GcMutex<T>,
 ) -> Result<GcMutexGuard<'gc, T>, Blocked> {
-    m.try_lock().ok_or_else(|| Blocked(m.waiter(cx, owner)))
+    // SAFETY: the caller's promise, passed on.
+    m.try_lock()
+        .ok_or_else(|| Blocked(unsafe { m.waiter(cx, owner) }))
 }
 
 /// A list's items, locked.
@@ -168,7 +175,8 @@ fn items<'gc>(
     cx: &Session<'gc>,
     l: Gc<'gc, GcMutex<Vec<Value<'gc>>>>,
 ) -> Result<GcMutexGuard<'gc, Vec<Value<'gc>>>, Blocked> {
-    lock(cx, l, Gc::as_ref(l))
+    // SAFETY: the list's mutex is the object itself.
+    unsafe { lock(cx, l, Gc::as_ref(l)) }
 }
 
 /// Runs `f` in a session of `m` until it does not give up; between tries the thread sleeps,

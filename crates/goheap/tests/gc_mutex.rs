@@ -82,7 +82,8 @@ fn with_lock<R>(
             // `as_ref`: a reference for the whole session, which the guard may borrow.
             match Gc::as_ref(s).state.try_lock() {
                 Some(mut g) => Ok(f(cx, &mut g)),
-                None => Err(s.state.waiter(cx, s)),
+                // SAFETY: `state` is a plain field of the object.
+                None => Err(unsafe { s.state.waiter(cx, s) }),
             }
         });
         match r {
@@ -306,7 +307,8 @@ fn leaked_guard_blocks_only_its_waiters() {
         let w = m.enter(|cx| {
             let s = cx.get(&root2);
             assert!(s.state.try_lock().is_none());
-            s.state.waiter(cx, s)
+            // SAFETY: `state` is a plain field of the object.
+            unsafe { s.state.waiter(cx, s) }
         });
         assert!(w.is_locked());
         waiting2.send(()).unwrap();
@@ -363,7 +365,8 @@ fn waiting_inside_a_session_panics() {
     });
     let w = heap.mutator().enter(|cx| {
         let s = cx.get(&root);
-        s.state.waiter(cx, s)
+        // SAFETY: `state` is a plain field of the object.
+        unsafe { s.state.waiter(cx, s) }
     });
     // Unlocked: the wait would return at once, but the check comes first.
     let other = Heap::new();
@@ -377,7 +380,8 @@ fn waiter_of_a_mutex_outside_its_owner_panics() {
     heap.mutator().enter(|cx| {
         let a = cx.alloc(GcMutex::new(1u64));
         let b = cx.alloc(GcMutex::new(2u64));
-        let _ = a.waiter(cx, b);
+        // SAFETY: (the call panics first: `a` is not inside `b`.)
+        let _ = unsafe { a.waiter(cx, b) };
     });
 }
 
@@ -404,7 +408,8 @@ fn no_poisoning_debug_and_noscan_values() {
         assert_eq!(*g, vec![1, 2]);
         assert_eq!(format!("{g:?}"), "[1, 2]");
         assert!(mx.try_lock().is_none(), "not reentrant");
-        let w = mx.waiter(cx, mx);
+        // SAFETY: the mutex is the object itself.
+        let w = unsafe { mx.waiter(cx, mx) };
         assert!(w.is_locked());
         drop(g);
         assert!(!w.is_locked());
@@ -436,7 +441,8 @@ fn waiter_is_woken_by_unlock() {
         let w = m.enter(|cx| {
             let mx = cx.get(&root);
             assert!(mx.try_lock().is_none());
-            mx.waiter(cx, mx)
+            // SAFETY: the mutex is the object itself.
+            unsafe { mx.waiter(cx, mx) }
         });
         w.wait();
         assert!(release.load(Ordering::SeqCst), "woke before the unlock");
@@ -500,7 +506,8 @@ fn a_waiter_keeps_its_object_alive_from_an_interior_address() {
         let off_b = &b.m as *const _ as usize - Gc::addr(b);
         let off_s = &s.m as *const _ as usize - Gc::addr(s);
         assert!(off_b >= 65536 && off_s >= 24, "offsets {off_b} {off_s}");
-        (b.m.waiter(cx, b), s.m.waiter(cx, s))
+        // SAFETY: `m` is a plain field of each object.
+        unsafe { (b.m.waiter(cx, b), s.m.waiter(cx, s)) }
     });
     drop((big, small));
     for _ in 0..3 {

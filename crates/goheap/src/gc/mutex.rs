@@ -19,7 +19,10 @@
 //!   every session, until the holder unlocks; then it enters a new session and tries again.
 //!   Between its sessions it holds no `Gc`, so the collector claims its cache, marks and
 //!   sweeps without it. [`GcMutex::waiter`] makes the handle inside the failed session: it
-//!   roots the object holding the mutex, so the word it sleeps on stays alive.
+//!   roots the object holding the mutex, so the object stays alive. That alone does not
+//!   keep the *mutex* there: one inside a `GcRefCell` (or another `GcMutex`) can be
+//!   overwritten in place while the waiter reads and CASes its word (found by review), so
+//!   `waiter` is `unsafe`, and its caller promises that the mutex stays where it is.
 //!
 //! That is the shape of an interpreter with short sessions: an instruction that needs a
 //! contended lock ends the batch before its side effects and is retried
@@ -101,7 +104,9 @@ use super::trace::{Rebrand, Trace, Tracer};
 ///                                 log.push(cx.alloc_str(&format!("{t}.{i}")));
 ///                                 None
 ///                             }
-///                             None => Some(c.log.waiter(cx, c)),
+///                             // SAFETY: `log` is a plain field of the object, never
+///                             // replaced while the waiter lives.
+///                             None => Some(unsafe { c.log.waiter(cx, c) }),
 ///                         }
 ///                     });
 ///                     match got {
@@ -189,9 +194,17 @@ impl<T: ?Sized> GcMutex<T> {
     /// keeps alive (it holds a root). Costs a root (the heap's root table lock): make it
     /// only after [`Self::try_lock`] failed.
     ///
+    /// # Safety
+    /// The mutex must stay at its address, not overwritten or moved out, for as long as the
+    /// returned handle lives: the handle reads and sets bits in its lock word from outside
+    /// any session. That holds for a mutex reached from `owner` through plain fields (a
+    /// `Gc`'s object is never moved, and safe code gets no `&mut` to it), and not for one
+    /// inside a value that safe code can replace: a `GcRefCell`'s or another `GcMutex`'s
+    /// value, or an enum variant or `Option` replaced through one of those.
+    ///
     /// # Panics
     /// If `self` is not inside `owner`'s object.
-    pub fn waiter<'gc, O>(&self, cx: &Session<'gc>, owner: Gc<'gc, O>) -> MutexWaiter
+    pub unsafe fn waiter<'gc, O>(&self, cx: &Session<'gc>, owner: Gc<'gc, O>) -> MutexWaiter
     where
         O: ?Sized + GcPointee + 'gc,
     {
@@ -351,7 +364,7 @@ impl MutexWaiter {
     fn word(&self) -> &AtomicU32 {
         // SAFETY: the root keeps the object alive and in place (objects never move) for as
         // long as `self` lives, and a `GcMutex` lies at `offset` in it (checked by
-        // `GcMutex::waiter`). `GcMutex` is `repr(C)` with the word first, so that address is
+        // `GcMutex::waiter`) and stays there (`waiter`'s safety contract). `GcMutex` is `repr(C)` with the word first, so that address is
         // the word's, and an atomic may be read by any thread.
         unsafe { &*((self.root.addr() + self.offset) as *const AtomicU32) }
     }
