@@ -180,23 +180,12 @@ pub fn sync_excess(inuse: usize, free_pages: usize, scavenged_pages: usize) -> u
         SYNC_WINDOW.observe_none();
         return 0;
     }
-    SYNC_WINDOW.observe(excess, now_ns()).min(run)
+    SYNC_WINDOW.observe(excess, crate::os::now_ns()).min(run)
 }
 
 /// The bound on free memory kept over the goal in synchronous mode (module essay, "Bound").
 pub fn sync_bound(inuse: usize) -> usize {
     SYNC_SLACK.max(inuse / SYNC_BOUND_DIVISOR)
-}
-
-/// `CLOCK_MONOTONIC` in nanoseconds (a vDSO call, no system call).
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid timespec for the call to fill.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
 }
 
 /// The synchronous mode's memory of how long free memory has been over the goal (module

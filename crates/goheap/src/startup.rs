@@ -28,23 +28,13 @@ use core::sync::atomic::{AtomicU64, Ordering};
 /// far as the reports at exit are concerned.
 static START_NS: AtomicU64 = AtomicU64::new(0);
 
-fn now_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid out-pointer.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
 /// The constructor (see the module essay).
 #[used]
 #[link_section = ".init_array"]
 static INIT: extern "C" fn() = start;
 
 extern "C" fn start() {
-    START_NS.store(now_ns(), Ordering::Relaxed);
+    START_NS.store(crate::os::now_ns(), Ordering::Relaxed);
     let profile_file = env(c"GOHEAP_PROFILE").filter(|f| !f.is_empty());
     let rate = env(c"GOHEAP_PROFILE_RATE").and_then(|r| {
         core::str::from_utf8(r)
@@ -93,7 +83,7 @@ extern "C" fn at_exit() {
         crate::gc::timeline::flush();
     }
     if env_flag(c"GOHEAP_STATS") {
-        let elapsed = now_ns().saturating_sub(START_NS.load(Ordering::Relaxed));
+        let elapsed = crate::os::now_ns().saturating_sub(START_NS.load(Ordering::Relaxed));
         crate::stats::print_at_exit(elapsed / 1_000_000);
     }
 }

@@ -364,8 +364,9 @@ impl MutexWaiter {
     fn word(&self) -> &AtomicU32 {
         // SAFETY: the root keeps the object alive and in place (objects never move) for as
         // long as `self` lives, and a `GcMutex` lies at `offset` in it (checked by
-        // `GcMutex::waiter`) and stays there (`waiter`'s safety contract). `GcMutex` is `repr(C)` with the word first, so that address is
-        // the word's, and an atomic may be read by any thread.
+        // `GcMutex::waiter`) and stays there (`waiter`'s safety contract). `GcMutex` is
+        // `repr(C)` with the word first, so that address is the word's, and an atomic may be
+        // read by any thread.
         unsafe { &*((self.root.addr() + self.offset) as *const AtomicU32) }
     }
 }
