@@ -147,6 +147,7 @@ pub fn run(n: u32, threads: usize, quiet: bool) {
         ("assist", p.assist),
         ("sweep", p.sweep),
         ("weak upgrade", p.weak_upgrade),
+        ("fractional", p.fractional),
     ];
     let shown: Vec<String> = kinds
         .iter()

@@ -80,7 +80,9 @@ Environment (read by every program that uses goheap, this one included):
   GOHEAP_MEMLIMIT=SIZE     soft memory limit, bytes or with B/KiB/MiB/GiB/TiB (default off)
   GOHEAP_DEBUG=K=V,...     gctrace=1 (one line per collection; binary-trees defaults to it
                            unless --quiet), gccheckmark=1 (verify every mark),
-                           sessionwait=0 (no report of a session holding a collection up)
+                           sessionwait=0 (no report of a session holding a collection up),
+                           longpause=US (print each pause of US microseconds or more,
+                           with its thread id and CLOCK_MONOTONIC end time)
   GOHEAP_PROCS=N           threads that mark (default: the machine's cores)
   GOHEAP_SCAVENGER=off     no background thread returning free memory to the OS
   GOHEAP_STATS=1           allocator statistics on stderr at exit

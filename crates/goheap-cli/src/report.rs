@@ -229,6 +229,7 @@ fn cause_color(c: &str) -> &'static str {
         "assist" => "#d62728",
         "sweep" => "#1f77b4",
         "session entry" => "#ff7f0e",
+        "fractional" => "#2ca02c",
         _ => "#9467bd",
     }
 }
@@ -357,7 +358,7 @@ pub fn render(text: &str, title: &str) -> Result<String, String> {
     );
 
     html += &chart(
-        "Pauses: each time a mutator was held up (red: assist, blue: sweep, orange: session entry, purple: weak upgrade)",
+        "Pauses: each time a mutator was held up (red: assist, blue: sweep, orange: session entry, green: fractional mark, purple: weak upgrade)",
         (0.0, ms(end)),
         (0.0, ms(sum.max_pause).max(1e-3) * 1.05),
         ("time (ms)", "pause (ms)"),

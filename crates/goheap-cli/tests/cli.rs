@@ -105,3 +105,37 @@ fn gctrace_prints_go_format_lines() {
     let out = goheap(&["binary-trees", "12", "--quiet"], &[]);
     assert!(gctrace_lines(&String::from_utf8_lossy(&out.stderr)).is_empty());
 }
+
+/// `GOHEAP_DEBUG=longpause=1`: every pause of 1 us or more is one line naming its kind, its
+/// length, the thread's kernel id and its end on `CLOCK_MONOTONIC`; without the key there
+/// are none.
+#[test]
+fn longpause_prints_each_long_pause_with_its_thread_and_time() {
+    let out = goheap(
+        &["binary-trees", "14", "--quiet"],
+        &[("GOHEAP_DEBUG", "longpause=1")],
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("goheap: pause "))
+        .collect();
+    assert!(!lines.is_empty(), "no pause printed:\n{err}");
+    for l in &lines {
+        // goheap: pause <kind> <us> us, tid <tid>, ended <ns> ns CLOCK_MONOTONIC
+        let rest = l.trim_start_matches("goheap: pause ");
+        let (head, tail) = rest.split_once(" us, tid ").expect(l);
+        let us: u64 = head.rsplit(' ').next().unwrap().parse().expect(l);
+        assert!(us >= 1, "{l}");
+        let (tid, ended) = tail.split_once(", ended ").expect(l);
+        assert!(tid.parse::<i32>().expect(l) > 0, "{l}");
+        assert!(ended.ends_with(" ns CLOCK_MONOTONIC"), "{l}");
+        let ns: u64 = ended.split(' ').next().unwrap().parse().expect(l);
+        assert!(ns > 0, "{l}");
+    }
+    let quiet = goheap(&["binary-trees", "14", "--quiet"], &[]);
+    assert!(
+        !String::from_utf8_lossy(&quiet.stderr).contains("goheap: pause "),
+        "pauses printed without longpause"
+    );
+}

@@ -1012,7 +1012,7 @@ mod gc_barrier {
 // both workers must return (loom reports a deadlock or a livelock otherwise).
 
 mod mark_termination {
-    use goheap::raw::workqueue::{WorkQueue, Worker, SHARE_DEPTH};
+    use goheap::raw::workqueue::{QuietWait, WorkQueue, Worker, SHARE_DEPTH};
     use loom::sync::atomic::{AtomicUsize, Ordering};
     use loom::sync::Arc;
     use loom::thread;
@@ -1121,6 +1121,40 @@ mod mark_termination {
     #[should_panic(expected = "deadlock")]
     fn an_assist_that_never_reports_is_caught() {
         assist_model(|_| {});
+    }
+
+    /// A mark the mutators carry (`fractional.rs`): no worker, a buffer nobody takes, the
+    /// collector asleep in `wait_quiet_or_help`. `Heap::collect` (or a mutator leaving, or
+    /// the shutdown) calls `want_help` from another thread; whenever it comes, before the
+    /// collector's check or while it sleeps, the collector wakes and sees it. A lost call is
+    /// a deadlock, which loom reports.
+    fn want_help_model(want_help: fn(&WorkQueue<u32>)) {
+        loom::model(move || {
+            let q = Arc::new(WorkQueue::<u32>::new());
+            q.reset(0, false);
+            q.push(vec![0]);
+            let q2 = q.clone();
+            let asker = thread::spawn(move || want_help(&q2));
+            assert_eq!(q.wait_quiet_or_help(None), QuietWait::HelpWanted);
+            asker.join().unwrap();
+            // The next run starts without the call.
+            q.reset(0, false);
+            q.steal(true);
+            assert_eq!(q.wait_quiet_or_help(None), QuietWait::Quiet);
+            q.finish();
+        });
+    }
+
+    #[test]
+    fn want_help_wakes_the_collector() {
+        want_help_model(WorkQueue::want_help);
+    }
+
+    /// A caller that never asks: the model is able to fail (the collector sleeps for good).
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_missing_want_help_is_caught() {
+        want_help_model(|_| {});
     }
 }
 

@@ -33,6 +33,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use super::fractional::MarkShare;
 use super::heap::HeapInner;
 use super::pause::PauseCause;
 use super::ptr::GcType;
@@ -224,6 +225,8 @@ pub(crate) struct Local {
     pub watched: Arc<AtomicBool>,
     /// What this cache makes new spans from. Owned with the rest of the cache.
     source: SpanSource,
+    /// This mutator's fractional-marking clock (`fractional.rs`). Owned with the cache.
+    mark_share: MarkShare,
 }
 
 /// A mutator's private supply for new spans, so that making one takes no shared lock in the
@@ -262,6 +265,7 @@ impl Local {
                 pages: PageCache::EMPTY,
                 structs: span::SpanStash::EMPTY,
             },
+            mark_share: MarkShare::new(),
         }
     }
 
@@ -386,6 +390,7 @@ impl Local {
                 unsafe { &*e.pool },
                 &mut self.pending,
                 &mut self.source,
+                &mut self.mark_share,
                 full,
             );
             full = ptr::null_mut();
@@ -614,15 +619,22 @@ fn acquire_span(
     pool: &TypePool,
     pending: &mut Pending,
     source: &mut SpanSource,
+    mark_share: &mut MarkShare,
     full: *mut GcSpan,
 ) -> *mut GcSpan {
     publish(h, pending);
     // In the goal's terms: the heap's objects plus the memory counted beside them
     // (pacer.rs essay); the mark and sweep schedules start from the same measure.
     let live = h.in_use_for_goal();
+    let marking = h.barrier.marking();
+    // The background mark's share first (fractional.rs), when the mutators carry it: what
+    // it marks is credit the assist below then does not owe.
+    if marking {
+        mark_share.at_refill(h);
+    }
     // The GC CPU limiter (pacer.rs) turns assists off while the collector takes more
     // than half of the CPU.
-    if h.barrier.marking() && !h.pacer.limiter.on() {
+    if marking && !h.pacer.limiter.on() {
         let marked = h.barrier.marked.load(Ordering::Relaxed);
         let debt = h.pacer.assist_debt(live, marked);
         if debt > 0 {

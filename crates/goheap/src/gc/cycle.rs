@@ -7,8 +7,10 @@
 //!   sweep termination   finish the last sweep; every mutator has let go of the spans it
 //!                       held across the last mark termination
 //!   mark start          phase = MARK (barriers on); sessions open now are grey; roots
-//!                       scanned; mark workers started
-//!   concurrent mark     workers trace; barriers shade; grey sessions end one by one
+//!                       scanned; mark workers started, for the cores the busy mutators
+//!                       leave (pacer.rs, `mark_workers`)
+//!   concurrent mark     workers trace, or the mutators in slices when they fill the
+//!                       cores (fractional.rs); barriers shade; grey sessions end one by one
 //!   mark termination    no grey session left, queue quiet, checked again with the gate
 //!                       closed: phase = MARK_DONE; weak slots of dead targets cleared;
 //!                       sweepgen += 2; phase = OFF; spans of the mark to the unswept lists
@@ -34,6 +36,7 @@ use super::heap::HeapInner;
 use super::mark::Tracer;
 use super::mutator::MutatorShared;
 use super::stats::{self, CycleRecord, GcState};
+use super::workqueue::QuietWait;
 use super::world;
 
 /// Cycle requests and completions, between mutators, `Heap::collect` and the collector
@@ -137,6 +140,18 @@ impl CycleCtl {
         self.done_cv.notify_all();
     }
 
+    /// Cycles started so far (test hook `Heap::__cycles_started`).
+    pub fn started(&self) -> u64 {
+        self.req.lock().unwrap().started
+    }
+
+    /// A forced cycle or the collector's exit is asked for: someone waits for the running
+    /// cycle to end.
+    pub fn someone_waits(&self) -> bool {
+        let r = self.req.lock().unwrap();
+        r.forced || r.exit
+    }
+
     /// Lets the collector thread exit.
     pub fn shutdown(&self) {
         let mut r = self.req.lock().unwrap();
@@ -214,19 +229,24 @@ fn run(h: &Arc<HeapInner>, forced: bool) -> Option<String> {
     let cycle_goal = h.pacer.goal();
     let t1 = Instant::now();
 
-    let workers = if forced {
-        h.procs
-    } else {
-        // Go's dedicated mark workers: a quarter of the cores, at least one.
-        ((h.procs + 2) / 4).max(1)
-    };
+    // Who marks (pacer.rs: dedicated workers and the fractional share).
+    let plan = super::pacer::mark_workers(h.procs, h.mutators.count_busy(), forced);
     // The assists' schedule runs in the goal's terms (all memory counted).
     h.pacer.mark_started(heap0 + h.other_bytes());
     stats::update_limiter(h);
-    let greys = mark_start(h, workers);
+    h.markers.set_fractional_ppm(plan.fractional_ppm);
+    let greys = mark_start(h, plan.dedicated);
 
-    let failure = mark_done(h, &greys, t1).err();
+    let ended = mark_done(h, &greys, t1, plan);
+    h.markers.set_fractional_ppm(0);
+    let failure = ended.failure;
     let t3 = Instant::now();
+    // Workers' time: the dedicated ones for the whole mark, those the collector started
+    // when the mutators' share was not enough for the rest of it.
+    let worker_ns = (t3 - t1).as_nanos() as u64 * plan.dedicated as u64
+        + ended
+            .took_over
+            .map_or(0, |t| (t3 - t.at).as_nanos() as u64 * t.workers as u64);
     let marked_by_tracing = h.barrier.marked.load(Ordering::Relaxed);
     let live_end = h.counters.live.load(Ordering::Relaxed);
     let mark_alloc = live_end.saturating_sub(heap0);
@@ -262,7 +282,9 @@ fn run(h: &Arc<HeapInner>, forced: bool) -> Option<String> {
         marked,
         goal: cycle_goal,
         procs: h.procs,
-        workers,
+        workers: plan.dedicated + ended.took_over.map_or(0, |t| t.workers),
+        worker_ns,
+        fractional_ppm: plan.fractional_ppm,
         forced,
     };
     let max_block = h.mutators.pauses.take_cycle_max();
@@ -347,10 +369,37 @@ fn mark_start(h: &Arc<HeapInner>, workers: usize) -> Vec<GreySession> {
     greys
 }
 
+/// How a mark ended ([`mark_done`]).
+struct MarkEnd {
+    /// A `gccheckmark` report.
+    failure: Option<String>,
+    /// The collector started workers during a mark the mutators carried.
+    took_over: Option<TakeOver>,
+}
+
+/// Workers started during a mark the mutators carried (fractional.rs), and when.
+#[derive(Clone, Copy)]
+struct TakeOver {
+    at: Instant,
+    workers: usize,
+}
+
 /// Waits until the mark is complete, then ends the phase (`MARK_DONE`) with the gate
 /// closed; under `gccheckmark`, verifies the mark with every mutator held outside its
 /// sessions.
-fn mark_done(h: &HeapInner, greys: &[GreySession], mark_start: Instant) -> Result<(), String> {
+///
+/// When the mutators carry the mark (`plan` has no dedicated worker), the collector neither
+/// traces nor starts workers while they do: it sleeps until the mark is quiet, until
+/// someone needs it to end (`WorkQueue::want_help`; a forced cycle or the heap's shutdown
+/// already pending count too), or for [`super::fractional::PATIENCE`] at most (the
+/// `Markers::patience`), and then
+/// takes over with workers.
+fn mark_done(
+    h: &Arc<HeapInner>,
+    greys: &[GreySession],
+    mark_start: Instant,
+    plan: super::pacer::MarkWorkers,
+) -> MarkEnd {
     h.mutators.wait_until(
         h,
         "the mark termination of a collection",
@@ -367,21 +416,44 @@ fn mark_done(h: &HeapInner, greys: &[GreySession], mark_start: Instant) -> Resul
     if checking {
         h.mutators.stop_all(h);
     }
+    // The mutators carry the mark: until the collector takes over. Not when a forced cycle
+    // or the shutdown is already asked for (their `want_help` may have come before this
+    // mark's queue reset cleared it), nor under gccheckmark's stop (no mutator runs).
+    let mut carried = plan.dedicated == 0 && !checking && !h.cycle.someone_waits();
+    let patience = Instant::now() + h.markers.patience();
+    let mut took_over = None;
     loop {
-        // While no mark worker is in the run, the collector traces waiting buffers itself,
-        // as a worker does, before it sleeps: a worker refused by a heap that closes (or
-        // not started yet) must not leave a buffer nobody takes (found under TSan: the
-        // collector waited for it while the closing thread waited for the collector).
-        // While a worker is in the run, the collector sleeps and leaves the buffers to it:
-        // a collector that traced too was one more runnable thread than the cores, and
-        // preempted the mutator (62 of the 94 pauses of 2 ms or more in one run of the
-        // latency benchmark, one mutator on two cores; 9 to 25 such pauses after, against
-        // 23 to 94). The mark's end is no slower for it on binary-trees (peak RSS 225-227
-        // against 231-257 MiB, side by side).
-        if h.barrier.queue.has_buffers() && !h.barrier.queue.has_running_workers() {
-            super::mark::take_waiting(&h.barrier);
+        if carried {
+            let why = h.barrier.queue.wait_quiet_or_help(Some(patience));
+            if why != QuietWait::Quiet {
+                carried = false;
+                h.markers.set_fractional_ppm(0);
+                // Someone waits: every core; patience over: the background quarter.
+                let forced = why == QuietWait::HelpWanted;
+                let n = super::pacer::mark_workers(h.procs, 0, forced).dedicated;
+                h.markers.start(n, h);
+                took_over = Some(TakeOver {
+                    at: Instant::now(),
+                    workers: n,
+                });
+                continue;
+            }
+        } else {
+            // While no mark worker is in the run, the collector traces waiting buffers itself,
+            // as a worker does, before it sleeps: a worker refused by a heap that closes (or
+            // not started yet) must not leave a buffer nobody takes (found under TSan: the
+            // collector waited for it while the closing thread waited for the collector).
+            // While a worker is in the run, the collector sleeps and leaves the buffers to it:
+            // a collector that traced too was one more runnable thread than the cores, and
+            // preempted the mutator (62 of the 94 pauses of 2 ms or more in one run of the
+            // latency benchmark, one mutator on two cores; 9 to 25 such pauses after, against
+            // 23 to 94). The mark's end is no slower for it on binary-trees (peak RSS 225-227
+            // against 231-257 MiB, side by side).
+            if h.barrier.queue.has_buffers() && !h.barrier.queue.has_running_workers() {
+                super::mark::take_waiting(&h.barrier);
+            }
+            h.barrier.queue.wait_quiet();
         }
-        h.barrier.queue.wait_quiet();
         // The store gate first (stores and borrow starts take it before a heap's gate), one
         // heap's termination at a time.
         let one_writer = super::barrier::STORE_GATE_WRITER
@@ -405,17 +477,17 @@ fn mark_done(h: &HeapInner, greys: &[GreySession], mark_start: Instant) -> Resul
     // Workers not yet scheduled by the OS return when they get a core; the next mark
     // start waits for them, not this termination.
     h.barrier.queue.finish();
-    let mut r = Ok(());
+    let mut failure = None;
     if checking {
         if let Some(f) = h.after_mark_hook.lock().as_ref() {
             f();
         }
         if h.debug.gccheckmark {
-            r = checkmark(h);
+            failure = checkmark(h).err();
         }
         h.mutators.restart_all();
     }
-    r
+    MarkEnd { failure, took_over }
 }
 
 /// `gccheckmark`: marks again from the roots on this thread (every mutator held outside

@@ -288,7 +288,7 @@ pub(crate) fn collect_for_release() -> (usize, Vec<String>) {
             ));
             continue;
         }
-        let n = h.cycle.request(true);
+        let n = h.request_forced();
         match h.cycle.wait_finished_unless_blocked(n) {
             Ok(()) => {
                 super::sweep::finish(&h);
@@ -436,6 +436,7 @@ impl Heap {
             holders: Arc::new(Holders::new()),
             after_mark_hook: Mutex::new(None),
         });
+        inner.mutators.pauses.report_from(c.debug.longpause_us);
         super::pacer::register(&*inner);
         {
             let mut all = HEAPS.lock().unwrap();
@@ -465,7 +466,7 @@ impl Heap {
             !super::mutator::in_session_of(&self.inner),
             "goheap: Heap::collect() called inside a session of the same heap; call it outside `enter`"
         );
-        let n = self.inner.cycle.request(true);
+        let n = self.inner.request_forced();
         if let Err(report) = self.inner.cycle.wait_finished(n) {
             panic!("{report}");
         }
@@ -530,6 +531,19 @@ impl Heap {
     }
 
     #[doc(hidden)]
+    /// Test hook: how long the collector lets the mutators carry a mark alone before its
+    /// workers take over (`fractional.rs`; default `PATIENCE`, half a second).
+    pub fn __set_mark_patience(&self, d: std::time::Duration) {
+        self.inner.markers.set_patience(d);
+    }
+
+    #[doc(hidden)]
+    /// Test hook: cycles started so far (`GcStats::num_gc` counts those finished).
+    pub fn __cycles_started(&self) -> u64 {
+        self.inner.cycle.started()
+    }
+
+    #[doc(hidden)]
     /// Test hook: `f` runs after each mark, before checkmark.
     pub fn __set_after_mark_hook(&self, f: Option<Box<dyn Fn() + Send>>) {
         *self.inner.after_mark_hook.lock() = f;
@@ -539,9 +553,20 @@ impl Heap {
 impl HeapInner {
     fn shutdown_threads(&self) {
         self.cycle.shutdown();
+        // A mark the mutators carry (fractional.rs) has no mutator left to carry it.
+        self.barrier.queue.want_help();
         self.markers.shutdown();
         self.sweep.shutdown();
         self.cleanups.close();
+    }
+
+    /// Asks for a forced cycle (`Heap::collect`, `release_memory`) and returns its number. A
+    /// mark the mutators carry (fractional.rs) is taken over by workers: the caller waits
+    /// for it to end before its own cycle starts.
+    fn request_forced(&self) -> u64 {
+        let n = self.cycle.request(true);
+        self.barrier.queue.want_help();
+        n
     }
 
     /// The live heap passed the trigger: asks the collector thread for a cycle.

@@ -78,10 +78,12 @@
 //!
 //! A heap has up to `procs` worker threads, started on first use, asleep between cycles.
 //! A cycle asks for some of them ([`Markers::start`]): a quarter of the cores for a
-//! background cycle (Go's dedicated workers at 25%), every core for `Heap::collect`, whose
-//! caller waits anyway.
+//! background cycle (Go's dedicated workers at 25%), but no more than the busy mutators
+//! leave free, which then mark the rest of the quarter themselves in slices
+//! (`pacer::mark_workers`, `fractional.rs`); every core for `Heap::collect`, whose caller
+//! waits anyway.
 
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Condvar, Mutex, Weak};
 
@@ -774,7 +776,35 @@ const PUBLISH_TRIES: usize = 8;
 /// (the assist ends, `WorkQueue::steal`, or traces more before it hands its rest over);
 /// the allocation goes on, and the next span it takes assists again.
 pub(crate) fn assist(b: &Barrier, debt: usize) -> usize {
-    help(b, debt)
+    help(
+        b,
+        HelpBudget {
+            bytes: debt,
+            objects: ASSIST_OBJECTS,
+            time: ASSIST_TIME,
+        },
+    )
+}
+
+/// A slice of fractional marking on a mutator's thread (`fractional.rs`): as an assist, for
+/// `time` and no byte or object bound. Returns the bytes it marked.
+pub(crate) fn fractional(b: &Barrier, time: std::time::Duration) -> usize {
+    help(
+        b,
+        HelpBudget {
+            bytes: usize::MAX,
+            objects: usize::MAX,
+            time,
+        },
+    )
+}
+
+/// How much a mutator marks before it goes on (an assist, a fractional slice); it stops at
+/// the first bound reached, after the span that passes it.
+struct HelpBudget {
+    bytes: usize,
+    objects: usize,
+    time: std::time::Duration,
 }
 
 /// The collector's share once every grey session has passed, when no mark worker is in the
@@ -800,19 +830,25 @@ pub(crate) fn take_waiting(b: &Barrier) {
     b.gate.read_done();
 }
 
-fn help(b: &Barrier, debt: usize) -> usize {
+fn help(b: &Barrier, budget: HelpBudget) -> usize {
     if !b.gate.try_read() {
         // Mark termination is checking whether the mark is over (`Gate::try_read`).
         return 0;
     }
     let mut marked = 0;
-    if b.phase.load(Ordering::SeqCst) == MARK {
+    if b.phase.load(Ordering::SeqCst) == MARK && !b.queue.has_buffers() {
+        // Nothing to take (most assists near a mark's end): no tracer to set up.
+        b.queue.want();
+    } else if b.phase.load(Ordering::SeqCst) == MARK {
         let mut t = Tracer::with_mode(Mode::Mark);
         t.cur.todo = Vec::with_capacity(MAX_OBJECTS);
         t.far = Vec::with_capacity(FAR_BATCH);
         let mut n = 0;
+        // Whether this helper took any work: one that took none changed nothing the
+        // collector's last look at the queue saw, and need not tell it of quiet.
+        let mut took = false;
         let start = std::time::Instant::now();
-        while n < ASSIST_OBJECTS && t.marked_bytes < debt && start.elapsed() < ASSIST_TIME {
+        while n < budget.objects && t.marked_bytes < budget.bytes && start.elapsed() < budget.time {
             if t.ring.is_empty() {
                 let Some(buf) = b.queue.steal(false) else {
                     if !b.queue.has_buffers() {
@@ -824,6 +860,7 @@ fn help(b: &Barrier, debt: usize) -> usize {
                 // fence).
                 marker_begin();
                 t.take(buf);
+                took = true;
             }
             let e = t.next().expect("non-empty");
             n += t.scan(e);
@@ -843,17 +880,32 @@ fn help(b: &Barrier, debt: usize) -> usize {
         }
         marked = t.marked_bytes;
         b.marked.fetch_add(marked, Ordering::Relaxed);
-        b.queue.helper_done();
+        // A helper that found the queue empty does not wake the collector: when the
+        // mutators carry the mark there is no worker, so the queue is quiet each time it is
+        // empty, and every assist of a mark that was nearly over woke the collector for
+        // nothing (21,000 wake-up calls in one run of binary-trees 20 with two mutators).
+        if took {
+            b.queue.helper_done();
+        }
     }
     b.gate.read_done();
     marked
 }
 
-/// The mark worker threads of a heap.
+/// The mark worker threads of a heap, and the fractional share of the running mark.
 pub(crate) struct Markers {
     job: Mutex<MarkJob>,
     /// Workers wait here for a cycle.
     start_cv: Condvar,
+    /// Share of its time each busy mutator marks in the running mark, in millionths
+    /// (`pacer::mark_workers`; 0: dedicated workers cover the quarter). The collector
+    /// writes it at mark start and zeroes it when it asks for workers instead; mutators
+    /// read it (relaxed: a stale share only makes one refill mark a slice more or less).
+    fractional_ppm: AtomicU32,
+    /// How long the collector lets the mutators carry a mark once no grey session is left
+    /// (`fractional::PATIENCE`; tests shorten or lengthen it), nanoseconds. Read by the
+    /// collector.
+    patience_ns: AtomicU64,
 }
 
 /// What the workers are asked to do. Under `Markers::job`.
@@ -877,7 +929,31 @@ impl Markers {
                 exit: false,
             }),
             start_cv: Condvar::new(),
+            fractional_ppm: AtomicU32::new(0),
+            patience_ns: AtomicU64::new(super::fractional::PATIENCE.as_nanos() as u64),
         }
+    }
+
+    /// How long the collector lets the mutators carry a mark alone (see the field).
+    pub fn patience(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.patience_ns.load(Ordering::Relaxed))
+    }
+
+    /// Test hook: sets [`Self::patience`].
+    pub fn set_patience(&self, d: std::time::Duration) {
+        self.patience_ns
+            .store(d.as_nanos().min(u64::MAX as u128) as u64, Ordering::Relaxed);
+    }
+
+    /// The fractional share of the running mark, in millionths (see the field).
+    #[inline]
+    pub fn fractional_ppm(&self) -> u32 {
+        self.fractional_ppm.load(Ordering::Relaxed)
+    }
+
+    /// Sets the fractional share for the mark that starts (or 0 when workers take over).
+    pub fn set_fractional_ppm(&self, ppm: u32) {
+        self.fractional_ppm.store(ppm, Ordering::Relaxed);
     }
 
     /// Starts `n` workers on the heap's queue (already reset for `n` workers).

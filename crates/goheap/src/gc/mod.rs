@@ -64,6 +64,8 @@ mod dyn_ptr;
 #[cfg(not(loom))]
 pub(crate) mod external;
 #[cfg(not(loom))]
+mod fractional;
+#[cfg(not(loom))]
 pub(crate) mod heap;
 pub(crate) mod lock_word;
 #[cfg(not(loom))]

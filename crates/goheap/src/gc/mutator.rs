@@ -121,6 +121,10 @@ pub(crate) struct MutatorShared {
     /// current), cleared by the collector when the wait is over or by the mutator when it
     /// wakes the collector (`world.rs`: waking). The same flag as `Local::watched`.
     pub watched: Arc<AtomicBool>,
+    /// `epoch` as the last mark start saw it: a mutator whose epoch moved since, or whose
+    /// session is open, is *busy* (`Mutators::count_busy`). The collector writes and reads
+    /// it, at mark start.
+    epoch_at_mark: AtomicU64,
     /// The thread the mutator belongs to, for reports (`wait_until`). Fixed at creation.
     pub thread: String,
     /// Allocation caches: owned by the mutator's thread inside its sessions, by the
@@ -166,6 +170,20 @@ impl Mutators {
 
     fn unregister(&self, m: &Arc<MutatorShared>) {
         self.list.lock().0.retain(|x| !Arc::ptr_eq(x, m));
+    }
+
+    /// Mutators busy at a mark start (for `pacer::mark_workers`): inside a session, or
+    /// through one since the last mark start. A mutator made since then counts when it has
+    /// entered a session. Called by the collector, once per mark start.
+    pub fn count_busy(&self) -> usize {
+        self.snapshot()
+            .iter()
+            .filter(|m| {
+                let e = m.epoch.load(Ordering::Relaxed);
+                let before = m.epoch_at_mark.swap(e, Ordering::Relaxed);
+                e % 2 == 1 || e != before
+            })
+            .count()
     }
 
     /// The registered mutators now.
@@ -385,6 +403,7 @@ impl Heap {
         let shared = Arc::new(MutatorShared {
             thread: format!("{:?} ({:?})", t.name().unwrap_or("<unnamed>"), t.id()),
             epoch: AtomicU64::new(0),
+            epoch_at_mark: AtomicU64::new(0),
             claim: AtomicBool::new(false),
             flushed: local.flushed.clone(),
             watched: local.watched.clone(),
@@ -461,6 +480,11 @@ impl Drop for Mutator {
         }
         h.mutators.unregister(&self.shared);
         h.mutators.exit(h, &self.shared);
+        // A mark the mutators carry (fractional.rs) has one fewer to carry it: the
+        // collector takes over rather than wait for the others.
+        if h.markers.fractional_ppm() != 0 {
+            h.barrier.queue.want_help();
+        }
     }
 }
 

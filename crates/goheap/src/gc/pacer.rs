@@ -69,6 +69,19 @@
 //!
 //! On two cores with one mutator, binary-trees 21 allocates about as fast as one mark worker
 //! marks: the assists then slow the program down to hold the goal, as Go's do.
+//!
+//! # Who marks: dedicated workers and the fractional share
+//!
+//! Go's background mark takes a quarter of the CPU: `procs / 4` dedicated workers, rounded,
+//! and a *fractional* share of the rest spread over its Ps ([`mark_workers`]). Go's workers
+//! take a P from the goroutines, so the OS never runs more threads of Go code than there are
+//! cores. goheap's mutators are the program's own threads, and a worker thread is always
+//! one more: when the mutators busy at mark start already fill the cores, a dedicated
+//! worker only preempts one of them, in the middle of whatever it does (on two cores with
+//! two mutators, a third of the pauses of 0.5 ms or more were the worker taking the core;
+//! design.md §11, Pauses). So dedicated workers take only the cores the busy mutators
+//! leave, and what the quarter lacks after them is shared by the busy mutators as
+//! fractional marking on their own threads (`fractional.rs`).
 
 use core::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
@@ -109,6 +122,60 @@ pub fn heap_goal(
         goal = goal.min(lim.max(floor));
     }
     goal
+}
+
+/// How a background mark's quarter of the CPU is split ([`mark_workers`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MarkWorkers {
+    /// Dedicated mark worker threads.
+    pub dedicated: usize,
+    /// Share of its time each busy mutator marks, in millionths (0: none).
+    pub fractional_ppm: u32,
+}
+
+/// Millionths.
+pub const PPM: u64 = 1_000_000;
+
+/// Who marks in a cycle on `procs` cores with `busy` mutators busy at its start (module
+/// essay): every core for a forced cycle, whose caller waits anyway; otherwise a quarter of
+/// the cores (`(procs + 2) / 4` workers, at least one), no more than the cores the busy
+/// mutators leave, and the rest of the quarter spread over the busy mutators. The quarter
+/// is Go's 25%, or what its workers would have had from the OS beside the busy mutators
+/// if that is more (on two cores, two mutators and one worker share the cores in thirds).
+///
+/// Measured on binary-trees 21, two mutators on two cores against one worker beside them
+/// (2026-12-06, load 20 from other programs, two runs each): with a 25% share, 6.7 s against
+/// 5.6-5.9 s and 266-286 MiB against 229-235; with a third, 6.3-6.5 s and 256-258 MiB.
+/// Either way a tenth of the pauses reach 4 ms (p99.99: 256 us against 4 ms) and a third
+/// fewer reach 0.5 ms.
+pub fn mark_workers(procs: usize, busy: usize, forced: bool) -> MarkWorkers {
+    let procs = procs.max(1);
+    if forced {
+        return MarkWorkers {
+            dedicated: procs,
+            fractional_ppm: 0,
+        };
+    }
+    let quarter = ((procs + 2) / 4).max(1);
+    let dedicated = quarter.min(procs.saturating_sub(busy));
+    // The quarter of the CPU in millionths of one core, less the dedicated workers' share.
+    // A quarter of the CPU (Go's goal), and no less than the quarter's workers would have
+    // had from the OS beside the busy mutators (each thread a `procs / (quarter + busy)`
+    // share of a core when there are more threads than cores): marking where the mutators
+    // carry it is no slower than where a worker preempts them, so the heap grows no more
+    // during the mark.
+    let threads = (quarter + busy).max(procs) as u64;
+    let goal_ppm = (procs as u64 * PPM / 4).max(quarter as u64 * procs as u64 * PPM / threads);
+    let left = goal_ppm.saturating_sub(dedicated as u64 * PPM);
+    let fractional_ppm = if busy == 0 {
+        0
+    } else {
+        (left / busy as u64).min(PPM) as u32
+    };
+    MarkWorkers {
+        dedicated,
+        fractional_ppm,
+    }
 }
 
 /// The trigger for a cycle whose goal is `goal` after a mark that found `marked` bytes, when
@@ -524,6 +591,11 @@ pub struct DebugFlags {
     /// `sessionwait=0` turns off the report of a session that has held a collection up for
     /// more than a second (on by default; `mutator.rs`, `Mutators::wait_until`).
     pub sessionwait: bool,
+    /// `longpause=N`: print each pause of `N` microseconds or more on stderr, with the
+    /// mutator's thread id and the pause's end on `CLOCK_MONOTONIC` (nanoseconds), to be
+    /// matched against `perf sched record -k CLOCK_MONOTONIC` of the same run (design.md
+    /// §11, Pauses). 0, the default, prints none.
+    pub longpause_us: u64,
 }
 
 impl Default for DebugFlags {
@@ -532,6 +604,7 @@ impl Default for DebugFlags {
             gctrace: false,
             gccheckmark: false,
             sessionwait: true,
+            longpause_us: 0,
         }
     }
 }
@@ -552,6 +625,13 @@ impl DebugFlags {
     /// With `sessionwait` set to `on` (report sessions that hold a collection up).
     pub fn with_sessionwait(mut self, on: bool) -> DebugFlags {
         self.sessionwait = on;
+        self
+    }
+
+    /// With `longpause` set to `us` (print pauses of that many microseconds or more; 0:
+    /// none).
+    pub fn with_longpause_us(mut self, us: u64) -> DebugFlags {
+        self.longpause_us = us;
         self
     }
 }
@@ -577,9 +657,18 @@ pub fn parse_debug_reporting(s: &str, mut mistake: impl FnMut(String)) -> DebugF
             "gctrace" => &mut d.gctrace,
             "gccheckmark" => &mut d.gccheckmark,
             "sessionwait" => &mut d.sessionwait,
+            "longpause" => {
+                match v.parse::<u64>() {
+                    Ok(us) => d.longpause_us = us,
+                    Err(_) => mistake(format!(
+                        "longpause={v:?} ignored: expected microseconds (0 off)"
+                    )),
+                }
+                continue;
+            }
             _ => {
                 mistake(format!(
-                    "unknown key {k:?} ignored (known: gctrace, gccheckmark, sessionwait)"
+                    "unknown key {k:?} ignored (known: gctrace, gccheckmark, sessionwait, longpause)"
                 ));
                 continue;
             }
@@ -631,6 +720,51 @@ mod tests {
                 );
             }
             p.mark_ended(live - mark_alloc, mark_alloc, 0, 0);
+        }
+    }
+
+    #[test]
+    fn mark_workers_take_the_cores_the_mutators_leave() {
+        let w = |d, f| MarkWorkers {
+            dedicated: d,
+            fractional_ppm: f,
+        };
+        // One mutator on two cores: a worker on the idle core (as before).
+        assert_eq!(mark_workers(2, 1, false), w(1, 0));
+        assert_eq!(mark_workers(2, 0, false), w(1, 0));
+        // Two mutators on two cores: no worker (Go at GOMAXPROCS=2 runs none either, only a
+        // fractional one); each marks a third of its time, what a worker beside them had.
+        assert_eq!(mark_workers(2, 2, false), w(0, 333_333));
+        // Sixteen mutators on two cores: Go's quarter, spread.
+        assert_eq!(mark_workers(2, 16, false), w(0, 31_250));
+        // One core: the mutator marks half its time, as a worker beside it had.
+        assert_eq!(mark_workers(1, 1, false), w(0, 500_000));
+        // Sixteen cores: four workers while four cores are free, fewer after.
+        assert_eq!(mark_workers(16, 8, false), w(4, 0));
+        assert_eq!(mark_workers(16, 14, false), w(2, 142_857));
+        assert_eq!(mark_workers(16, 16, false), w(0, 250_000));
+        // Forced: every core, whatever the mutators do.
+        assert_eq!(mark_workers(16, 16, true), w(16, 0));
+        // Over every case: never a worker for a core a busy mutator holds, and with busy
+        // mutators a quarter of the CPU at least (within rounding); with none, Go's rounding
+        // of the quarter to whole workers.
+        for procs in 1..=64 {
+            for busy in 0..=80 {
+                let m = mark_workers(procs, busy, false);
+                assert!(
+                    m.dedicated == 0 || m.dedicated + busy <= procs,
+                    "{procs} {busy}"
+                );
+                let total = m.dedicated as u64 * PPM + m.fractional_ppm as u64 * busy as u64;
+                if busy > 0 {
+                    assert!(
+                        total + busy as u64 >= procs as u64 * PPM / 4,
+                        "{procs} {busy}"
+                    );
+                } else {
+                    assert_eq!(m.dedicated, ((procs + 2) / 4).max(1));
+                }
+            }
         }
     }
 
@@ -860,6 +994,8 @@ mod tests {
         assert_eq!(parse_debug("gctrace=0"), DebugFlags::default());
         assert!(DebugFlags::default().sessionwait);
         assert!(!parse_debug("sessionwait=0").sessionwait);
+        assert_eq!(parse_debug("longpause=500").longpause_us, 500);
+        assert_eq!(DebugFlags::default().longpause_us, 0);
     }
 
     #[test]
@@ -871,8 +1007,11 @@ mod tests {
         assert!(said[0].contains("unknown key \"junk\""), "{said:?}");
         assert!(said[1].contains("sessionwait=\"no\""), "{said:?}");
         assert!(said[2].contains("unknown key \"foo\""), "{said:?}");
-        parse_debug_reporting("gctrace=1,gccheckmark=0,sessionwait=0", |m| {
+        parse_debug_reporting("gctrace=1,gccheckmark=0,sessionwait=0,longpause=0", |m| {
             panic!("no mistake: {m}")
         });
+        let mut said = Vec::new();
+        parse_debug_reporting("longpause=1ms", |m| said.push(m));
+        assert!(said[0].contains("longpause=\"1ms\" ignored"), "{said:?}");
     }
 }

@@ -2,7 +2,7 @@
 //!
 //! Nothing stops the world, so goheap has no stop-the-world phase to time. A *pause* is any
 //! stretch in which a mutator thread, inside the heap's code, waits for the collector or
-//! does the collector's work instead of its own. There are four kinds:
+//! does the collector's work instead of its own. There are five kinds:
 //!
 //! ```text
 //!   SessionEntry  a session entry waited while the collector held the mutator's claim
@@ -10,6 +10,8 @@
 //!   Assist        a mark assist: marking paid for by an allocation      alloc.rs
 //!   Sweep         a lazy or proportional sweep by an allocation         alloc.rs
 //!   WeakUpgrade   a weak upgrade waited for mark termination's verdict  mutator.rs
+//!   Fractional    a slice of the background mark, marked on the mutator's
+//!                 thread while mutators fill the cores                  fractional.rs
 //! ```
 //!
 //! Each kind keeps its longest pause, its total and its count; one more maximum covers the current
@@ -46,9 +48,23 @@ pub(crate) enum PauseCause {
     Assist = 1,
     Sweep = 2,
     WeakUpgrade = 3,
+    Fractional = 4,
 }
 
-const CAUSES: usize = 4;
+const CAUSES: usize = 5;
+
+impl PauseCause {
+    /// The name reports and the timeline give it.
+    pub fn name(self) -> &'static str {
+        match self {
+            PauseCause::SessionEntry => "session entry",
+            PauseCause::Assist => "assist",
+            PauseCause::Sweep => "sweep",
+            PauseCause::WeakUpgrade => "weak upgrade",
+            PauseCause::Fractional => "fractional",
+        }
+    }
+}
 
 /// Pause accounting of one heap. Every field is written by mutators (relaxed atomics: the
 /// figures are statistics, read without ordering by `GcStats` and the cycle record).
@@ -64,6 +80,9 @@ pub(crate) struct Pauses {
     /// Longest pause of any cause since the last cycle ended; the collector thread takes
     /// and zeroes it in each cycle's record.
     cycle_max_ns: AtomicU64,
+    /// Pauses this long or longer are printed on stderr (`GOHEAP_DEBUG=longpause`;
+    /// `u64::MAX`: none). Set once when the heap is made.
+    report_ns: AtomicU64,
 }
 
 /// The longest pause and the total, per cause, in nanoseconds (`GcStats::pauses`).
@@ -78,6 +97,8 @@ pub struct PauseBreakdown {
     pub sweep: PauseFigures,
     /// Weak upgrades that waited for mark termination.
     pub weak_upgrade: PauseFigures,
+    /// Slices of the background mark run on the mutator's thread (fractional marking).
+    pub fractional: PauseFigures,
 }
 
 /// The pauses of one cause: the longest and the total (nanoseconds), and how many.
@@ -143,6 +164,21 @@ impl PauseHistogram {
     }
 }
 
+/// One line on stderr for a long pause (`GOHEAP_DEBUG=longpause`): what, how long, the
+/// thread's kernel id and the end on `CLOCK_MONOTONIC`, the clock `perf sched record -k
+/// CLOCK_MONOTONIC` stamps its events with, so that `perf sched timehist` shows what ran on
+/// the thread's core instead (design.md §11, Pauses).
+#[cold]
+fn report(cause: PauseCause, ns: u64) {
+    eprintln!(
+        "goheap: pause {} {} us, tid {}, ended {} ns CLOCK_MONOTONIC",
+        cause.name(),
+        ns / 1000,
+        crate::os::thread_id(),
+        crate::os::now_ns()
+    );
+}
+
 /// A pause in progress; it is recorded when dropped.
 pub(crate) struct PauseTimer<'a> {
     pauses: &'a Pauses,
@@ -166,7 +202,18 @@ impl Pauses {
             count: [const { AtomicU64::new(0) }; CAUSES],
             hist: [const { AtomicU64::new(0) }; BUCKETS],
             cycle_max_ns: AtomicU64::new(0),
+            report_ns: AtomicU64::new(u64::MAX),
         }
+    }
+
+    /// Prints every pause of `us` microseconds or more (0: none; `GOHEAP_DEBUG=longpause`).
+    pub fn report_from(&self, us: u64) {
+        let ns = if us == 0 {
+            u64::MAX
+        } else {
+            us.saturating_mul(1000)
+        };
+        self.report_ns.store(ns, Ordering::Relaxed);
     }
 
     /// Starts timing a pause of `cause`; it ends when the timer is dropped.
@@ -186,6 +233,9 @@ impl Pauses {
         self.count[c].fetch_add(1, Ordering::Relaxed);
         self.hist[bucket(ns)].fetch_add(1, Ordering::Relaxed);
         self.cycle_max_ns.fetch_max(ns, Ordering::Relaxed);
+        if ns >= self.report_ns.load(Ordering::Relaxed) {
+            report(cause, ns);
+        }
     }
 
     /// Longest pause of any cause so far.
@@ -229,6 +279,7 @@ impl Pauses {
             assist: f(PauseCause::Assist),
             sweep: f(PauseCause::Sweep),
             weak_upgrade: f(PauseCause::WeakUpgrade),
+            fractional: f(PauseCause::Fractional),
         }
     }
 }

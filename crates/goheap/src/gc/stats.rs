@@ -23,8 +23,13 @@ pub(crate) struct CycleRecord {
     pub marked: usize,
     pub goal: usize,
     pub procs: usize,
-    /// Mark workers of the cycle.
+    /// Mark workers of the cycle (dedicated, and any the collector started when the
+    /// mutators carried the mark: `fractional.rs`).
     pub workers: usize,
+    /// The workers' time: their count times the time each was asked to mark.
+    pub worker_ns: u64,
+    /// Share of its time each busy mutator was asked to mark, in millionths.
+    pub fractional_ppm: u32,
     pub forced: bool,
 }
 
@@ -64,8 +69,7 @@ pub(crate) fn update_limiter(h: &HeapInner) -> bool {
 pub(crate) fn record_cycle(h: &HeapInner, rec: &CycleRecord, max_block_ns: u64) -> Option<String> {
     // The cycle's time first, then the limiter (found by review: updated before, the
     // limiter saw each mark as the program's time and never turned on).
-    h.cycle.stats.lock().unwrap().gc_cpu_ns +=
-        rec.stw1_ns + rec.mark_ns * rec.workers as u64 + rec.stw2_ns;
+    h.cycle.stats.lock().unwrap().gc_cpu_ns += rec.stw1_ns + rec.worker_ns + rec.stw2_ns;
     let limited = update_limiter(h);
     let mut gc = h.cycle.stats.lock().unwrap();
     gc.num_gc += 1;
@@ -281,7 +285,8 @@ fn itoa_div(mut val: u64, dec: usize) -> String {
 /// The gctrace line of a cycle, in the format of Go's `GODEBUG=gctrace=1`. The first and
 /// last clock fields are sweep and mark termination, which stop nothing here (the
 /// collector thread runs them alone, so their CPU is their clock time); the background
-/// mark CPU is the mark's clock time on each of its workers.
+/// mark CPU is the mark's clock time on each of its workers (fractional marking on the
+/// mutators' threads counts with their pauses, in the utilisation figure).
 pub(crate) fn gctrace_line(g: &GcState, r: &CycleRecord, elapsed_ns: u64) -> String {
     let p = r.procs as u64;
     let util = if elapsed_ns > 0 {
@@ -299,7 +304,7 @@ pub(crate) fn gctrace_line(g: &GcState, r: &CycleRecord, elapsed_ns: u64) -> Str
         fmt_ns_as_ms(r.stw2_ns),
         fmt_ns_as_ms(r.stw1_ns),
         fmt_ns_as_ms(0),
-        fmt_ns_as_ms(r.mark_ns * r.workers as u64),
+        fmt_ns_as_ms(r.worker_ns),
         fmt_ns_as_ms(0),
         fmt_ns_as_ms(r.stw2_ns),
         r.heap0 >> 20,
@@ -361,6 +366,8 @@ mod tests {
             goal: 27 << 20,
             procs: 2,
             workers: 2,
+            worker_ns: 32_000_000,
+            fractional_ppm: 0,
             forced: false,
         };
         let line = gctrace_line(&g, &r, 51_000_000);

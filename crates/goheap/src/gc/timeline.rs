@@ -93,12 +93,7 @@ pub(crate) fn pause(cause: PauseCause, start: Instant, ns: u64) {
     if !ON.load(Ordering::Relaxed) {
         return;
     }
-    let name = match cause {
-        PauseCause::SessionEntry => "session entry",
-        PauseCause::Assist => "assist",
-        PauseCause::Sweep => "sweep",
-        PauseCause::WeakUpgrade => "weak upgrade",
-    };
+    let name = cause.name();
     with(|w| {
         let _ = writeln!(
             w.out,
@@ -127,9 +122,11 @@ pub(crate) fn cycle(h: &HeapInner, rec: &CycleRecord, cycle_no: u32, gc_cpu_ns: 
         ] {
             let _ = writeln!(
                 w.out,
-                r#"{{"name":"{name}","cat":"gc","ph":"X","ts":{t:.3},"dur":{:.3},"pid":{pid},"tid":1,"args":{{"cycle":{cycle_no},"heap":"{heap_id:#x}","forced":{}}}}},"#,
+                r#"{{"name":"{name}","cat":"gc","ph":"X","ts":{t:.3},"dur":{:.3},"pid":{pid},"tid":1,"args":{{"cycle":{cycle_no},"heap":"{heap_id:#x}","forced":{},"workers":{},"fractional":{:.3}}}}},"#,
                 ns as f64 / 1000.0,
-                rec.forced
+                rec.forced,
+                rec.workers,
+                rec.fractional_ppm as f64 / 1e6
             );
             t += ns as f64 / 1000.0;
         }
@@ -144,7 +141,7 @@ pub(crate) fn cycle(h: &HeapInner, rec: &CycleRecord, cycle_no: u32, gc_cpu_ns: 
             rec.heap1, rec.marked, rec.goal
         );
         let cycle_ns = (rec.stw1_ns + rec.mark_ns + rec.stw2_ns).max(1);
-        let busy = rec.stw1_ns + rec.mark_ns * rec.workers as u64 + rec.stw2_ns;
+        let busy = rec.stw1_ns + rec.worker_ns + rec.stw2_ns;
         let during = busy as f64 / (cycle_ns as f64 * rec.procs.max(1) as f64);
         let since = gc_cpu_ns as f64
             / (h.start.elapsed().as_nanos().max(1) as f64 * rec.procs.max(1) as f64);

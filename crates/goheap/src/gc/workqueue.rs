@@ -28,6 +28,17 @@
 //! With outside producers (concurrent marking), quiet is only a hint: the collector waits for
 //! it ([`WorkQueue::wait_quiet`]), then blocks the producers (the barrier's gate) and checks
 //! again ([`WorkQueue::is_quiet`]) before it ends the run with [`WorkQueue::finish`].
+//!
+//! # A run without workers
+//!
+//! When the program's threads fill the cores, a run has no worker: the mutators mark in
+//! slices of their own (`fractional.rs`) and by assists, and the collector does not trace
+//! either (one more runnable thread than cores preempts a mutator). It sleeps in
+//! [`WorkQueue::wait_quiet_or_help`] instead, and whoever needs the mark to end without the
+//! mutators' help (`Heap::collect`, a heap shutting down, a mutator leaving the heap) calls
+//! [`WorkQueue::want_help`], which sets a flag under the mutex and notifies the same
+//! condition variable: the flag is read under the mutex before each sleep, so the call is
+//! never lost (loom: `want_help_wakes_the_collector`).
 
 use crate::sync::{AtomicBool, AtomicUsize, Ordering};
 
@@ -75,6 +86,20 @@ struct State<T> {
     done: bool,
     /// Quiet ends the run (no outside producers).
     auto_finish: bool,
+    /// Someone needs this run to end without the mutators' help ([`WorkQueue::want_help`]);
+    /// cleared by [`WorkQueue::reset`].
+    help_wanted: bool,
+}
+
+/// What ended the collector's sleep in [`WorkQueue::wait_quiet_or_help`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum QuietWait {
+    /// The queue is quiet.
+    Quiet,
+    /// [`WorkQueue::want_help`] was called in this run.
+    HelpWanted,
+    /// The deadline passed first.
+    Deadline,
 }
 
 /// Buffers shared between workers, and the idle count.
@@ -115,6 +140,7 @@ impl<T> WorkQueue<T> {
                 running: 0,
                 done: false,
                 auto_finish: true,
+                help_wanted: false,
             }),
             work_cv: Condvar::new(),
             quiet_cv: Condvar::new(),
@@ -133,6 +159,7 @@ impl<T> WorkQueue<T> {
         g.workers = workers;
         g.done = false;
         g.auto_finish = auto_finish;
+        g.help_wanted = false;
         self.idle.store(0, Ordering::Relaxed);
         self.hungry.store(false, Ordering::Relaxed);
     }
@@ -314,6 +341,43 @@ impl<T> WorkQueue<T> {
             g = self.quiet_cv.wait(g).unwrap();
         }
         self.quiet_waiting.store(false, Ordering::Relaxed);
+    }
+
+    /// Sleeps until the queue is quiet, [`Self::want_help`] is called in this run, or
+    /// `deadline` passes (module essay: a run without workers). A deadline is checked once
+    /// per sleep, not polled: the caller waits once with it and then without. (Loom's
+    /// timed wait never times out: its models pass `None`.)
+    pub fn wait_quiet_or_help(&self, deadline: Option<std::time::Instant>) -> QuietWait {
+        let mut g = self.state.lock().unwrap();
+        self.quiet_waiting.store(true, Ordering::Relaxed);
+        let why = loop {
+            if g.help_wanted {
+                break QuietWait::HelpWanted;
+            }
+            if g.idle == g.running && g.bufs.is_empty() {
+                break QuietWait::Quiet;
+            }
+            match deadline {
+                None => g = self.quiet_cv.wait(g).unwrap(),
+                Some(d) => {
+                    let now = std::time::Instant::now();
+                    if now >= d {
+                        break QuietWait::Deadline;
+                    }
+                    g = self.quiet_cv.wait_timeout(g, d - now).unwrap().0;
+                }
+            }
+        };
+        self.quiet_waiting.store(false, Ordering::Relaxed);
+        why
+    }
+
+    /// Asks the collector to end this run without the mutators' help (module essay); wakes
+    /// it if it sleeps in [`Self::wait_quiet_or_help`].
+    pub fn want_help(&self) {
+        let mut g = self.state.lock().unwrap();
+        g.help_wanted = true;
+        self.quiet_cv.notify_all();
     }
 
     /// Ends the run: workers return once idle. Buffers left (none, after a quiet check
