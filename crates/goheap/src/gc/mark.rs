@@ -95,10 +95,19 @@ use crate::sizeclass::obj_index;
 /// entries ahead without reading the span) or several ([`MANY`]: scan the whole span).
 /// Spans are not freed while a mark runs, and a run's queues are empty before the next
 /// sweep.
+///
+/// Invariant (the encoding of oblets, see the module essay): for a large span of a slice
+/// type, `first` is either the object's address (`span.base`, or [`MANY`], which means the
+/// same there), an entry for the grey object, or the address of the first element of an
+/// oblet, which lies inside the object's elements and is never `span.base` (the elements
+/// start after the length word); an oblet entry is queued only by the marker that turned
+/// the object black. For every other span `first` is a grey object's address or [`MANY`].
+/// Either way `first` is an address inside the span's memory, safe to prefetch.
 #[derive(Clone, Copy)]
 pub(crate) struct SpanRef {
     span: *const GcSpan,
-    /// Address of the grey object that queued the span, or [`MANY`].
+    /// Address of the grey object that queued the span, or [`MANY`], or an oblet's first
+    /// element.
     first: usize,
 }
 
@@ -111,6 +120,24 @@ const MANY: usize = usize::MAX;
 
 /// Ring entries ahead of the one being scanned whose span struct and object are prefetched.
 const PREFETCH_AHEAD: usize = 8;
+
+/// Bytes of a large slice's elements one work item traces (an *oblet*; module essay). Go
+/// uses 128 KB; here an element of the latency benchmark's index costs 25-40 ns to trace
+/// (its pointee's metadata misses the cache), so 128 KB (16,384 pointers) is 0.4-0.6 ms of
+/// tracing, longer than an assist's budget ([`ASSIST_TIME`], 100 us) and than the pause
+/// target; 16 KB (2,048 pointers) is 50-80 us, within the budget, and a 12 MB index is then
+/// 750 entries, a few KB of queue against 1.5 million elements traced.
+pub(crate) const OBLET_BYTES: usize = 16 << 10;
+
+/// The most elements one oblet work item traced in this process (a test hook:
+/// `goheap::gc::__largest_oblet`). Read by tests only; one load per oblet, a store only
+/// when it grows.
+static LARGEST_OBLET: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// See [`LARGEST_OBLET`].
+pub(crate) fn largest_oblet() -> usize {
+    LARGEST_OBLET.load(Ordering::Relaxed)
+}
 
 /// A slot of a mark worker's table of the spans in its ring.
 #[derive(Clone, Copy)]
@@ -460,23 +487,7 @@ impl Tracer {
             }
         }
         let greys = self.cur.todo.len();
-        // Loads for the entries to come start now: the span struct and grey object of the
-        // one PREFETCH_AHEAD on (no read of its span needed), the grey's mark byte of the
-        // one after next (its span struct was prefetched earlier), and for the next one,
-        // if it names several greys, its whole span, a line per object traced here.
-        if let Some(e) = self.ring.get(PREFETCH_AHEAD - 1) {
-            prefetch(e.span as usize);
-            if e.first != MANY {
-                prefetch(e.first);
-            }
-        }
-        if let Some(e) = self.ring.get(1) {
-            if e.first != MANY {
-                // SAFETY: queued spans live until the mark ends.
-                let es = unsafe { &*e.span };
-                prefetch(es.marks()[es.index_of(e.first)].as_ptr() as usize);
-            }
-        }
+        self.prefetch_ahead();
         let (mut ahead, ahead_end) = match self.ring.front() {
             // SAFETY: queued spans live until the mark ends.
             Some(next) if next.first == MANY => unsafe {
@@ -499,6 +510,107 @@ impl Tracer {
         if !self.far.is_empty() {
             self.flush_far();
         }
+        self.cur.base = 0;
+        self.cur.len = 0;
+        n
+    }
+
+    /// Loads for the entries to come start now: the span struct and grey object (or oblet)
+    /// of the one PREFETCH_AHEAD on (no read of its span needed), and the grey's mark byte
+    /// of the one after next (its span struct was prefetched earlier; an oblet's entry
+    /// names its large object's only mark byte, a harmless load).
+    #[inline(always)]
+    fn prefetch_ahead(&self) {
+        if let Some(e) = self.ring.get(PREFETCH_AHEAD - 1) {
+            prefetch(e.span as usize);
+            if e.first != MANY {
+                prefetch(e.first);
+            }
+        }
+        if let Some(e) = self.ring.get(1) {
+            if e.first != MANY {
+                // SAFETY: queued spans live until the mark ends.
+                let es = unsafe { &*e.span };
+                prefetch(es.marks()[es.index_of(e.first)].as_ptr() as usize);
+            }
+        }
+    }
+
+    /// Scans one work item of a large slice object (module essay: oblets): `s` is its span,
+    /// `first` the entry's (the object, or an oblet's first element: [`SpanRef`]'s
+    /// invariant), the elements are `size` bytes each from `s.base + data_off`. The entry for
+    /// the object turns it black if it is grey, queues the oblets after the first, and
+    /// traces the first; an oblet's entry traces its elements. `trace(from, n, t)` traces
+    /// the `n` elements from address `from`. Returns the elements traced.
+    ///
+    /// # Safety
+    /// `s` is a large scan span of the marking heap holding a slice object whose elements
+    /// are `size` (> 0) bytes from `s.base + data_off`, queued during this mark; `first`
+    /// is as [`SpanRef`]'s invariant says; `trace` traces elements of its type.
+    #[inline(always)]
+    pub(crate) unsafe fn scan_oblet(
+        &mut self,
+        s: &GcSpan,
+        first: usize,
+        size: usize,
+        data_off: usize,
+        trace: impl Fn(usize, usize, &mut Tracer),
+    ) -> usize {
+        debug_assert!(self.cur.len == 0, "goheap: nested span scans");
+        debug_assert!(s.large && size > 0);
+        // SAFETY: caller's contract: the object's first word is its length, fixed for its
+        // life (a `Gc<[T]>` cannot change length), and the object lives until the sweep.
+        let len = unsafe { *(s.base as *const usize) };
+        let data = s.base + data_off;
+        let per = (OBLET_BYTES / size).max(1);
+        let start = if first == s.base || first == MANY {
+            let m = s.mark_byte(0);
+            if m.load(Ordering::Acquire) != GREY {
+                // Another entry for the object (two markers greyed it at once) won.
+                return 0;
+            }
+            m.store(MARKED, Ordering::Relaxed);
+            // The oblets after the first, oldest first; they are this ring's (or, once
+            // spilled or published, the shared queue's) until traced, so the mark cannot
+            // terminate before each is (termination, design.md §11 rule 5).
+            let mut at = per;
+            while at < len {
+                self.ring.push_back(SpanRef {
+                    span: s,
+                    first: data + at * size,
+                });
+                at += per;
+            }
+            0
+        } else {
+            debug_assert!(
+                first > data && first < data + len * size && (first - data) % (per * size) == 0,
+                "goheap: {first:#x} is no oblet of the slice at {:#x}",
+                s.base
+            );
+            (first - data) / size
+        };
+        let n = per.min(len - start);
+        if n > LARGEST_OBLET.load(Ordering::Relaxed) {
+            LARGEST_OBLET.fetch_max(n, Ordering::Relaxed);
+        }
+        self.prefetch_ahead();
+        // As a span scan: the object's own address is "in the span" (a pointer to the
+        // object finds it black), every other pointer goes to the far batches.
+        self.cur.marks = s.marks().as_ptr();
+        self.cur.base = s.base;
+        self.cur.len = 1;
+        self.cur.div_magic = s.div_magic;
+        self.cur.elemsize = s.elemsize;
+        trace(data + start * size, n, self);
+        if !self.far.is_empty() {
+            self.flush_far();
+        }
+        // The object was black before any oblet of it was queued (and the entry that
+        // carries an oblet to another marker orders that store before its reads), so a
+        // pointer to itself found it marked.
+        debug_assert!(self.cur.todo.is_empty());
+        self.cur.todo.clear();
         self.cur.base = 0;
         self.cur.len = 0;
         n
