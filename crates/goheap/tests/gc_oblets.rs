@@ -196,7 +196,7 @@ fn oblets_marked_while_mutators_move_their_objects() {
                         })));
                         fresh.fetch_add(1, Ordering::Relaxed);
                         // Garbage to drive background marks and assists.
-                        for g in 0..200u64 {
+                        for g in 0..1000u64 {
                             cx.alloc([g; 8]);
                         }
                     });
