@@ -48,6 +48,41 @@
 //! entry: the scanner traces them itself before it goes idle. `gccheckmark` reports an
 //! object left grey apart from one left white.
 
+//! # Large slices: oblets
+//!
+//! A large object is a span of its own, and a span is one work item: a marker that took the
+//! latency benchmark's index (`Gc<[GcCell<..>]>`, 12 MB, 1.5 million pointers whose targets
+//! miss the cache) traced it whole, 40-60 ms, and when that marker was a mark assist the
+//! mutator waited that long. As Go does (`scanobject`'s oblets), a large *slice* object is
+//! traced in pieces of [`OBLET_BYTES`] of elements, each its own queue entry, so that any
+//! marker takes one piece per entry and an assist's time budget bounds its pause again.
+//! The entry stays two words ([`SpanRef`]'s invariant): for a large slice span, `first` is
+//! the object's address (the entry that greyed it) or the address of an oblet's first
+//! element, which always lies past the length word. Whoever turns the object black queues
+//! every oblet after the first (Go does the same) and traces the first; the pieces spill
+//! and are stolen as any entries are. The object's bytes are counted once, when it is
+//! greyed; an oblet's scan counts the children it marks. The object's only mark byte is
+//! black before any oblet of it is queued, so a pointer from an oblet to the object itself
+//! finds it marked, and the barrier, which greys only white objects, never meets an oblet's
+//! entry in its ring (it merges entries only on a grey). The checkmark pass traces objects
+//! whole, as before: it verifies the pieces' result, not their order.
+//!
+//! Why tracing an object in pieces at different times is sound: it is what the marker
+//! already did within one object. A marker reading a slice's elements one after another
+//! while mutators store into them never saw the object at one instant; what makes that
+//! right is the deletion half of the barrier (design.md §11, soundness rule 4): every
+//! element is a cell (rule 3), a store into it shades the value it overwrites, so a value
+//! that was in an element when the mark started, or that a grey object or session put
+//! there later, is either still there when the marker reads that element or was shaded when
+//! it left, and a value a black session stores was reachable by it, so it is marked or
+//! reachable from a grey object already (the same argument as for any field). That argument
+//! is per element, and holds whatever the time between two elements' reads; oblets only
+//! widen it. The pieces are fixed: a slice's length word is written before the object is
+//! published and never changes, and the object, marked, lives until the sweep, which runs
+//! after the mark. Termination (rule 5) waits for every queued entry, oblets included, so
+//! the mark cannot end with a piece untraced. Other large objects (a big struct or array)
+//! are still traced whole; design.md's known limits say so.
+//!
 //! # Setting a mark
 //!
 //! Marks are bytes (see [`super::span`]): a load, and a store if it was clear. No locked
@@ -856,17 +891,17 @@ impl super::workqueue::Worker<SpanRef> for Tracer {
 }
 
 /// Objects a mark assist traces at most before the mutator goes on (about 100 us; it
-/// stops after the span that passes it, at most 1024 objects more): bounds the pause an
-/// assist makes.
+/// stops after the span that passes it, at most 1024 objects more, or the oblet, whose
+/// elements count as objects): bounds the pause an assist makes.
 const ASSIST_OBJECTS: usize = 4096;
 
 /// ... and time: on a large pointer graph every object scanned misses the cache, and 4096
 /// objects took 2 ms and more (the latency benchmark's 6 million objects; `perf sched` saw
 /// those pauses on the CPU: 11 of 25 pauses of 2 ms or more in one run, 0 to 1 after).
-/// Checked after each span (one clock read, about 20 ns, per span of up to 1024 objects).
-/// A large object is one span and is scanned whole: an assist that takes the latency
-/// benchmark's 12 MB index traces 1.5 million pointers in one go (40-60 ms). Go splits
-/// large objects into 128 KB oblets, each its own work item; goheap does not yet.
+/// Checked after each span (one clock read, about 20 ns, per span of up to 1024 objects)
+/// and after each oblet of a large slice (module essay: an assist that took the latency
+/// benchmark's 12 MB index whole traced 1.5 million pointers in one go, 40-60 ms). A large
+/// object that is not a slice is still traced whole.
 const ASSIST_TIME: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Spans an assist traces past its budget while the work queue's lock is held by another
