@@ -63,8 +63,9 @@
 //! and are stolen as any entries are. The object's bytes are counted once, when it is
 //! greyed; an oblet's scan counts the children it marks. The object's only mark byte is
 //! black before any oblet of it is queued, so a pointer from an oblet to the object itself
-//! finds it marked, and the barrier, which greys only white objects, never meets an oblet's
-//! entry in its ring (it merges entries only on a grey). The checkmark pass traces objects
+//! finds it marked, and a marker's grey (which merges into its ring's entry for the span,
+//! `grey_index`) never meets an oblet entry: it greys only white objects. Barriers queue
+//! only the object's entry (they grey, never scan). The checkmark pass traces objects
 //! whole, as before: it verifies the pieces' result, not their order.
 //!
 //! Why tracing an object in pieces at different times is sound: it is what the marker
