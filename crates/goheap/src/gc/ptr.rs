@@ -48,7 +48,8 @@ pub(crate) struct Scan {
     /// Reports the pointers of the object at an address (checkmark).
     pub(crate) object: unsafe fn(usize, &mut Tracer),
     /// Scans the grey objects of a span of the type ([`Tracer::scan_span`] with the type's
-    /// `Trace` inlined); returns the objects traced.
+    /// `Trace` inlined), or for a large slice one oblet ([`Tracer::scan_oblet`]); returns
+    /// the objects (or elements) traced.
     pub(crate) span: unsafe fn(&GcSpan, usize, &mut Tracer) -> usize,
 }
 
