@@ -239,6 +239,7 @@ COLS = [
     ("peak RSS MiB", "peak-rss-mib", 1, "%.1f"),
     ("GC cycles", "gc-cycles-ops", 1, "%.0f"),
     ("max STW ms", "max-pause-ms", 1, "%.2f"),
+    ("max assist ms", "max-assist-ms", 1, "%.2f"),
 ]
 RATIOS = [("worst/Go", "lat-max-us"), ("p99.99/Go", "lat-p99.99-us"), ("wall/Go", "ops-wall-s"),
           ("cpu/Go", "ops-cpu-s"), ("RSS/Go", "peak-rss-mib")]

@@ -675,6 +675,10 @@ fn main() {
         "GcStats::max_pause_ns (longest stop-the-world of the last 256 cycles)".into(),
     ));
     kv.push((
+        "max-assist-ms".into(),
+        format!("{:.3}", s.pauses.assist.max_ns as f64 / 1e6),
+    ));
+    kv.push((
         "total-pause-ms".into(),
         format!("{:.3}", s.pause_total_ns as f64 / 1e6),
     ));

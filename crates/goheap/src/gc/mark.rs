@@ -48,6 +48,42 @@
 //! entry: the scanner traces them itself before it goes idle. `gccheckmark` reports an
 //! object left grey apart from one left white.
 
+//! # Large slices: oblets
+//!
+//! A large object is a span of its own, and a span is one work item: a marker that took the
+//! latency benchmark's index (`Gc<[GcCell<..>]>`, 12 MB, 1.5 million pointers whose targets
+//! miss the cache) traced it whole, 40-60 ms, and when that marker was a mark assist the
+//! mutator waited that long. As Go does (`scanobject`'s oblets), a large *slice* object is
+//! traced in pieces of [`OBLET_BYTES`] of elements, each its own queue entry, so that any
+//! marker takes one piece per entry and an assist's time budget bounds its pause again.
+//! The entry stays two words ([`SpanRef`]'s invariant): for a large slice span, `first` is
+//! the object's address (the entry that greyed it) or the address of an oblet's first
+//! element, which always lies past the length word. Whoever turns the object black queues
+//! every oblet after the first (Go does the same) and traces the first; the pieces spill
+//! and are stolen as any entries are. The object's bytes are counted once, when it is
+//! greyed; an oblet's scan counts the children it marks. The object's only mark byte is
+//! black before any oblet of it is queued, so a pointer from an oblet to the object itself
+//! finds it marked, and a marker's grey (which merges into its ring's entry for the span,
+//! `grey_index`) never meets an oblet entry: it greys only white objects. Barriers queue
+//! only the object's entry (they grey, never scan). The checkmark pass traces objects
+//! whole, as before: it verifies the pieces' result, not their order.
+//!
+//! Why tracing an object in pieces at different times is sound: it is what the marker
+//! already did within one object. A marker reading a slice's elements one after another
+//! while mutators store into them never saw the object at one instant; what makes that
+//! right is the deletion half of the barrier (design.md §11, soundness rule 4): every
+//! element is a cell (rule 3), a store into it shades the value it overwrites, so a value
+//! that was in an element when the mark started, or that a grey object or session put
+//! there later, is either still there when the marker reads that element or was shaded when
+//! it left, and a value a black session stores was reachable by it, so it is marked or
+//! reachable from a grey object already (the same argument as for any field). That argument
+//! is per element, and holds whatever the time between two elements' reads; oblets only
+//! widen it. The pieces are fixed: a slice's length word is written before the object is
+//! published and never changes, and the object, marked, lives until the sweep, which runs
+//! after the mark. Termination (rule 5) waits for every queued entry, oblets included, so
+//! the mark cannot end with a piece untraced. Other large objects (a big struct or array)
+//! are still traced whole; design.md's known limits say so.
+//!
 //! # Setting a mark
 //!
 //! Marks are bytes (see [`super::span`]): a load, and a store if it was clear. No locked
@@ -97,10 +133,19 @@ use crate::sizeclass::obj_index;
 /// entries ahead without reading the span) or several ([`MANY`]: scan the whole span).
 /// Spans are not freed while a mark runs, and a run's queues are empty before the next
 /// sweep.
+///
+/// Invariant (the encoding of oblets, see the module essay): for a large span of a slice
+/// type, `first` is either the object's address (`span.base`, or [`MANY`], which means the
+/// same there), an entry for the grey object, or the address of the first element of an
+/// oblet, which lies inside the object's elements and is never `span.base` (the elements
+/// start after the length word); an oblet entry is queued only by the marker that turned
+/// the object black. For every other span `first` is a grey object's address or [`MANY`].
+/// Either way `first` is an address inside the span's memory, safe to prefetch.
 #[derive(Clone, Copy)]
 pub(crate) struct SpanRef {
     span: *const GcSpan,
-    /// Address of the grey object that queued the span, or [`MANY`].
+    /// Address of the grey object that queued the span, or [`MANY`], or an oblet's first
+    /// element.
     first: usize,
 }
 
@@ -113,6 +158,24 @@ const MANY: usize = usize::MAX;
 
 /// Ring entries ahead of the one being scanned whose span struct and object are prefetched.
 const PREFETCH_AHEAD: usize = 8;
+
+/// Bytes of a large slice's elements one work item traces (an *oblet*; module essay). Go
+/// uses 128 KB; here an element of the latency benchmark's index costs 25-40 ns to trace
+/// (its pointee's metadata misses the cache), so 128 KB (16,384 pointers) is 0.4-0.6 ms of
+/// tracing, longer than an assist's budget ([`ASSIST_TIME`], 100 us) and than the pause
+/// target; 16 KB (2,048 pointers) is 50-80 us, within the budget, and a 12 MB index is then
+/// 750 entries, a few KB of queue against 1.5 million elements traced.
+pub(crate) const OBLET_BYTES: usize = 16 << 10;
+
+/// The most elements one oblet work item traced in this process (a test hook:
+/// `goheap::gc::__largest_oblet`). Read by tests only; one load per oblet, a store only
+/// when it grows.
+static LARGEST_OBLET: core::sync::atomic::AtomicUsize = core::sync::atomic::AtomicUsize::new(0);
+
+/// See [`LARGEST_OBLET`].
+pub(crate) fn largest_oblet() -> usize {
+    LARGEST_OBLET.load(Ordering::Relaxed)
+}
 
 /// A slot of a mark worker's table of the spans in its ring.
 #[derive(Clone, Copy)]
@@ -462,23 +525,7 @@ impl Tracer {
             }
         }
         let greys = self.cur.todo.len();
-        // Loads for the entries to come start now: the span struct and grey object of the
-        // one PREFETCH_AHEAD on (no read of its span needed), the grey's mark byte of the
-        // one after next (its span struct was prefetched earlier), and for the next one,
-        // if it names several greys, its whole span, a line per object traced here.
-        if let Some(e) = self.ring.get(PREFETCH_AHEAD - 1) {
-            prefetch(e.span as usize);
-            if e.first != MANY {
-                prefetch(e.first);
-            }
-        }
-        if let Some(e) = self.ring.get(1) {
-            if e.first != MANY {
-                // SAFETY: queued spans live until the mark ends.
-                let es = unsafe { &*e.span };
-                prefetch(es.marks()[es.index_of(e.first)].as_ptr() as usize);
-            }
-        }
+        self.prefetch_ahead();
         let (mut ahead, ahead_end) = match self.ring.front() {
             // SAFETY: queued spans live until the mark ends.
             Some(next) if next.first == MANY => unsafe {
@@ -501,6 +548,107 @@ impl Tracer {
         if !self.far.is_empty() {
             self.flush_far();
         }
+        self.cur.base = 0;
+        self.cur.len = 0;
+        n
+    }
+
+    /// Loads for the entries to come start now: the span struct and grey object (or oblet)
+    /// of the one PREFETCH_AHEAD on (no read of its span needed), and the grey's mark byte
+    /// of the one after next (its span struct was prefetched earlier; an oblet's entry
+    /// names its large object's only mark byte, a harmless load).
+    #[inline(always)]
+    fn prefetch_ahead(&self) {
+        if let Some(e) = self.ring.get(PREFETCH_AHEAD - 1) {
+            prefetch(e.span as usize);
+            if e.first != MANY {
+                prefetch(e.first);
+            }
+        }
+        if let Some(e) = self.ring.get(1) {
+            if e.first != MANY {
+                // SAFETY: queued spans live until the mark ends.
+                let es = unsafe { &*e.span };
+                prefetch(es.marks()[es.index_of(e.first)].as_ptr() as usize);
+            }
+        }
+    }
+
+    /// Scans one work item of a large slice object (module essay: oblets): `s` is its span,
+    /// `first` the entry's (the object, or an oblet's first element: [`SpanRef`]'s
+    /// invariant), the elements are `size` bytes each from `s.base + data_off`. The entry for
+    /// the object turns it black if it is grey, queues the oblets after the first, and
+    /// traces the first; an oblet's entry traces its elements. `trace(from, n, t)` traces
+    /// the `n` elements from address `from`. Returns the elements traced.
+    ///
+    /// # Safety
+    /// `s` is a large scan span of the marking heap holding a slice object whose elements
+    /// are `size` (> 0) bytes from `s.base + data_off`, queued during this mark; `first`
+    /// is as [`SpanRef`]'s invariant says; `trace` traces elements of its type.
+    #[inline(always)]
+    pub(crate) unsafe fn scan_oblet(
+        &mut self,
+        s: &GcSpan,
+        first: usize,
+        size: usize,
+        data_off: usize,
+        trace: impl Fn(usize, usize, &mut Tracer),
+    ) -> usize {
+        debug_assert!(self.cur.len == 0, "goheap: nested span scans");
+        debug_assert!(s.large && size > 0);
+        // SAFETY: caller's contract: the object's first word is its length, fixed for its
+        // life (a `Gc<[T]>` cannot change length), and the object lives until the sweep.
+        let len = unsafe { *(s.base as *const usize) };
+        let data = s.base + data_off;
+        let per = (OBLET_BYTES / size).max(1);
+        let start = if first == s.base || first == MANY {
+            let m = s.mark_byte(0);
+            if m.load(Ordering::Acquire) != GREY {
+                // Another entry for the object (two markers greyed it at once) won.
+                return 0;
+            }
+            m.store(MARKED, Ordering::Relaxed);
+            // The oblets after the first, oldest first; they are this ring's (or, once
+            // spilled or published, the shared queue's) until traced, so the mark cannot
+            // terminate before each is (termination, design.md §11 rule 5).
+            let mut at = per;
+            while at < len {
+                self.ring.push_back(SpanRef {
+                    span: s,
+                    first: data + at * size,
+                });
+                at += per;
+            }
+            0
+        } else {
+            debug_assert!(
+                first > data && first < data + len * size && (first - data) % (per * size) == 0,
+                "goheap: {first:#x} is no oblet of the slice at {:#x}",
+                s.base
+            );
+            (first - data) / size
+        };
+        let n = per.min(len - start);
+        if n > LARGEST_OBLET.load(Ordering::Relaxed) {
+            LARGEST_OBLET.fetch_max(n, Ordering::Relaxed);
+        }
+        self.prefetch_ahead();
+        // As a span scan: the object's own address is "in the span" (a pointer to the
+        // object finds it black), every other pointer goes to the far batches.
+        self.cur.marks = s.marks().as_ptr();
+        self.cur.base = s.base;
+        self.cur.len = 1;
+        self.cur.div_magic = s.div_magic;
+        self.cur.elemsize = s.elemsize;
+        trace(data + start * size, n, self);
+        if !self.far.is_empty() {
+            self.flush_far();
+        }
+        // The object was black before any oblet of it was queued (and the entry that
+        // carries an oblet to another marker orders that store before its reads), so a
+        // pointer to itself found it marked.
+        debug_assert!(self.cur.todo.is_empty());
+        self.cur.todo.clear();
         self.cur.base = 0;
         self.cur.len = 0;
         n
@@ -746,17 +894,17 @@ impl super::workqueue::Worker<SpanRef> for Tracer {
 }
 
 /// Objects a mark assist traces at most before the mutator goes on (about 100 us; it
-/// stops after the span that passes it, at most 1024 objects more): bounds the pause an
-/// assist makes.
+/// stops after the span that passes it, at most 1024 objects more, or the oblet, whose
+/// elements count as objects): bounds the pause an assist makes.
 const ASSIST_OBJECTS: usize = 4096;
 
 /// ... and time: on a large pointer graph every object scanned misses the cache, and 4096
 /// objects took 2 ms and more (the latency benchmark's 6 million objects; `perf sched` saw
 /// those pauses on the CPU: 11 of 25 pauses of 2 ms or more in one run, 0 to 1 after).
-/// Checked after each span (one clock read, about 20 ns, per span of up to 1024 objects).
-/// A large object is one span and is scanned whole: an assist that takes the latency
-/// benchmark's 12 MB index traces 1.5 million pointers in one go (40-60 ms). Go splits
-/// large objects into 128 KB oblets, each its own work item; goheap does not yet.
+/// Checked after each span (one clock read, about 20 ns, per span of up to 1024 objects)
+/// and after each oblet of a large slice (module essay: an assist that took the latency
+/// benchmark's 12 MB index whole traced 1.5 million pointers in one go, 40-60 ms). A large
+/// object that is not a slice is still traced whole.
 const ASSIST_TIME: std::time::Duration = std::time::Duration::from_micros(100);
 
 /// Spans an assist traces past its budget while the work queue's lock is held by another

@@ -151,3 +151,16 @@ pub mod __private {
     #[inline(always)]
     pub fn assert_static<T: ?Sized + 'static>(_: &T) {}
 }
+
+/// Test hook: the most elements of a large slice that one mark work item traced in this
+/// process (`mark.rs`: oblets); at most `__OBLET_BYTES / size_of::<T>()` (at least 1).
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub fn __largest_oblet() -> usize {
+    mark::largest_oblet()
+}
+
+/// Test hook: the bytes of elements in one oblet (`mark.rs`).
+#[doc(hidden)]
+#[cfg(not(loom))]
+pub const __OBLET_BYTES: usize = mark::OBLET_BYTES;

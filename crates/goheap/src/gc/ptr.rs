@@ -48,7 +48,8 @@ pub(crate) struct Scan {
     /// Reports the pointers of the object at an address (checkmark).
     pub(crate) object: unsafe fn(usize, &mut Tracer),
     /// Scans the grey objects of a span of the type ([`Tracer::scan_span`] with the type's
-    /// `Trace` inlined); returns the objects traced.
+    /// `Trace` inlined), or for a large slice one oblet ([`Tracer::scan_oblet`]); returns
+    /// the objects (or elements) traced.
     pub(crate) span: unsafe fn(&GcSpan, usize, &mut Tracer) -> usize,
 }
 
@@ -99,6 +100,25 @@ unsafe fn scan_sized<T: Trace>(s: &GcSpan, first: usize, t: &mut Tracer) -> usiz
 /// # Safety
 /// As [`Tracer::scan_span`], for a span of `[T]`.
 unsafe fn scan_slice<T: Trace>(s: &GcSpan, first: usize, t: &mut Tracer) -> usize {
+    let size = core::mem::size_of::<T>();
+    if s.large && size != 0 {
+        // A large slice is traced an oblet at a time (mark.rs essay).
+        // SAFETY: caller's contract: `s` holds one slice object of T, laid out as
+        // `GcPointee for [T]` says, and `first` is an entry's for it.
+        return unsafe {
+            t.scan_oblet(
+                s,
+                first,
+                size,
+                slice_data_offset(core::mem::align_of::<T>()),
+                |from, n, t| {
+                    for e in core::slice::from_raw_parts(from as *const T, n) {
+                        e.trace(t);
+                    }
+                },
+            )
+        };
+    }
     // SAFETY: caller's contract: every object `scan_span` traces is a marked, initialised
     // slice object of T.
     unsafe { t.scan_span(s, first, |addr, t| trace_slice::<T>(addr, t)) }
