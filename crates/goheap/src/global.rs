@@ -222,7 +222,7 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
     // last sweep). Read after the free's SeqCst fetch_or (`Span::owned_by_central`).
     // SAFETY: as above.
     if unsafe { (*s).owned_by_central() } {
-        crate::scavenger::central_freed();
+        crate::scavenge_policy::central_freed();
     }
     if c.is_null() {
         crate::counters::count_orphan_free(class);

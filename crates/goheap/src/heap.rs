@@ -36,7 +36,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::os;
 use crate::pagealloc::{PageAlloc, PageCache, ARENA_BYTES, ARENA_PAGES, ARENA_SHIFT};
-use crate::scavenger;
+use crate::scavenge_policy;
 use crate::sizeclass::{CLASSES, PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
 
@@ -217,7 +217,7 @@ pub fn lock() -> HeapGuard {
 }
 
 /// The heap lock, held. Releasing it is where the sleeping background scavenger learns that
-/// freed pages put it over its goal ([`scavenger::wake_due`], the scavenger's essay): every
+/// freed pages put it over its goal ([`scavenge_policy::wake_due`], its essay): every
 /// change that can give it work (pages freed, page caches flushed, `inuse` lowered before the
 /// lock was taken) ends with this release, whoever made it (the explicit-free allocator or
 /// the garbage collector). While the scavenger is awake the check is one relaxed load.
@@ -243,11 +243,11 @@ impl Drop for HeapGuard {
     fn drop(&mut self) {
         // Decided under the lock, so that the page counts are the ones the scavenger's own
         // re-check (under the lock) would see; the system call comes after the release.
-        let wake = scavenger::wake_due(&self.0.pages);
+        let wake = scavenge_policy::wake_due(&self.0.pages, &COUNTERS.inuse);
         // SAFETY: dropped exactly once, here, and not used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.0) };
         if wake {
-            scavenger::wake_claimed();
+            scavenge_policy::wake_claimed();
         }
     }
 }
@@ -404,9 +404,9 @@ impl HeapInner {
     }
 
     /// In synchronous scavenging mode, how many bytes the caller should release after
-    /// dropping the lock (see [`crate::scavenger`]).
+    /// dropping the lock (see [`crate::scavenge_policy`]).
     fn sync_scavenge_due(&self) -> usize {
-        scavenger::sync_excess(
+        scavenge_policy::sync_excess(
             COUNTERS.inuse.load(Ordering::Relaxed),
             self.pages.free_pages(),
             self.pages.scavenged_pages(),
@@ -491,7 +491,7 @@ pub unsafe fn free_small_span(s: *mut Span, stash: Option<&mut SpanStash>) {
     }
     let release = h.sync_scavenge_due();
     drop(h);
-    scavenger::sync_release(release);
+    sync_release(release);
 }
 
 /// A thread's private handful of span structs, so that making a span from its page cache
@@ -639,7 +639,7 @@ impl SampleRuns {
         }
         let release = h.sync_scavenge_due();
         drop(h);
-        scavenger::sync_release(release);
+        sync_release(release);
     }
 }
 
@@ -778,7 +778,7 @@ pub unsafe fn free_large(s: *mut Span) {
         unsafe { h.free_span_struct(s) };
         let release = h.sync_scavenge_due();
         drop(h);
-        scavenger::sync_release(release);
+        sync_release(release);
     }
 }
 
@@ -822,6 +822,14 @@ pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
         .released_total
         .fetch_add(released, Ordering::Relaxed);
     released
+}
+
+/// Releases what [`HeapInner::sync_scavenge_due`] asked for (synchronous mode; no lock
+/// held), in the policy's runs.
+fn sync_release(bytes: usize) {
+    if bytes > 0 {
+        scavenge(bytes, scavenge_policy::RUN_PAGES);
+    }
 }
 
 /// Page-level numbers, read under the lock: (total pages, free pages, scavenged pages).

@@ -91,6 +91,8 @@ mod pagealloc;
 #[cfg(not(loom))]
 mod report;
 #[cfg(not(loom))]
+mod scavenge_policy;
+#[cfg(not(loom))]
 mod scavenger;
 #[cfg(not(loom))]
 mod startup;
@@ -150,9 +152,11 @@ pub mod raw {
     pub mod fork {
         pub use crate::fork::*;
     }
-    /// The background scavenger's switch and its slack.
+    /// The background scavenger's switch and its slack (the scavenger's policy and its
+    /// thread, re-exported together).
     #[cfg(not(loom))]
     pub mod scavenger {
+        pub use crate::scavenge_policy::*;
         pub use crate::scavenger::*;
     }
     /// Formatting without allocating (stderr reports).

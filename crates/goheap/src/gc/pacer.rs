@@ -262,7 +262,7 @@ pub(crate) struct Pacer {
 impl Pacer {
     pub fn new(gc_percent: i32, mem_limit: i64) -> Pacer {
         let goal = heap_goal(0, 0, gc_percent, mem_limit, 0);
-        crate::scavenger::gc_goal_changed(0, goal);
+        crate::scavenge_policy::gc_goal_changed(0, goal);
         Pacer {
             gc_percent: AtomicI32::new(gc_percent),
             mem_limit: AtomicI64::new(mem_limit),
@@ -359,7 +359,7 @@ impl Pacer {
             overhead,
         );
         let old = self.goal.swap(goal, Ordering::Relaxed);
-        crate::scavenger::gc_goal_changed(old, goal);
+        crate::scavenge_policy::gc_goal_changed(old, goal);
         let t = trigger(marked, goal, self.mark_alloc.load(Ordering::Relaxed));
         self.trigger.store(t, Ordering::Relaxed);
         // The nearest trigger of the process may have moved: the next growth recomputes it.
@@ -370,7 +370,7 @@ impl Pacer {
 impl Drop for Pacer {
     /// The heap is gone: its goal no longer keeps memory from the scavenger.
     fn drop(&mut self) {
-        crate::scavenger::gc_goal_changed(self.goal(), 0);
+        crate::scavenge_policy::gc_goal_changed(self.goal(), 0);
     }
 }
 
