@@ -99,7 +99,7 @@ mod startup;
 #[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]
-mod tls;
+mod thread_slot;
 
 // ---- The public surface: the collector's API, the global allocator, statistics, metrics
 // and heap profiles. Everything a user names is in this list or in `gc`'s.
@@ -141,6 +141,11 @@ pub mod raw {
     #[cfg(not(loom))]
     pub mod cache {
         pub use crate::cache::*;
+    }
+    /// The thread's cache slot: the malloc face's inlined fast path reads it.
+    #[cfg(not(loom))]
+    pub mod thread_slot {
+        pub use crate::thread_slot::*;
     }
     /// The allocator's entry points (malloc, free, usable_size).
     #[cfg(not(loom))]
@@ -261,7 +266,7 @@ pub fn release_memory() -> ReleaseReport {
     let (heaps_collected, heaps_skipped) = gc::heap::collect_for_release();
     #[cfg(not(feature = "gc"))]
     let (heaps_collected, heaps_skipped) = (0, Vec::new());
-    let c = cache::current();
+    let c = thread_slot::current();
     if !c.is_null() {
         // SAFETY: `c` is the calling thread's live cache.
         unsafe { (*c).free_empty_spans() };
