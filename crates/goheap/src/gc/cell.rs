@@ -23,10 +23,9 @@ use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use super::barrier::{
-    self, cas_then_check, swap_then_check, ACTIVE, INSERTION, MARK_STARTS, STORE_GATE,
-};
+use super::barrier::{self, cas_then_check, swap_then_check, ACTIVE, STORE_GATE};
 use super::borrow;
+use super::exclusive;
 use super::ptr::{Gc, GcPointee};
 use super::trace::{Rebrand, Trace, Tracer};
 use super::weak::Weak;
@@ -304,44 +303,16 @@ impl<T: ?Sized> GcRefCell<T> {
     where
         T: Trace,
     {
-        // Seen on before the flag changes: hold the store gate until the value is shaded
-        // (barrier.rs: the end of a mark).
-        let gated = T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0;
-        if gated {
-            STORE_GATE.read();
-        }
-        let got = borrow::try_writing(&self.state);
-        if got && T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0 {
-            // Deletion half, once per mark: whatever the borrow removes is shaded first.
-            let k = MARK_STARTS.load(Ordering::SeqCst);
-            if self.shaded.load(Ordering::Relaxed) != k && self.shade_value() {
-                // Shaded under `MARK` after mark start `k`: skip until the next one.
-                self.shaded.store(k, Ordering::Relaxed);
-            }
-        }
-        if gated {
-            STORE_GATE.read_done();
-        }
+        // The barrier of an exclusive hold (`exclusive.rs`).
+        let got = exclusive::acquire(&self.shaded, &self.value, || {
+            borrow::try_writing(&self.state)
+        });
         // `then`, not `then_some`: a `GcRefMut` made eagerly and dropped on failure would
         // end the borrow another holder has (found while writing `GcMutex`).
         got.then(|| GcRefMut {
             cell: self,
             _m: PhantomData,
         })
-    }
-
-    /// Shades everything the value holds; true when something was shaded with every heap
-    /// involved marking. The caller holds a borrow (mutable, or the shared one a mutable
-    /// borrow turns into as it ends).
-    #[cold]
-    fn shade_value(&self) -> bool
-    where
-        T: Trace,
-    {
-        let mut t = Tracer::shading();
-        // SAFETY: the caller's borrow excludes every mutable access but its own.
-        unsafe { (*self.value.get()).trace(&mut t) };
-        t.finish_shading()
     }
 }
 
@@ -392,17 +363,14 @@ impl<T: ?Sized + Trace> Drop for GcRefMut<'_, T> {
             return;
         }
         // Insertion half: a grey session may have put a white object in. The borrow turns
-        // into one shared borrow first (a swap), and only then looks at the flag: had it
-        // looked first and released after, a mark starting in between could find the cell
-        // still mutably borrowed (the release sitting in a store buffer), skip it, and
-        // never see what the borrow put in. This way, if the flag reads zero, the swap
-        // precedes the mark start and the marker finds the cell readable.
-        borrow::writing_to_shared(&self.cell.state);
-        if INSERTION.load(Ordering::SeqCst) != 0 {
-            // Reading under the shared borrow we now hold.
-            let _ = self.cell.shade_value();
-        }
-        borrow::release_shared(&self.cell.state);
+        // into one shared borrow first (a swap), and only then looks at the flag
+        // (`exclusive.rs`: why in that order).
+        let state = &self.cell.state;
+        exclusive::release(
+            &self.cell.value,
+            || borrow::writing_to_shared(state),
+            || borrow::release_shared(state),
+        );
     }
 }
 

@@ -60,9 +60,9 @@
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
-use super::barrier::{ACTIVE, INSERTION, MARK_STARTS, STORE_GATE};
+use super::exclusive;
 use super::lock_word;
 use super::mutator::{in_any_session, in_finalizer, Session};
 use super::ptr::{Gc, GcPointee};
@@ -159,24 +159,10 @@ impl<T: ?Sized> GcMutex<T> {
     where
         T: Trace,
     {
-        // Seen on before the word changes: hold the store gate until the value is shaded
-        // (barrier.rs: the end of a mark), as `GcRefCell::try_borrow_mut`.
-        let gated = T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0;
-        if gated {
-            STORE_GATE.read();
-        }
-        let got = lock_word::try_lock(&self.state);
-        if got && T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0 {
-            // Deletion half, once per mark: whatever the guard removes is shaded first.
-            let k = MARK_STARTS.load(Ordering::SeqCst);
-            if self.shaded.load(Ordering::Relaxed) != k && self.shade_value() {
-                // Shaded under `MARK` after mark start `k`: skip until the next one.
-                self.shaded.store(k, Ordering::Relaxed);
-            }
-        }
-        if gated {
-            STORE_GATE.read_done();
-        }
+        // The barrier of an exclusive hold (`exclusive.rs`), as `GcRefCell::try_borrow_mut`.
+        let got = exclusive::acquire(&self.shaded, &self.value, || {
+            lock_word::try_lock(&self.state)
+        });
         // `then`, not `then_some`: a guard made eagerly would unlock on failure.
         got.then(|| GcMutexGuard {
             mutex: self,
@@ -226,19 +212,6 @@ impl<T: ?Sized> GcMutex<T> {
             offset: me - Gc::addr(owner),
         }
     }
-
-    /// Shades everything the value holds; true when something was shaded with every heap
-    /// involved marking. The caller holds the lock or a marker read.
-    #[cold]
-    fn shade_value(&self) -> bool
-    where
-        T: Trace,
-    {
-        let mut t = Tracer::shading();
-        // SAFETY: the caller's lock or marker read excludes every other mutable access.
-        unsafe { (*self.value.get()).trace(&mut t) };
-        t.finish_shading()
-    }
 }
 
 /// The lock of a [`GcMutex`]: derefs to the value; unlocks when dropped. Leaking it
@@ -270,13 +243,12 @@ impl<T: ?Sized + Trace> Drop for GcMutexGuard<'_, T> {
             lock_word::unlock(state);
             return;
         }
-        // Insertion half (module essay: why the unlock comes first).
-        lock_word::unlock_to_marker_read(state);
-        if INSERTION.load(Ordering::SeqCst) != 0 {
-            // Reading under the marker read we now hold.
-            let _ = self.mutex.shade_value();
-        }
-        lock_word::marker_read_done(state);
+        // Insertion half (module essay and `exclusive.rs`: why the unlock comes first).
+        exclusive::release(
+            &self.mutex.value,
+            || lock_word::unlock_to_marker_read(state),
+            || lock_word::marker_read_done(state),
+        );
     }
 }
 
