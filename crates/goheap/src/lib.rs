@@ -212,6 +212,12 @@ pub mod raw {
 }
 
 /// What [`release_memory`] did.
+///
+/// ```
+/// let report = goheap::release_memory();
+/// assert!(report.heaps_skipped.is_empty()); // no GC heap is in a session
+/// println!("{report}: {} bytes", report.bytes);
+/// ```
 #[cfg(not(loom))]
 #[derive(Debug, Default)]
 #[non_exhaustive]

@@ -317,6 +317,18 @@ impl<T: ?Sized> GcRefCell<T> {
 }
 
 /// A shared borrow of a [`GcRefCell`].
+///
+/// ```
+/// use goheap::gc::{GcRef, GcRefCell, Heap};
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let c = cx.alloc(GcRefCell::new(vec![1u64, 2]));
+///     let a: GcRef<'_, Vec<u64>> = c.borrow();
+///     let b = c.borrow(); // shared borrows coexist
+///     assert_eq!(a.len() + b.len(), 4);
+///     assert!(c.try_borrow_mut().is_none()); // but exclude a mutable one
+/// });
+/// ```
 pub struct GcRef<'a, T: ?Sized> {
     cell: &'a GcRefCell<T>,
 }
@@ -336,6 +348,20 @@ impl<T: ?Sized> Drop for GcRef<'_, T> {
 }
 
 /// A mutable borrow of a [`GcRefCell`].
+///
+/// ```
+/// use goheap::gc::{GcRefCell, GcRefMut, Heap};
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let c = cx.alloc(GcRefCell::new(vec![1u64, 2]));
+///     {
+///         let mut w: GcRefMut<'_, Vec<u64>> = c.borrow_mut();
+///         w.push(3);
+///         assert!(c.try_borrow().is_none()); // nothing else while it lives
+///     }
+///     assert_eq!(*c.borrow(), [1, 2, 3]);
+/// });
+/// ```
 pub struct GcRefMut<'a, T: ?Sized + Trace> {
     cell: &'a GcRefCell<T>,
     _m: PhantomData<&'a mut T>,

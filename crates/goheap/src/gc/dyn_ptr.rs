@@ -225,6 +225,32 @@ unsafe impl<'gc, D: ?Sized + 'gc> Trace for GcDyn<'gc, D> {
 /// [`GcDyn<'gc, dyn Trait>`](crate::gc::GcDyn). The object's type must implement the trait
 /// and be `Sync`; the trait object cannot outlive the session (`dyn Trait + 'static` from a
 /// `Gc<'gc, Node<'gc>>` does not compile). See [`GcDyn`](crate::gc::GcDyn).
+///
+/// ```
+/// use goheap::gc::{GcDyn, Heap, Trace};
+/// use goheap::gc_dyn;
+///
+/// trait Shape {
+///     fn area(&self) -> f64;
+/// }
+///
+/// #[derive(Trace)]
+/// struct Square {
+///     side: f64,
+/// }
+///
+/// impl Shape for Square {
+///     fn area(&self) -> f64 {
+///         self.side * self.side
+///     }
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let sq = cx.alloc(Square { side: 3.0 });
+///     let shape: GcDyn<'_, dyn Shape> = gc_dyn!(sq => dyn Shape);
+///     assert_eq!(shape.area(), 9.0);
+/// });
+/// ```
 #[macro_export]
 macro_rules! gc_dyn {
     ($gc:expr => $d:ty) => {{

@@ -216,6 +216,20 @@ impl<T: ?Sized> GcMutex<T> {
 
 /// The lock of a [`GcMutex`]: derefs to the value; unlocks when dropped. Leaking it
 /// (`mem::forget`) keeps the mutex locked for good but blocks no collection.
+///
+/// ```
+/// use goheap::gc::{GcMutex, GcMutexGuard, Heap};
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let m = cx.alloc(GcMutex::new(0u64));
+///     {
+///         let mut g: GcMutexGuard<'_, u64> = m.try_lock().unwrap();
+///         *g += 1;
+///         assert!(m.is_locked() && m.try_lock().is_none());
+///     } // dropping the guard unlocks
+///     assert_eq!(*m.try_lock().unwrap(), 1);
+/// });
+/// ```
 pub struct GcMutexGuard<'a, T: ?Sized + Trace> {
     mutex: &'a GcMutex<T>,
     _m: PhantomData<&'a mut T>,
@@ -298,6 +312,50 @@ where
 /// A handle to sleep, outside every session, until a [`GcMutex`] is unlocked; made by
 /// [`GcMutex::waiter`] in the session whose `try_lock` failed. It keeps the mutex's object
 /// alive (a root) until dropped. `Send` and `Sync`: any thread may wait with it.
+///
+/// ```
+/// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// struct Account {
+///     balance: GcMutex<i64>,
+/// }
+///
+/// let heap = Heap::new();
+/// let account = heap
+///     .mutator()
+///     .enter(|cx| cx.root(cx.alloc(Account { balance: GcMutex::new(0) })));
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| {
+///             let mut m = heap.mutator();
+///             for _ in 0..50 {
+///                 loop {
+///                     let waiter = m.enter(|cx| {
+///                         let a = cx.get(&account);
+///                         match Gc::as_ref(a).balance.try_lock() {
+///                             Some(mut b) => {
+///                                 *b += 1;
+///                                 None
+///                             }
+///                             // SAFETY: `balance` is a plain field, never replaced.
+///                             None => Some(unsafe { a.balance.waiter(cx, a) }),
+///                         }
+///                     });
+///                     match waiter {
+///                         None => break,
+///                         Some(w) => w.wait(), // outside the session
+///                     }
+///                 }
+///             }
+///         });
+///     }
+/// });
+/// let total = heap
+///     .mutator()
+///     .enter(|cx| *cx.get(&account).balance.try_lock().unwrap());
+/// assert_eq!(total, 100);
+/// ```
 pub struct MutexWaiter {
     /// A root at the address of the object holding the mutex. Never turned back into a
     /// `Gc` (its type is erased): only the lock word at `offset` in the object is read.

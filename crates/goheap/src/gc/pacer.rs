@@ -514,6 +514,20 @@ pub fn parse_memlimit(s: &str) -> Option<i64> {
 }
 
 /// `GOHEAP_DEBUG` settings (Go's GODEBUG subset, and goheap's own keys).
+///
+/// ```
+/// use goheap::gc::{Config, DebugFlags, Heap};
+///
+/// let debug = DebugFlags::default()
+///     .with_gccheckmark(true)
+///     .with_sessionwait(false);
+/// assert!(debug.gccheckmark && !debug.gctrace && !debug.sessionwait);
+/// let heap = Heap::with_config(Config::default().with_debug(debug));
+/// heap.mutator().enter(|cx| {
+///     cx.alloc(1u64);
+/// });
+/// heap.collect(); // this mark is verified by a second one
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DebugFlags {

@@ -67,6 +67,27 @@ pub(crate) struct Pauses {
 }
 
 /// The longest pause and the total, per cause, in nanoseconds (`GcStats::pauses`).
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// heap.mutator().enter(|cx| {
+///     for i in 0..10_000u64 {
+///         cx.alloc(i);
+///     }
+/// });
+/// heap.collect();
+/// let p = heap.stats().pauses;
+/// for (cause, f) in [
+///     ("session entry", p.session_entry),
+///     ("assist", p.assist),
+///     ("sweep", p.sweep),
+///     ("weak upgrade", p.weak_upgrade),
+/// ] {
+///     println!("{cause}: {} pauses, longest {} ns", f.count, f.max_ns);
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PauseBreakdown {
@@ -81,6 +102,19 @@ pub struct PauseBreakdown {
 }
 
 /// The pauses of one cause: the longest and the total (nanoseconds), and how many.
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// heap.mutator().enter(|cx| {
+///     cx.alloc(1u64);
+/// });
+/// heap.collect();
+/// let sweep = heap.stats().pauses.sweep;
+/// assert!(sweep.max_ns <= sweep.total_ns);
+/// assert!(sweep.count > 0 || sweep.total_ns == 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PauseFigures {
@@ -101,6 +135,26 @@ fn bucket(ns: u64) -> usize {
 }
 
 /// Every pause so far by length, in powers of two of microseconds (`GcStats::pause_histogram`).
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// heap.mutator().enter(|cx| {
+///     for i in 0..10_000u64 {
+///         cx.alloc(i);
+///     }
+/// });
+/// heap.collect();
+/// let h = heap.stats().pause_histogram;
+/// assert_eq!(h.at_least_us(0), h.total());
+/// println!(
+///     "{} pauses; p99 under {} us; {} of 1 ms or more",
+///     h.total(),
+///     h.quantile_us(0.99),
+///     h.at_least_us(1000)
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PauseHistogram {

@@ -206,6 +206,21 @@ mod sealed {
 ///
 /// # Safety
 /// `deref` must read the object exactly as the allocation functions laid it out.
+///
+/// ```
+/// use goheap::gc::{Gc, GcPointee, Heap};
+///
+/// // Code generic over what a `Gc` points to: sized values, slices and `str`.
+/// fn bytes<T: ?Sized + GcPointee>(g: Gc<'_, T>) -> usize {
+///     std::mem::size_of_val(Gc::as_ref(g))
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     assert_eq!(bytes(cx.alloc(1u64)), 8);
+///     assert_eq!(bytes(cx.alloc_slice(&[1u16, 2, 3])), 6);
+///     assert_eq!(bytes(cx.alloc_str("four")), 4);
+/// });
+/// ```
 pub unsafe trait GcPointee: sealed::Sealed {
     /// The object at `p` as a reference.
     ///

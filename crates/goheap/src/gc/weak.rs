@@ -64,6 +64,18 @@ pub(crate) struct Special {
 /// `Weak`s keep alive, would keep the block and so the target marked for ever (issue 10,
 /// bug 1). Other live tiny objects in the target's block do keep it alive, as in Go (module
 /// essay).
+///
+/// ```
+/// use goheap::gc::{Heap, Weak};
+///
+/// // A `Weak` is one word: the address of its target's slot.
+/// assert_eq!(std::mem::size_of::<Weak<'static, u64>>(), std::mem::size_of::<usize>());
+/// Heap::new().mutator().enter(|cx| {
+///     let g = cx.alloc(5u64);
+///     let w = cx.downgrade(g); // makes the slot
+///     assert_eq!(w.upgrade(cx).as_deref(), Some(&5));
+/// });
+/// ```
 #[repr(align(16))]
 pub struct WeakSlot {
     target: AtomicUsize,

@@ -92,6 +92,13 @@ pub fn set_rate(bytes: usize) {
 }
 
 /// The current sampling rate in bytes (0: off).
+///
+/// ```
+/// goheap::profile::set_rate(4096);
+/// assert_eq!(goheap::profile::rate(), 4096);
+/// goheap::profile::set_rate(0); // off
+/// assert_eq!(goheap::profile::rate(), 0);
+/// ```
 pub fn rate() -> usize {
     RATE.load(Ordering::Relaxed)
 }
