@@ -127,6 +127,22 @@ impl<'gc, D: ?Sized + 'gc> GcDyn<'gc, D> {
     }
 
     /// The object as a reference valid for the whole session (as [`Gc::as_ref`]).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcDyn, Heap, Trace};
+    /// use goheap::gc_dyn;
+    ///
+    /// #[derive(Trace)]
+    /// struct Meters {
+    ///     m: f64,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let d: GcDyn<'_, dyn std::fmt::Debug> = gc_dyn!(cx.alloc(1u64) => dyn std::fmt::Debug);
+    ///     let r: &dyn std::fmt::Debug = GcDyn::as_ref(d); // for the whole session
+    ///     assert_eq!(format!("{r:?}"), "1");
+    /// });
+    /// ```
     #[allow(clippy::should_implement_trait)]
     #[inline(always)]
     pub fn as_ref(this: Self) -> &'gc D {
@@ -137,12 +153,46 @@ impl<'gc, D: ?Sized + 'gc> GcDyn<'gc, D> {
     }
 
     /// The object as a raw pointer (its identity; `==` compares values).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcDyn, Heap, Trace};
+    /// use goheap::gc_dyn;
+    ///
+    /// #[derive(Trace)]
+    /// struct Meters {
+    ///     m: f64,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let g = cx.alloc(Meters { m: 2.0 });
+    ///     let d: GcDyn<'_, dyn Sync> = gc_dyn!(g => dyn Sync);
+    ///     // The same address as the object's `Gc`.
+    ///     assert_eq!(GcDyn::as_ptr(d) as *const u8, Gc::as_ptr(g) as *const u8);
+    /// });
+    /// ```
     #[inline(always)]
     pub fn as_ptr(this: Self) -> *const D {
         this.ptr.as_ptr()
     }
 
     /// Whether two pointers point to the same object.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcDyn, Heap, Trace};
+    /// use goheap::gc_dyn;
+    ///
+    /// #[derive(Trace)]
+    /// struct Meters {
+    ///     m: f64,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let (a, b) = (cx.alloc(Meters { m: 1.0 }), cx.alloc(Meters { m: 1.0 }));
+    ///     let (da, db) = (gc_dyn!(a => dyn Sync), gc_dyn!(b => dyn Sync));
+    ///     assert!(GcDyn::ptr_eq(da, gc_dyn!(a => dyn Sync)));
+    ///     assert!(!GcDyn::ptr_eq(da, db));
+    /// });
+    /// ```
     #[inline(always)]
     pub fn ptr_eq(a: Self, b: Self) -> bool {
         a.ptr.as_ptr() as *const u8 == b.ptr.as_ptr() as *const u8

@@ -323,6 +323,16 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
     }
 
     /// The object's address.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let g = cx.alloc(1u64);
+    ///     assert_eq!(Gc::addr(g), Gc::as_ptr(g) as usize);
+    ///     assert_eq!(Gc::addr(g) % 8, 0);
+    /// });
+    /// ```
     #[inline(always)]
     pub fn addr(this: Self) -> usize {
         this.ptr.as_ptr() as usize
@@ -350,6 +360,16 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
 
     /// The object as a reference valid for the whole session (longer than `Deref` gives).
     /// An associated function, not a method, so that it never shadows a method of `T`.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let name = cx.alloc_str("goheap");
+    ///     let r: &str = Gc::as_ref(name); // lives as long as the session, not the local
+    ///     assert_eq!(r.len(), 6);
+    /// });
+    /// ```
     #[allow(clippy::should_implement_trait)]
     #[inline(always)]
     pub fn as_ref(this: Self) -> &'gc T {
