@@ -114,6 +114,20 @@ pub struct GcCell<T: CellValue> {
 
 impl<T: CellValue> GcCell<T> {
     /// A cell holding `v`.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(Some(cx.alloc(1))) });
+    ///     assert_eq!(s.value.get().as_deref(), Some(&1));
+    /// });
+    /// ```
     pub fn new(v: T) -> Self {
         GcCell {
             word: AtomicUsize::new(v.to_word()),
@@ -122,6 +136,20 @@ impl<T: CellValue> GcCell<T> {
     }
 
     /// The current value.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(None) });
+    ///     assert!(s.value.get().is_none());
+    /// });
+    /// ```
     #[inline(always)]
     pub fn get(&self) -> T {
         // SAFETY: the word was written from a `T` by `new` or `set`, and the object it
@@ -131,6 +159,21 @@ impl<T: CellValue> GcCell<T> {
     }
 
     /// Stores `v`.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(None) });
+    ///     s.value.set(Some(cx.alloc(2))); // with the collector's barrier
+    ///     assert_eq!(s.value.get().as_deref(), Some(&2));
+    /// });
+    /// ```
     #[inline(always)]
     pub fn set(&self, v: T) {
         self.swap_word(v.to_word());
@@ -165,6 +208,24 @@ impl<T: CellValue> GcCell<T> {
     /// Stores `new` if the cell holds `current` (compared by address), returning the
     /// previous value either way: `Ok` when it was `current`. Lets several threads update a
     /// shared pointer field without a lock (a stack push, for instance).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(None) });
+    ///     let one = cx.alloc(1);
+    ///     assert!(s.value.compare_exchange(None, Some(one)).is_ok());
+    ///     // A second exchange from `None` fails and returns what is there.
+    ///     let seen = s.value.compare_exchange(None, Some(cx.alloc(2))).unwrap_err();
+    ///     assert!(seen.is_some_and(|g| Gc::ptr_eq(g, one)));
+    /// });
+    /// ```
     pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
         let (c, n) = (current.to_word(), new.to_word());
         let gated = ACTIVE.load(Ordering::SeqCst) != 0;
@@ -189,6 +250,22 @@ impl<T: CellValue> GcCell<T> {
     }
 
     /// Stores `v`, returning the old value.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(Some(cx.alloc(1))) });
+    ///     let old = s.value.replace(None);
+    ///     assert_eq!(old.as_deref(), Some(&1));
+    ///     assert!(s.value.get().is_none());
+    /// });
+    /// ```
     pub fn replace(&self, v: T) -> T {
         let old = self.swap_word(v.to_word());
         // SAFETY: as in `get`.
@@ -258,6 +335,16 @@ unsafe impl<T: ?Sized + Send> Send for GcRefCell<T> {}
 
 impl<T> GcRefCell<T> {
     /// A cell holding `v`.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(String::from("a")));
+    ///     c.borrow_mut().push('b');
+    ///     assert_eq!(*c.borrow(), "ab");
+    /// });
+    /// ```
     pub fn new(v: T) -> Self {
         GcRefCell {
             state: AtomicU32::new(0),
@@ -272,6 +359,15 @@ impl<T: ?Sized> GcRefCell<T> {
     ///
     /// # Panics
     /// If it is mutably borrowed, or 65,534 shared borrows are held.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(vec![1u64, 2]));
+    ///     assert_eq!(c.borrow().iter().sum::<u64>(), 3);
+    /// });
+    /// ```
     pub fn borrow(&self) -> GcRef<'_, T> {
         self.try_borrow()
             .expect("goheap: GcRefCell already mutably borrowed (or too many shared borrows)")
@@ -279,6 +375,18 @@ impl<T: ?Sized> GcRefCell<T> {
 
     /// Borrows the value, or `None` if it is mutably borrowed (or 65,534 shared borrows
     /// are held).
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(1u64));
+    ///     let w = c.borrow_mut();
+    ///     assert!(c.try_borrow().is_none());
+    ///     drop(w);
+    ///     assert_eq!(c.try_borrow().as_deref(), Some(&1));
+    /// });
+    /// ```
     pub fn try_borrow(&self) -> Option<GcRef<'_, T>> {
         // `then`, not `then_some`: a `GcRef` made eagerly and dropped on failure would
         // release a borrow it never took.
@@ -289,6 +397,16 @@ impl<T: ?Sized> GcRefCell<T> {
     ///
     /// # Panics
     /// If it is borrowed.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(vec![cx.alloc_str("a")]));
+    ///     c.borrow_mut().push(cx.alloc_str("b")); // a `Gc` stored with the barrier
+    ///     assert_eq!(c.borrow().len(), 2);
+    /// });
+    /// ```
     pub fn borrow_mut(&self) -> GcRefMut<'_, T>
     where
         T: Trace,
@@ -299,6 +417,19 @@ impl<T: ?Sized> GcRefCell<T> {
 
     /// Borrows the value mutably, or `None` if it is borrowed. Waits (briefly) while a
     /// marker reads the value.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(0u64));
+    ///     let r = c.borrow();
+    ///     assert!(c.try_borrow_mut().is_none());
+    ///     drop(r);
+    ///     *c.try_borrow_mut().unwrap() += 1;
+    ///     assert_eq!(*c.borrow(), 1);
+    /// });
+    /// ```
     pub fn try_borrow_mut(&self) -> Option<GcRefMut<'_, T>>
     where
         T: Trace,

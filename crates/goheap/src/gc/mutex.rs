@@ -142,6 +142,16 @@ unsafe impl<T: ?Sized + Send> Send for GcMutex<T> {}
 
 impl<T> GcMutex<T> {
     /// A mutex holding `v`, unlocked.
+    ///
+    /// ```
+    /// use goheap::gc::{GcMutex, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let m = cx.alloc(GcMutex::new(vec![1u64]));
+    ///     m.try_lock().unwrap().push(2);
+    ///     assert_eq!(m.try_lock().unwrap().len(), 2);
+    /// });
+    /// ```
     pub fn new(v: T) -> Self {
         GcMutex {
             state: AtomicU32::new(0),
@@ -155,6 +165,18 @@ impl<T: ?Sized> GcMutex<T> {
     /// Takes the lock, or `None` if another guard holds it (then end the session and wait
     /// with [`Self::waiter`]). Never waits for the holder; may sleep while a marker traces
     /// the value.
+    ///
+    /// ```
+    /// use goheap::gc::{GcMutex, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let m = cx.alloc(GcMutex::new(0u64));
+    ///     let g = m.try_lock().unwrap();
+    ///     assert!(m.try_lock().is_none()); // held: never waits inside a session
+    ///     drop(g);
+    ///     assert!(m.try_lock().is_some());
+    /// });
+    /// ```
     pub fn try_lock(&self) -> Option<GcMutexGuard<'_, T>>
     where
         T: Trace,
@@ -171,6 +193,17 @@ impl<T: ?Sized> GcMutex<T> {
     }
 
     /// Whether a guard holds the lock now (a snapshot, stale as soon as it returns).
+    ///
+    /// ```
+    /// use goheap::gc::{GcMutex, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let m = cx.alloc(GcMutex::new(0u64));
+    ///     assert!(!m.is_locked());
+    ///     let _g = m.try_lock().unwrap();
+    ///     assert!(m.is_locked());
+    /// });
+    /// ```
     pub fn is_locked(&self) -> bool {
         lock_word::is_locked(&self.state)
     }
@@ -190,6 +223,29 @@ impl<T: ?Sized> GcMutex<T> {
     ///
     /// # Panics
     /// If `self` is not inside `owner`'s object.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Shared {
+    ///     count: GcMutex<u64>,
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let root = m.enter(|cx| cx.root(cx.alloc(Shared { count: GcMutex::new(0) })));
+    /// let waiter = m.enter(|cx| {
+    ///     let s = cx.get(&root);
+    ///     let _held = Gc::as_ref(s).count.try_lock().unwrap();
+    ///     // Another thread would fail here; it asks for a waiter instead.
+    ///     assert!(s.count.try_lock().is_none());
+    ///     // SAFETY: `count` is a plain field of the object, never replaced.
+    ///     unsafe { s.count.waiter(cx, s) }
+    /// }); // the guard dropped with the session: the lock is free again
+    /// waiter.wait(); // outside every session; returns at once since the lock is free
+    /// assert!(!waiter.is_locked());
+    /// ```
     pub unsafe fn waiter<'gc, O>(&self, cx: &Session<'gc>, owner: Gc<'gc, O>) -> MutexWaiter
     where
         O: ?Sized + GcPointee + 'gc,
@@ -373,6 +429,38 @@ impl MutexWaiter {
     /// # Panics
     /// If the calling thread is inside a session (of any heap: it would hold that heap's
     /// collections up while it sleeps), or runs a destructor or cleanup for the collector.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Shared {
+    ///     count: GcMutex<u64>,
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let root = heap.mutator().enter(|cx| cx.root(cx.alloc(Shared { count: GcMutex::new(0) })));
+    /// let (locked, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         // This thread holds the lock across a rendezvous, then lets it go.
+    ///         heap.mutator().enter(|cx| {
+    ///             let _g = Gc::as_ref(cx.get(&root)).count.try_lock().unwrap();
+    ///             locked.wait();
+    ///             release.wait();
+    ///         });
+    ///     });
+    ///     locked.wait();
+    ///     let w = heap.mutator().enter(|cx| {
+    ///         let sh = cx.get(&root);
+    ///         assert!(sh.count.try_lock().is_none());
+    ///         // SAFETY: `count` is a plain field of the object, never replaced.
+    ///         unsafe { sh.count.waiter(cx, sh) }
+    ///     });
+    ///     release.wait();
+    ///     w.wait(); // sleeps until the other thread's session ends and unlocks
+    /// });
+    /// ```
     pub fn wait(&self) {
         assert!(
             !in_any_session(),
@@ -387,6 +475,25 @@ impl MutexWaiter {
     }
 
     /// Whether the mutex is locked now (a snapshot).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Shared {
+    ///     count: GcMutex<u64>,
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let root = m.enter(|cx| cx.root(cx.alloc(Shared { count: GcMutex::new(0) })));
+    /// let w = m.enter(|cx| {
+    ///     let s = cx.get(&root);
+    ///     // SAFETY: `count` is a plain field of the object, never replaced.
+    ///     unsafe { s.count.waiter(cx, s) }
+    /// });
+    /// assert!(!w.is_locked());
+    /// ```
     pub fn is_locked(&self) -> bool {
         lock_word::is_locked(self.word())
     }

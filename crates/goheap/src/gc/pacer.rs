@@ -552,18 +552,37 @@ impl Default for DebugFlags {
 
 impl DebugFlags {
     /// With `gctrace` set to `on` (one line per cycle on stderr).
+    ///
+    /// ```
+    /// use goheap::gc::DebugFlags;
+    ///
+    /// assert!(DebugFlags::default().with_gctrace(true).gctrace);
+    /// ```
     pub fn with_gctrace(mut self, on: bool) -> DebugFlags {
         self.gctrace = on;
         self
     }
 
     /// With `gccheckmark` set to `on` (every mark verified by a second one).
+    ///
+    /// ```
+    /// use goheap::gc::DebugFlags;
+    ///
+    /// assert!(DebugFlags::default().with_gccheckmark(true).gccheckmark);
+    /// ```
     pub fn with_gccheckmark(mut self, on: bool) -> DebugFlags {
         self.gccheckmark = on;
         self
     }
 
     /// With `sessionwait` set to `on` (report sessions that hold a collection up).
+    ///
+    /// ```
+    /// use goheap::gc::DebugFlags;
+    ///
+    /// assert!(DebugFlags::default().sessionwait); // on unless turned off
+    /// assert!(!DebugFlags::default().with_sessionwait(false).sessionwait);
+    /// ```
     pub fn with_sessionwait(mut self, on: bool) -> DebugFlags {
         self.sessionwait = on;
         self

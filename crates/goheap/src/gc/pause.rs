@@ -172,18 +172,61 @@ impl Default for PauseHistogram {
 
 impl PauseHistogram {
     /// Pauses counted.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     for i in 0..1000u64 {
+    ///         cx.alloc(i);
+    ///     }
+    /// });
+    /// heap.collect();
+    /// let h = heap.stats().pause_histogram;
+    /// assert_eq!(h.total(), h.counts.iter().sum::<u64>());
+    /// ```
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
 
     /// Pauses at least `us` microseconds long, to the bucket: every pause in the bucket that
     /// holds `us` and above (exact when `us` is a power of two).
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     for i in 0..1000u64 {
+    ///         cx.alloc(i);
+    ///     }
+    /// });
+    /// heap.collect();
+    /// let h = heap.stats().pause_histogram;
+    /// assert!(h.at_least_us(1000) <= h.at_least_us(1)); // 1 ms or more, of all
+    /// ```
     pub fn at_least_us(&self, us: u64) -> u64 {
         self.counts[bucket(us * 1000)..].iter().sum()
     }
 
     /// An upper bound, in microseconds, of the `q` quantile (0 < q <= 1) of pause length:
     /// the top of the bucket that holds it.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     for i in 0..1000u64 {
+    ///         cx.alloc(i);
+    ///     }
+    /// });
+    /// heap.collect();
+    /// let h = heap.stats().pause_histogram;
+    /// let p99 = h.quantile_us(0.99);
+    /// assert!(h.total() == 0 || p99.is_power_of_two()); // the top of a bucket
+    /// ```
     pub fn quantile_us(&self, q: f64) -> u64 {
         let want = (self.total() as f64 * q).ceil() as u64;
         let mut seen = 0;
