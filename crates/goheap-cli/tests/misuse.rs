@@ -159,6 +159,36 @@ fn bad_debug_keys_warn() {
     assert!(!stderr(&out).contains("GOHEAP_DEBUG"), "{}", stderr(&out));
 }
 
+/// The allocator's own knobs (read at start-up for every face) warn about values they do
+/// not understand, as the collector's do; good values say nothing.
+#[test]
+fn bad_allocator_knobs_warn() {
+    let out = common::goheap(
+        &["binary-trees", "6", "--quiet"],
+        &[
+            ("GOHEAP_STATS", "2"),
+            ("GOHEAP_LEAKS", "maybe"),
+            ("GOHEAP_SCAVENGER", "sometimes"),
+            ("GOHEAP_PROFILE_RATE", "lots"),
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    for needle in [
+        "goheap: ignoring GOHEAP_STATS=\"2\"",
+        "goheap: ignoring GOHEAP_LEAKS=\"maybe\"",
+        "goheap: ignoring GOHEAP_SCAVENGER=\"sometimes\"",
+        "goheap: ignoring GOHEAP_PROFILE_RATE=\"lots\"",
+    ] {
+        assert!(err.contains(needle), "{needle} missing from: {err}");
+    }
+    let out = common::goheap(
+        &["binary-trees", "6", "--quiet"],
+        &[("GOHEAP_STATS", "no"), ("GOHEAP_SCAVENGER", "off")],
+    );
+    assert!(!stderr(&out).contains("ignoring"), "{}", stderr(&out));
+}
+
 #[test]
 fn gogc_off_prints_goal_off() {
     let out = common::goheap(&["binary-trees", "8", "--quiet"], &[("GOHEAP_GOGC", "off")]);

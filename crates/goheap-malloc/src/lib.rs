@@ -180,12 +180,12 @@ pub unsafe extern "C" fn malloc(size: size_t) -> *mut c_void {
     // heap growth. (A thread that gets its cache by freeing first frees a pointer some
     // earlier allocation made.)
     if size <= MAX_SMALL_SIZE {
-        let c = goheap::raw::cache::raw();
+        let c = goheap::raw::thread_slot::raw();
         // SAFETY: `size <= MAX_SMALL_SIZE` keeps the index in the table, which holds classes
         // of the size-class table; `c` is this thread's slot value.
         unsafe {
             let class = *C_CLASS.get_unchecked((size + 7) >> 3) as usize;
-            let p = goheap::raw::cache::alloc_from_slot(c, class);
+            let p = goheap::raw::thread_slot::alloc_from_slot(c, class);
             if !p.is_null() {
                 return p.cast();
             }
@@ -207,7 +207,7 @@ unsafe extern "C" fn malloc_refill(
     class: usize,
     size: size_t,
 ) -> *mut c_void {
-    if goheap::raw::cache::is_state(c) {
+    if goheap::raw::thread_slot::is_state(c) {
         return malloc_slow(size);
     }
     // SAFETY: caller's contract; `c` is a live cache whose window of `class` is empty.

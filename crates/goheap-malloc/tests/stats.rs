@@ -53,6 +53,12 @@ fn no_report_unless_goheap_stats_is_1() {
         }
         let r = run(&mut cmd, b"", TIMEOUT);
         r.assert_ok("stats.c");
-        assert_eq!(r.stderr, "", "GOHEAP_STATS={value:?}");
+        // No report; a value that is neither yes nor no gets one line saying it is ignored.
+        let expected = if value == Some("10") {
+            "goheap: ignoring GOHEAP_STATS=\"10\": expected 1, true or yes (on), or 0, false or no (off)\n"
+        } else {
+            ""
+        };
+        assert_eq!(r.stderr, expected, "GOHEAP_STATS={value:?}");
     }
 }

@@ -50,7 +50,6 @@
 use core::cell::{Cell, UnsafeCell};
 use core::ptr;
 use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicU64, Ordering};
-use std::sync::OnceLock;
 
 use crate::lock::{Mutex, MutexGuard};
 
@@ -106,7 +105,8 @@ pub struct Cache {
     /// Classes whose next refill is a sampled allocation (bit per class).
     sample_due: Cell<u128>,
     /// True while this thread captures or records a sample: an allocation made meanwhile
-    /// (by the unwinder, say) is not sampled.
+    /// (by the unwinder, say) is not sampled. Always true for the fallback cache (shared under
+    /// a lock, never sampled: [`FallbackCache::get`] sets it).
     sample_busy: Cell<bool>,
 }
 
@@ -127,7 +127,7 @@ unsafe impl Send for PoolHead {}
 /// A span with no free objects, the `current` of every class that has none: the fast path
 /// then needs no null check. All zero: no window, no free object (`nfree` is `attention -
 /// credit` = 0), never owned, never mapped, never written.
-static SENTINEL: Span = {
+pub(crate) static SENTINEL: Span = {
     // SAFETY: every field of `Span` (integers, `Cell`s and atomics of integers and raw
     // pointers, `bool`s, `ListTag::None` = 0, the remote bitmap) is valid all zero.
     unsafe { core::mem::zeroed() }
@@ -144,7 +144,7 @@ fn pool_lock() -> MutexGuard<'static, PoolHead> {
 
 impl Cache {
     /// Takes a cache from the pool, or makes one from OS memory. Null if out of memory.
-    fn acquire() -> *mut Cache {
+    pub(crate) fn acquire() -> *mut Cache {
         crate::cpu::detect_cpu();
         let mut pool = pool_lock();
         let c = pool.0;
@@ -189,6 +189,22 @@ impl Cache {
             (*c).live.store(true, Ordering::Release);
         }
         c
+    }
+
+    /// Retires the cache of an exiting thread ([`Cache::retire`]) and returns it to the pool.
+    ///
+    /// # Safety
+    /// `c` is a live cache that nothing else uses, and no thread slot holds it any more.
+    pub(crate) unsafe fn retire_to_pool(c: *mut Cache) {
+        // SAFETY: caller's contract.
+        unsafe {
+            (*c).retire();
+            (*c).live.store(false, Ordering::Release);
+        }
+        let mut pool = pool_lock();
+        // SAFETY: the cache is retired; the pool lock makes the pool ours.
+        unsafe { (*c).pool_next.set(pool.0) };
+        pool.0 = c;
     }
 
     fn new() -> Cache {
@@ -425,7 +441,7 @@ impl Cache {
     unsafe fn refill_sampled_slow(&self, class: usize, refilled: bool, p: *mut u8) -> *mut u8 {
         // The fallback cache (shared under a lock) and allocations made while a sample is
         // taken are not sampled.
-        if self.sample_busy.get() || current() != self.id() as *mut Cache {
+        if self.sample_busy.get() {
             if refilled {
                 return p;
             }
@@ -840,158 +856,9 @@ pub fn for_each_cache(mut f: impl FnMut(&Cache)) {
     }
 }
 
-// ---- Thread-local access ----------------------------------------------------------------
-//
-// The slot holds the thread's cache, or one of three *state* values: the thread has no
-// cache yet (`FRESH`, the slot's initial value), its cache is being made (`INITIALIZING`),
-// or it was retired (`DEAD`). A state value is not null but points `CURRENT_OFFSET` bytes
-// before an entry of `EMPTY_CURRENT`, so reading "its" `current[class]` gives the sentinel,
-// whose window is empty: the allocation fast path reads the slot and the window without
-// first asking whether the thread has a cache, and only the refill (`alloc_refill`) tells a
-// state from a cache. No state value is a cache address, so none equals a span's owner.
-
-/// Where `current` sits in a `Cache`.
+/// Where `current` sits in a `Cache` (the thread slot's state values point this far before
+/// an entry of [`crate::thread_slot`]'s `EMPTY_CURRENT`).
 pub(crate) const CURRENT_OFFSET: usize = core::mem::offset_of!(Cache, current);
-
-/// The `current` array that the state values point into: the sentinel for every class,
-/// from each of the three states.
-pub(crate) static EMPTY_CURRENT: [AtomicPtr<Span>; NUM_CLASSES + 2] =
-    [const { AtomicPtr::new(&SENTINEL as *const Span as *mut Span) }; NUM_CLASSES + 2];
-
-/// The thread has no cache yet: the slot's initial value.
-const FRESH: usize = 0;
-/// The thread's cache is being created: allocations meanwhile use the fallback.
-const INITIALIZING: usize = 1;
-/// The thread's cache has been retired (thread exit): the fallback serves it from now on.
-const DEAD: usize = 2;
-
-/// The slot value of state `k`. Only ever used as an address to read `current` through
-/// (wrapping arithmetic: it lies outside any object until `CURRENT_OFFSET` is added back).
-#[inline(always)]
-fn state(k: usize) -> *mut Cache {
-    EMPTY_CURRENT
-        .as_ptr()
-        .wrapping_add(k)
-        .cast::<u8>()
-        .wrapping_sub(CURRENT_OFFSET)
-        .cast::<Cache>()
-        .cast_mut()
-}
-
-/// True if the slot value `c` is a state, not a cache.
-#[inline(always)]
-pub fn is_state(c: *mut Cache) -> bool {
-    (c as usize).wrapping_sub(state(FRESH) as usize) <= (DEAD - FRESH) * 8
-}
-
-/// True if the calling thread never had a cache.
-pub fn is_fresh() -> bool {
-    slot() == state(FRESH)
-}
-
-/// The allocation fast path straight from a slot value: an object from the current window
-/// of `class` in the cache `c`, or null when that window is empty or `c` is a state (whose
-/// windows are all the sentinel's). Then `alloc_refill` takes over.
-///
-/// # Safety
-/// `c` is the calling thread's slot value ([`raw`]) and `class < NUM_CLASSES`.
-#[inline(always)]
-pub unsafe fn alloc_from_slot(c: *mut Cache, class: usize) -> *mut u8 {
-    // A place computed without a reference to `*c`, which may be a state: for a cache it is
-    // `(*c).current[class]`, for a state an entry of `EMPTY_CURRENT` (both in bounds).
-    let cur = c
-        .cast::<u8>()
-        .wrapping_add(CURRENT_OFFSET)
-        .cast::<AtomicPtr<Span>>()
-        .wrapping_add(class);
-    // SAFETY: see above; the span is the cache's current span (owned by this thread) or the
-    // sentinel.
-    unsafe { (*(*cur).load(Ordering::Relaxed)).alloc_from_window() }
-}
-
-/// The thread's cache slot ([`crate::tls`]): a cache address or a state value. Its initial
-/// value (`FRESH`) is set in `tls.rs`.
-#[inline(always)]
-fn slot() -> *mut Cache {
-    crate::tls::get().cast()
-}
-
-#[inline(always)]
-fn set_slot(c: *mut Cache) {
-    crate::tls::set(c.cast())
-}
-
-/// The calling thread's raw cache slot: a cache address, or a state value (see
-/// [`is_state`]). No state value equals a span owner, so `raw() == owner` is the whole "do I
-/// own this span" test.
-#[inline(always)]
-pub fn raw() -> *mut Cache {
-    slot()
-}
-
-/// The calling thread's cache if it has a live one (fast path), else null.
-#[inline(always)]
-pub fn current() -> *mut Cache {
-    let c = slot();
-    if is_state(c) {
-        ptr::null_mut()
-    } else {
-        c
-    }
-}
-
-/// The pthread key whose destructor retires the cache at thread exit. None if the process
-/// ran out of pthread keys: threads then keep their caches at exit (memory stays owned by
-/// an unused cache, which is a leak, not an error).
-static EXIT_KEY: OnceLock<Option<libc::pthread_key_t>> = OnceLock::new();
-
-unsafe extern "C" fn on_thread_exit(p: *mut libc::c_void) {
-    let c = p as *mut Cache;
-    if c.is_null() {
-        return;
-    }
-    set_slot(state(DEAD));
-    // SAFETY: the key's value is this thread's cache, which nothing else uses.
-    unsafe {
-        (*c).retire();
-        (*c).live.store(false, Ordering::Release);
-    }
-    let mut pool = pool_lock();
-    // SAFETY: the cache is retired; the pool lock makes the pool ours.
-    unsafe { (*c).pool_next.set(pool.0) };
-    pool.0 = c;
-}
-
-/// Gives the thread a cache, or says to use the fallback (returns null).
-#[cold]
-#[inline(never)]
-pub fn init_thread() -> *mut Cache {
-    let c = slot();
-    if c == state(INITIALIZING) || c == state(DEAD) {
-        return ptr::null_mut();
-    }
-    if !is_state(c) {
-        return c;
-    }
-    set_slot(state(INITIALIZING));
-    let key = *EXIT_KEY.get_or_init(|| {
-        let mut k: libc::pthread_key_t = 0;
-        // SAFETY: `k` is a valid out-pointer; the destructor has the required signature.
-        let r = unsafe { libc::pthread_key_create(&mut k, Some(on_thread_exit)) };
-        (r == 0).then_some(k)
-    });
-    let c = Cache::acquire();
-    if c.is_null() {
-        set_slot(state(FRESH));
-        return c;
-    }
-    if let Some(key) = key {
-        // SAFETY: the key exists; the value is only read back by our destructor.
-        unsafe { libc::pthread_setspecific(key, c as *const libc::c_void) };
-    }
-    set_slot(c);
-    c
-}
 
 /// The shared cache of threads that have none, and its lock.
 pub(crate) static FALLBACK: Mutex<FallbackCache> = Mutex::new(FallbackCache(ptr::null_mut()));
@@ -1005,6 +872,10 @@ impl FallbackCache {
     pub fn get(&mut self) -> *mut Cache {
         if self.0.is_null() {
             self.0 = Cache::acquire();
+            if !self.0.is_null() {
+                // SAFETY: the fallback cache is ours under the lock. It is never sampled.
+                unsafe { (*self.0).sample_busy.set(true) };
+            }
         }
         self.0
     }
@@ -1013,23 +884,4 @@ impl FallbackCache {
 /// Locks the fallback cache.
 pub fn fallback() -> MutexGuard<'static, FallbackCache> {
     FALLBACK.lock()
-}
-
-/// Retires the calling thread's cache now, as its exit would (tests use it to check that a
-/// retire hands everything back). The thread gets a fresh cache on its next allocation.
-pub fn retire_current_thread() {
-    let c = current();
-    if c.is_null() {
-        return;
-    }
-    set_slot(state(INITIALIZING));
-    // SAFETY: `c` is this thread's cache and nothing else uses it; the exit key still names
-    // it, so we clear the key before recycling.
-    unsafe {
-        if let Some(&Some(k)) = EXIT_KEY.get() {
-            libc::pthread_setspecific(k, ptr::null());
-        }
-        on_thread_exit(c.cast());
-    }
-    set_slot(state(FRESH));
 }

@@ -88,7 +88,7 @@ impl Central {
         drop(g);
         // A remote free that raced with the hand-over (it read the old owner, so it did not
         // tell the scavenger) may have emptied the span: the scavenger must sweep.
-        crate::scavenger::central_freed();
+        crate::scavenge_policy::central_freed();
     }
 
     /// Hands over a span with no free object: it is parked with this list's reclaim stack
@@ -107,7 +107,7 @@ impl Central {
         }
         drop(g);
         // As in `put_partial`.
-        crate::scavenger::central_freed();
+        crate::scavenge_policy::central_freed();
     }
 
     /// Collects remote frees in every partial span and frees the spans that are now empty

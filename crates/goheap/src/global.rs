@@ -31,6 +31,7 @@ use crate::heap;
 use crate::report;
 use crate::sizeclass::{size_to_class, size_to_class_aligned, CLASSES, MAX_SMALL_SIZE, PAGE_SIZE};
 use crate::span::Span;
+use crate::thread_slot;
 
 /// Alignment every small object has for free (all class sizes are multiples of 8).
 const MIN_ALIGN: usize = 8;
@@ -56,10 +57,10 @@ pub extern "C" fn alloc_zeroed(size: usize, align: usize) -> *mut u8 {
 
 #[inline(always)]
 fn alloc_class(class: usize) -> *mut u8 {
-    let c = cache::raw();
+    let c = thread_slot::raw();
     // SAFETY: `c` is this thread's slot value; `class` comes from the size-class table.
     let p = unsafe {
-        let p = cache::alloc_from_slot(c, class);
+        let p = thread_slot::alloc_from_slot(c, class);
         if p.is_null() {
             alloc_refill(c, class)
         } else {
@@ -72,17 +73,17 @@ fn alloc_class(class: usize) -> *mut u8 {
     p
 }
 
-/// Slow path of [`cache::alloc_from_slot`]: refills the window of `class` in the thread's
+/// Slow path of [`thread_slot::alloc_from_slot`]: refills the window of `class` in the thread's
 /// cache `c`, or, when `c` is a state (the thread has no cache), gives the thread its cache
 /// or serves it from the fallback. Null only when out of memory.
 ///
 /// # Safety
-/// `c` is the calling thread's slot value ([`cache::raw`]), `class` a size class, and the
+/// `c` is the calling thread's slot value ([`thread_slot::raw`]), `class` a size class, and the
 /// window of `class` was just found empty.
 #[cold]
 #[inline(never)]
 pub unsafe extern "C" fn alloc_refill(c: *mut cache::Cache, class: usize) -> *mut u8 {
-    if cache::is_state(c) {
+    if thread_slot::is_state(c) {
         return alloc_class_nocache(class);
     }
     // SAFETY: caller's contract; `c` is a live cache.
@@ -92,7 +93,7 @@ pub unsafe extern "C" fn alloc_refill(c: *mut cache::Cache, class: usize) -> *mu
 #[cold]
 #[inline(never)]
 extern "C" fn alloc_class_nocache(class: usize) -> *mut u8 {
-    let c = cache::init_thread();
+    let c = thread_slot::init_thread();
     if !c.is_null() {
         crate::scavenger::ensure_started();
         // SAFETY: `c` is this thread's live cache.
@@ -135,7 +136,7 @@ extern "C" fn zero_small(p: *mut u8) -> *mut u8 {
     // span of one of our caches, or the fallback's under a lock we no longer hold: then
     // `needzero` may be stale-true, which only costs a memset). The object is ours.
     unsafe {
-        if (*s).owner() != cache::current() as usize || (*s).needzero() {
+        if (*s).owner() != thread_slot::current() as usize || (*s).needzero() {
             ptr::write_bytes(p, 0, (*s).elemsize());
         }
     }
@@ -187,7 +188,7 @@ pub unsafe fn free(p: *mut u8) {
     // SAFETY: `s` is live (map), and `p` is object `idx` of it. Large spans are owned by
     // `CENTRAL_OWNER`, never by a cache, so they always take the second branch.
     unsafe {
-        let c = cache::raw();
+        let c = thread_slot::raw();
         if (*s).owner() == c as usize {
             (*c).free_local(s, idx, p as usize);
         } else {
@@ -206,12 +207,12 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
         unsafe { heap::free_large(s) };
         return;
     }
-    let mut c = cache::current();
-    if c.is_null() && cache::is_fresh() {
+    let mut c = thread_slot::current();
+    if c.is_null() && thread_slot::is_fresh() {
         // A thread that frees before it ever allocated (a consumer thread) gets its cache
         // now, so that it counts its frees in its own counters instead of contending on
         // a global one.
-        c = cache::init_thread();
+        c = thread_slot::init_thread();
     }
     // SAFETY: `s` is a live span from the map; any thread may free remotely.
     if unsafe { (*s).free_remote(idx) }.is_err() {
@@ -222,7 +223,7 @@ extern "C" fn free_not_owned(s: *mut Span, idx: usize, p: *mut u8) {
     // last sweep). Read after the free's SeqCst fetch_or (`Span::owned_by_central`).
     // SAFETY: as above.
     if unsafe { (*s).owned_by_central() } {
-        crate::scavenger::central_freed();
+        crate::scavenge_policy::central_freed();
     }
     if c.is_null() {
         crate::counters::count_orphan_free(class);

@@ -36,7 +36,7 @@ use core::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
 
 use crate::os;
 use crate::pagealloc::{PageAlloc, PageCache, ARENA_BYTES, ARENA_PAGES, ARENA_SHIFT};
-use crate::scavenger;
+use crate::scavenge_policy;
 use crate::sizeclass::{CLASSES, PAGE_SHIFT, PAGE_SIZE};
 use crate::span::Span;
 
@@ -217,7 +217,7 @@ pub fn lock() -> HeapGuard {
 }
 
 /// The heap lock, held. Releasing it is where the sleeping background scavenger learns that
-/// freed pages put it over its goal ([`scavenger::wake_due`], the scavenger's essay): every
+/// freed pages put it over its goal ([`scavenge_policy::wake_due`], its essay): every
 /// change that can give it work (pages freed, page caches flushed, `inuse` lowered before the
 /// lock was taken) ends with this release, whoever made it (the explicit-free allocator or
 /// the garbage collector). While the scavenger is awake the check is one relaxed load.
@@ -243,11 +243,11 @@ impl Drop for HeapGuard {
     fn drop(&mut self) {
         // Decided under the lock, so that the page counts are the ones the scavenger's own
         // re-check (under the lock) would see; the system call comes after the release.
-        let wake = scavenger::wake_due(&self.0.pages);
+        let wake = scavenge_policy::wake_due(&self.0.pages, &COUNTERS.inuse);
         // SAFETY: dropped exactly once, here, and not used afterwards.
         unsafe { ManuallyDrop::drop(&mut self.0) };
         if wake {
-            scavenger::wake_claimed();
+            scavenge_policy::wake_claimed();
         }
     }
 }
@@ -404,9 +404,9 @@ impl HeapInner {
     }
 
     /// In synchronous scavenging mode, how many bytes the caller should release after
-    /// dropping the lock (see [`crate::scavenger`]).
+    /// dropping the lock (see [`crate::scavenge_policy`]).
     fn sync_scavenge_due(&self) -> usize {
-        scavenger::sync_excess(
+        scavenge_policy::sync_excess(
             COUNTERS.inuse.load(Ordering::Relaxed),
             self.pages.free_pages(),
             self.pages.scavenged_pages(),
@@ -481,24 +481,64 @@ pub unsafe fn free_small_span(s: *mut Span, stash: Option<&mut SpanStash>) {
         .fetch_sub(npages * PAGE_SIZE, Ordering::Relaxed);
     let mut h = lock();
     h.pages.free(base, npages);
-    match stash {
-        Some(st) if st.n < SpanStash::CAP => {
-            st.slots[st.n] = s;
-            st.n += 1;
-        }
-        // SAFETY: unmapped and on no list.
-        _ => unsafe { h.free_span_struct(s) },
+    if !stash.is_some_and(|st| st.push(s)) {
+        // SAFETY: unmapped and on no list (and not stashed).
+        unsafe { h.free_span_struct(s) };
     }
     let release = h.sync_scavenge_due();
     drop(h);
-    scavenger::sync_release(release);
+    sync_release(release);
+}
+
+/// A fixed-capacity stack of span pointers, owned by one thread: what [`SpanStash`] and
+/// [`SampleRuns`] keep their spans in.
+struct SpanSlots<const CAP: usize> {
+    /// The first `n` are held. Touched only by the owning thread.
+    spans: [*mut Span; CAP],
+    n: usize,
+}
+
+impl<const CAP: usize> SpanSlots<CAP> {
+    const fn new() -> Self {
+        SpanSlots {
+            spans: [ptr::null_mut(); CAP],
+            n: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    fn is_empty(&self) -> bool {
+        self.n == 0
+    }
+
+    /// Holds `s`; false (and `s` not held) when full.
+    fn push(&mut self, s: *mut Span) -> bool {
+        if self.n == CAP {
+            return false;
+        }
+        self.spans[self.n] = s;
+        self.n += 1;
+        true
+    }
+
+    /// The span pushed last, or null when empty.
+    fn pop(&mut self) -> *mut Span {
+        if self.n == 0 {
+            return ptr::null_mut();
+        }
+        self.n -= 1;
+        self.spans[self.n]
+    }
 }
 
 /// A thread's private handful of span structs, so that making a span from its page cache
 /// needs no lock (Go's mspancache).
 pub struct SpanStash {
-    slots: [*mut Span; SpanStash::CAP],
-    n: usize,
+    /// Unused span structs. Touched only by the owning thread.
+    structs: SpanSlots<{ SpanStash::CAP }>,
 }
 
 impl Default for SpanStash {
@@ -511,40 +551,41 @@ impl SpanStash {
     const CAP: usize = 16;
     pub const fn new() -> Self {
         SpanStash {
-            slots: [ptr::null_mut(); SpanStash::CAP],
-            n: 0,
+            structs: SpanSlots::new(),
         }
     }
     fn is_empty(&self) -> bool {
-        self.n == 0
+        self.structs.is_empty()
     }
     fn pop(&mut self) -> *mut Span {
-        if self.n == 0 {
-            return ptr::null_mut();
-        }
-        self.n -= 1;
-        self.slots[self.n]
+        self.structs.pop()
+    }
+    /// Keeps `s`, an unused span struct; false (and nothing kept) if full.
+    fn push(&mut self, s: *mut Span) -> bool {
+        self.structs.push(s)
     }
     fn refill(&mut self, h: &mut HeapInner) {
-        while self.n < Self::CAP / 2 {
+        while self.structs.len() < Self::CAP / 2 {
             let s = h.alloc_span_struct();
             if s.is_null() {
                 return;
             }
-            self.slots[self.n] = s;
-            self.n += 1;
+            self.structs.push(s);
         }
     }
     /// Gives every stashed struct back to the pool (thread exit).
     pub fn flush(&mut self) {
-        if self.n == 0 {
+        if self.structs.is_empty() {
             return;
         }
         let mut h = lock();
-        while self.n > 0 {
-            self.n -= 1;
+        loop {
+            let s = self.structs.pop();
+            if s.is_null() {
+                break;
+            }
             // SAFETY: stashed structs are unused.
-            unsafe { h.free_span_struct(self.slots[self.n]) };
+            unsafe { h.free_span_struct(s) };
         }
     }
 }
@@ -559,10 +600,9 @@ impl SpanStash {
 /// stay allocated in the page allocator and out of `COUNTERS.inuse`, idle as a page cache's
 /// pages are. Owned by one thread's cache, which flushes it when it retires.
 pub struct SampleRuns {
-    /// Unmapped one-page large spans, each still holding its page; the first `n` are kept.
-    /// Touched only by the owning thread.
-    spans: [*mut Span; SampleRuns::CAP],
-    n: usize,
+    /// Unmapped one-page large spans, each still holding its page. Touched only by the
+    /// owning thread.
+    spans: SpanSlots<{ SampleRuns::CAP }>,
 }
 
 impl Default for SampleRuns {
@@ -577,8 +617,7 @@ impl SampleRuns {
     const CAP: usize = 4;
     pub const fn new() -> Self {
         SampleRuns {
-            spans: [ptr::null_mut(); SampleRuns::CAP],
-            n: 0,
+            spans: SpanSlots::new(),
         }
     }
 
@@ -588,24 +627,18 @@ impl SampleRuns {
     /// # Safety
     /// As described: `s` is on no list and nothing else refers to it or its page.
     pub unsafe fn keep(&mut self, s: *mut Span) -> bool {
-        if self.n == Self::CAP {
-            return false;
-        }
         // SAFETY: caller's contract.
         debug_assert_eq!(unsafe { (*s).npages() }, 1);
-        self.spans[self.n] = s;
-        self.n += 1;
-        true
+        self.spans.push(s)
     }
 
     /// A one-page large object made from a kept run (zeroed if `zero`), counted and mapped
     /// as [`alloc_large`] does; null if none is kept.
     pub fn alloc(&mut self, zero: bool) -> *mut u8 {
-        if self.n == 0 {
+        let s = self.spans.pop();
+        if s.is_null() {
             return ptr::null_mut();
         }
-        self.n -= 1;
-        let s = self.spans[self.n];
         // SAFETY: a kept span is ours alone, unmapped, its page unused.
         let base = unsafe {
             let base = (*s).base();
@@ -624,13 +657,15 @@ impl SampleRuns {
 
     /// Gives every kept run back to the page heap (the owning cache retires).
     pub fn flush(&mut self) {
-        if self.n == 0 {
+        if self.spans.is_empty() {
             return;
         }
         let mut h = lock();
-        while self.n > 0 {
-            self.n -= 1;
-            let s = self.spans[self.n];
+        loop {
+            let s = self.spans.pop();
+            if s.is_null() {
+                break;
+            }
             // SAFETY: a kept span is ours alone, unmapped and on no list.
             unsafe {
                 h.pages.free((*s).base(), 1);
@@ -639,7 +674,7 @@ impl SampleRuns {
         }
         let release = h.sync_scavenge_due();
         drop(h);
-        scavenger::sync_release(release);
+        sync_release(release);
     }
 }
 
@@ -778,7 +813,7 @@ pub unsafe fn free_large(s: *mut Span) {
         unsafe { h.free_span_struct(s) };
         let release = h.sync_scavenge_due();
         drop(h);
-        scavenger::sync_release(release);
+        sync_release(release);
     }
 }
 
@@ -822,6 +857,14 @@ pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
         .released_total
         .fetch_add(released, Ordering::Relaxed);
     released
+}
+
+/// Releases what [`HeapInner::sync_scavenge_due`] asked for (synchronous mode; no lock
+/// held), in the policy's runs.
+fn sync_release(bytes: usize) {
+    if bytes > 0 {
+        scavenge(bytes, scavenge_policy::RUN_PAGES);
+    }
 }
 
 /// Page-level numbers, read under the lock: (total pages, free pages, scavenged pages).

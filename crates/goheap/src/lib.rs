@@ -91,13 +91,15 @@ mod pagealloc;
 #[cfg(not(loom))]
 mod report;
 #[cfg(not(loom))]
+mod scavenge_policy;
+#[cfg(not(loom))]
 mod scavenger;
 #[cfg(not(loom))]
 mod startup;
 #[cfg(not(loom))]
 mod stats;
 #[cfg(not(loom))]
-mod tls;
+mod thread_slot;
 
 // ---- The public surface: the collector's API, the global allocator, statistics, metrics
 // and heap profiles. Everything a user names is in this list or in `gc`'s.
@@ -140,6 +142,11 @@ pub mod raw {
     pub mod cache {
         pub use crate::cache::*;
     }
+    /// The thread's cache slot: the malloc face's inlined fast path reads it.
+    #[cfg(not(loom))]
+    pub mod thread_slot {
+        pub use crate::thread_slot::*;
+    }
     /// The allocator's entry points (malloc, free, usable_size).
     #[cfg(not(loom))]
     pub mod global {
@@ -150,9 +157,11 @@ pub mod raw {
     pub mod fork {
         pub use crate::fork::*;
     }
-    /// The background scavenger's switch and its slack.
+    /// The background scavenger's switch and its slack (the scavenger's policy and its
+    /// thread, re-exported together).
     #[cfg(not(loom))]
     pub mod scavenger {
+        pub use crate::scavenge_policy::*;
         pub use crate::scavenger::*;
     }
     /// Formatting without allocating (stderr reports).
@@ -203,6 +212,12 @@ pub mod raw {
 }
 
 /// What [`release_memory`] did.
+///
+/// ```
+/// let report = goheap::release_memory();
+/// assert!(report.heaps_skipped.is_empty()); // no GC heap is in a session
+/// println!("{report}: {} bytes", report.bytes);
+/// ```
 #[cfg(not(loom))]
 #[derive(Debug, Default)]
 #[non_exhaustive]
@@ -257,7 +272,7 @@ pub fn release_memory() -> ReleaseReport {
     let (heaps_collected, heaps_skipped) = gc::heap::collect_for_release();
     #[cfg(not(feature = "gc"))]
     let (heaps_collected, heaps_skipped) = (0, Vec::new());
-    let c = cache::current();
+    let c = thread_slot::current();
     if !c.is_null() {
         // SAFETY: `c` is the calling thread's live cache.
         unsafe { (*c).free_empty_spans() };

@@ -17,6 +17,13 @@
 //! - `GOHEAP_TRACE=<file>`: GC heaps write a timeline (`crate::gc::timeline`, opened by
 //!   the first heap); it is flushed at exit.
 //!
+//! A value it does not understand is reported on stderr and ignored, as the GC's knobs are
+//! (`GOHEAP_GOGC`, `GOHEAP_MEMLIMIT`, `GOHEAP_DEBUG`, `GOHEAP_PROCS`, read by
+//! `gc::Config::from_env`): a flag that is neither yes (`1`, `true`, `yes`) nor no (`0`,
+//! `false`, `no`, empty), a rate that is not a number, and a `GOHEAP_SCAVENGER` other than
+//! `off`/`0` (the thread off) or `on`/`1` (read by the scavenger when it starts). The
+//! warnings are formatted on the stack ([`crate::report::Stderr`]): nothing allocates.
+//!
 //! The exit work runs in an `atexit` handler registered by the constructor. Registering
 //! it may allocate (glibc's handler list grows with `calloc`); the constructor is the one
 //! place where that is safe for the `LD_PRELOAD` library too.
@@ -36,11 +43,29 @@ static INIT: extern "C" fn() = start;
 extern "C" fn start() {
     START_NS.store(crate::os::now_ns(), Ordering::Relaxed);
     let profile_file = env(c"GOHEAP_PROFILE").filter(|f| !f.is_empty());
-    let rate = env(c"GOHEAP_PROFILE_RATE").and_then(|r| {
+    let rate_text = env(c"GOHEAP_PROFILE_RATE").filter(|r| !r.is_empty());
+    let rate = rate_text.and_then(|r| {
         core::str::from_utf8(r)
             .ok()
             .and_then(|r| r.trim().parse::<usize>().ok())
     });
+    if let (Some(r), None) = (rate_text, rate) {
+        warn_ignored("GOHEAP_PROFILE_RATE", r, "a number of bytes");
+    }
+    check_flag(c"GOHEAP_STATS");
+    check_flag(c"GOHEAP_LEAKS");
+    if let Some(v) = env(c"GOHEAP_SCAVENGER") {
+        if !["off", "0", "on", "1", ""]
+            .iter()
+            .any(|k| v == k.as_bytes())
+        {
+            warn_ignored(
+                "GOHEAP_SCAVENGER",
+                v,
+                "off or 0 (no background thread), on or 1",
+            );
+        }
+    }
     let leaks = env_flag(c"GOHEAP_LEAKS");
     if leaks {
         crate::profile::set_rate(1);
@@ -69,6 +94,25 @@ pub(crate) fn env_flag(name: &CStr) -> bool {
     env(name).is_some_and(|v| {
         v == b"1" || v.eq_ignore_ascii_case(b"true") || v.eq_ignore_ascii_case(b"yes")
     })
+}
+
+/// Warns about a flag whose value is neither yes nor no (module essay).
+fn check_flag(name: &CStr) {
+    let Some(v) = env(name) else { return };
+    let known = ["1", "true", "yes", "0", "false", "no", ""];
+    if !known.iter().any(|k| v.eq_ignore_ascii_case(k.as_bytes())) {
+        let name = name.to_str().unwrap_or("?");
+        warn_ignored(name, v, "1, true or yes (on), or 0, false or no (off)");
+    }
+}
+
+/// `goheap: ignoring NAME="value": expected ...` on stderr, without allocating.
+fn warn_ignored(name: &str, value: &[u8], expected: &str) {
+    use core::fmt::Write;
+    let mut e = crate::report::Stderr::default();
+    let value = core::str::from_utf8(value).unwrap_or("(not UTF-8)");
+    let _ = writeln!(e, "goheap: ignoring {name}={value:?}: expected {expected}");
+    e.flush();
 }
 
 extern "C" fn at_exit() {

@@ -28,6 +28,19 @@ use crate::heap::{self, COUNTERS};
 use crate::sizeclass::{CLASSES, NUM_CLASSES, PAGE_SIZE};
 
 /// Allocation counts of one size class.
+///
+/// ```
+/// #[global_allocator]
+/// static GLOBAL: goheap::GoAlloc = goheap::GoAlloc;
+///
+/// fn main() {
+///     let boxes: Vec<Box<u64>> = (0..1000).map(Box::new).collect();
+///     let s = goheap::stats();
+///     let eight = s.by_size.iter().find(|c| c.size == 8).unwrap();
+///     assert!(eight.mallocs - eight.frees >= 1000);
+///     drop(boxes);
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ClassStats {

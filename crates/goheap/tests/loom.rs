@@ -505,7 +505,7 @@ fn central_signal_loses_no_free() {
     );
 }
 
-/// (h) The scavenger woken from the page heap (`heap::HeapGuard`, `scavenger::wake_due`):
+/// (h) The scavenger woken from the page heap (`heap::HeapGuard`, `scavenge_policy::wake_due`):
 /// producers change a count under a lock and, still under it, claim the wake-up if the
 /// waiter is marked asleep (a relaxed read: the lock orders it); the waiter marks itself
 /// asleep, then re-reads the count under the lock. Two producers, one waiter that wants to

@@ -26,14 +26,15 @@
 //!   shared borrow (a swap), the cell then shades what the borrow may have put in, and the
 //!   shared borrow ends (`cell.rs`: why the swap comes first).
 
-use crate::sync::{futex_wait, futex_wake, AtomicU32, Ordering};
+use super::marker_word;
+use crate::sync::{AtomicU32, Ordering};
 
 /// The user-borrow bits.
 pub const USERS: u32 = 0xffff;
 /// A mutable borrow.
 pub const WRITING: u32 = USERS;
 /// One marker read.
-pub const MARKER: u32 = 1 << 16;
+pub const MARKER: u32 = marker_word::MARKER;
 /// The marker-read bits.
 pub const MARKERS: u32 = 0x7fff << 16;
 /// A mutable borrow sleeps until marker reads end.
@@ -70,17 +71,7 @@ pub fn try_writing(state: &AtomicU32) -> bool {
             return false;
         }
         if f & MARKERS != 0 {
-            if f & WAITER == 0 {
-                if let Err(x) =
-                    state.compare_exchange_weak(f, f | WAITER, Ordering::Relaxed, Ordering::Relaxed)
-                {
-                    f = x;
-                    continue;
-                }
-                f |= WAITER;
-            }
-            futex_wait(state, f);
-            f = state.load(Ordering::Relaxed);
+            f = marker_word::sleep_on(state, f, WAITER, Ordering::Relaxed);
             continue;
         }
         match state.compare_exchange_weak(f, WRITING, Ordering::SeqCst, Ordering::Relaxed) {
@@ -107,28 +98,11 @@ pub fn writing_to_shared(state: &AtomicU32) {
 /// waits). On true, the caller reads the value and then calls [`marker_read_done`].
 #[inline]
 pub fn marker_read(state: &AtomicU32) -> bool {
-    let mut f = state.load(Ordering::Relaxed);
-    loop {
-        if f & USERS == WRITING {
-            return false;
-        }
-        debug_assert!(
-            f & MARKERS != MARKERS,
-            "goheap: too many markers on one cell"
-        );
-        match state.compare_exchange_weak(f, f + MARKER, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return true,
-            Err(x) => f = x,
-        }
-    }
+    marker_word::marker_read(state, MARKERS, |f| f & USERS == WRITING)
 }
 
 /// Ends a marker read; the last one wakes a mutable borrow waiting for it.
 #[inline]
 pub fn marker_read_done(state: &AtomicU32) {
-    let f = state.fetch_sub(MARKER, Ordering::Release) - MARKER;
-    if f & MARKERS == 0 && f & WAITER != 0 {
-        state.fetch_and(!WAITER, Ordering::Relaxed);
-        futex_wake(state, i32::MAX as u32); // all sleepers
-    }
+    marker_word::marker_read_done(state, MARKERS, WAITER);
 }

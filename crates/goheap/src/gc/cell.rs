@@ -23,10 +23,9 @@ use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
 use core::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 
-use super::barrier::{
-    self, cas_then_check, swap_then_check, ACTIVE, INSERTION, MARK_STARTS, STORE_GATE,
-};
+use super::barrier::{self, cas_then_check, swap_then_check, ACTIVE, STORE_GATE};
 use super::borrow;
+use super::exclusive;
 use super::ptr::{Gc, GcPointee};
 use super::trace::{Rebrand, Trace, Tracer};
 use super::weak::Weak;
@@ -115,6 +114,20 @@ pub struct GcCell<T: CellValue> {
 
 impl<T: CellValue> GcCell<T> {
     /// A cell holding `v`.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(Some(cx.alloc(1))) });
+    ///     assert_eq!(s.value.get().as_deref(), Some(&1));
+    /// });
+    /// ```
     pub fn new(v: T) -> Self {
         GcCell {
             word: AtomicUsize::new(v.to_word()),
@@ -123,6 +136,20 @@ impl<T: CellValue> GcCell<T> {
     }
 
     /// The current value.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(None) });
+    ///     assert!(s.value.get().is_none());
+    /// });
+    /// ```
     #[inline(always)]
     pub fn get(&self) -> T {
         // SAFETY: the word was written from a `T` by `new` or `set`, and the object it
@@ -132,6 +159,21 @@ impl<T: CellValue> GcCell<T> {
     }
 
     /// Stores `v`.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(None) });
+    ///     s.value.set(Some(cx.alloc(2))); // with the collector's barrier
+    ///     assert_eq!(s.value.get().as_deref(), Some(&2));
+    /// });
+    /// ```
     #[inline(always)]
     pub fn set(&self, v: T) {
         self.swap_word(v.to_word());
@@ -166,6 +208,24 @@ impl<T: CellValue> GcCell<T> {
     /// Stores `new` if the cell holds `current` (compared by address), returning the
     /// previous value either way: `Ok` when it was `current`. Lets several threads update a
     /// shared pointer field without a lock (a stack push, for instance).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(None) });
+    ///     let one = cx.alloc(1);
+    ///     assert!(s.value.compare_exchange(None, Some(one)).is_ok());
+    ///     // A second exchange from `None` fails and returns what is there.
+    ///     let seen = s.value.compare_exchange(None, Some(cx.alloc(2))).unwrap_err();
+    ///     assert!(seen.is_some_and(|g| Gc::ptr_eq(g, one)));
+    /// });
+    /// ```
     pub fn compare_exchange(&self, current: T, new: T) -> Result<T, T> {
         let (c, n) = (current.to_word(), new.to_word());
         let gated = ACTIVE.load(Ordering::SeqCst) != 0;
@@ -190,6 +250,22 @@ impl<T: CellValue> GcCell<T> {
     }
 
     /// Stores `v`, returning the old value.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Slot<'gc> {
+    ///     value: GcCell<Option<Gc<'gc, u64>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc(Slot { value: GcCell::new(Some(cx.alloc(1))) });
+    ///     let old = s.value.replace(None);
+    ///     assert_eq!(old.as_deref(), Some(&1));
+    ///     assert!(s.value.get().is_none());
+    /// });
+    /// ```
     pub fn replace(&self, v: T) -> T {
         let old = self.swap_word(v.to_word());
         // SAFETY: as in `get`.
@@ -259,6 +335,16 @@ unsafe impl<T: ?Sized + Send> Send for GcRefCell<T> {}
 
 impl<T> GcRefCell<T> {
     /// A cell holding `v`.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(String::from("a")));
+    ///     c.borrow_mut().push('b');
+    ///     assert_eq!(*c.borrow(), "ab");
+    /// });
+    /// ```
     pub fn new(v: T) -> Self {
         GcRefCell {
             state: AtomicU32::new(0),
@@ -273,6 +359,15 @@ impl<T: ?Sized> GcRefCell<T> {
     ///
     /// # Panics
     /// If it is mutably borrowed, or 65,534 shared borrows are held.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(vec![1u64, 2]));
+    ///     assert_eq!(c.borrow().iter().sum::<u64>(), 3);
+    /// });
+    /// ```
     pub fn borrow(&self) -> GcRef<'_, T> {
         self.try_borrow()
             .expect("goheap: GcRefCell already mutably borrowed (or too many shared borrows)")
@@ -280,6 +375,18 @@ impl<T: ?Sized> GcRefCell<T> {
 
     /// Borrows the value, or `None` if it is mutably borrowed (or 65,534 shared borrows
     /// are held).
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(1u64));
+    ///     let w = c.borrow_mut();
+    ///     assert!(c.try_borrow().is_none());
+    ///     drop(w);
+    ///     assert_eq!(c.try_borrow().as_deref(), Some(&1));
+    /// });
+    /// ```
     pub fn try_borrow(&self) -> Option<GcRef<'_, T>> {
         // `then`, not `then_some`: a `GcRef` made eagerly and dropped on failure would
         // release a borrow it never took.
@@ -290,6 +397,16 @@ impl<T: ?Sized> GcRefCell<T> {
     ///
     /// # Panics
     /// If it is borrowed.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(vec![cx.alloc_str("a")]));
+    ///     c.borrow_mut().push(cx.alloc_str("b")); // a `Gc` stored with the barrier
+    ///     assert_eq!(c.borrow().len(), 2);
+    /// });
+    /// ```
     pub fn borrow_mut(&self) -> GcRefMut<'_, T>
     where
         T: Trace,
@@ -300,28 +417,27 @@ impl<T: ?Sized> GcRefCell<T> {
 
     /// Borrows the value mutably, or `None` if it is borrowed. Waits (briefly) while a
     /// marker reads the value.
+    ///
+    /// ```
+    /// use goheap::gc::{GcRefCell, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let c = cx.alloc(GcRefCell::new(0u64));
+    ///     let r = c.borrow();
+    ///     assert!(c.try_borrow_mut().is_none());
+    ///     drop(r);
+    ///     *c.try_borrow_mut().unwrap() += 1;
+    ///     assert_eq!(*c.borrow(), 1);
+    /// });
+    /// ```
     pub fn try_borrow_mut(&self) -> Option<GcRefMut<'_, T>>
     where
         T: Trace,
     {
-        // Seen on before the flag changes: hold the store gate until the value is shaded
-        // (barrier.rs: the end of a mark).
-        let gated = T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0;
-        if gated {
-            STORE_GATE.read();
-        }
-        let got = borrow::try_writing(&self.state);
-        if got && T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0 {
-            // Deletion half, once per mark: whatever the borrow removes is shaded first.
-            let k = MARK_STARTS.load(Ordering::SeqCst);
-            if self.shaded.load(Ordering::Relaxed) != k && self.shade_value() {
-                // Shaded under `MARK` after mark start `k`: skip until the next one.
-                self.shaded.store(k, Ordering::Relaxed);
-            }
-        }
-        if gated {
-            STORE_GATE.read_done();
-        }
+        // The barrier of an exclusive hold (`exclusive.rs`).
+        let got = exclusive::acquire(&self.shaded, &self.value, || {
+            borrow::try_writing(&self.state)
+        });
         // `then`, not `then_some`: a `GcRefMut` made eagerly and dropped on failure would
         // end the borrow another holder has (found while writing `GcMutex`).
         got.then(|| GcRefMut {
@@ -329,23 +445,21 @@ impl<T: ?Sized> GcRefCell<T> {
             _m: PhantomData,
         })
     }
-
-    /// Shades everything the value holds; true when something was shaded with every heap
-    /// involved marking. The caller holds a borrow (mutable, or the shared one a mutable
-    /// borrow turns into as it ends).
-    #[cold]
-    fn shade_value(&self) -> bool
-    where
-        T: Trace,
-    {
-        let mut t = Tracer::shading();
-        // SAFETY: the caller's borrow excludes every mutable access but its own.
-        unsafe { (*self.value.get()).trace(&mut t) };
-        t.finish_shading()
-    }
 }
 
 /// A shared borrow of a [`GcRefCell`].
+///
+/// ```
+/// use goheap::gc::{GcRef, GcRefCell, Heap};
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let c = cx.alloc(GcRefCell::new(vec![1u64, 2]));
+///     let a: GcRef<'_, Vec<u64>> = c.borrow();
+///     let b = c.borrow(); // shared borrows coexist
+///     assert_eq!(a.len() + b.len(), 4);
+///     assert!(c.try_borrow_mut().is_none()); // but exclude a mutable one
+/// });
+/// ```
 pub struct GcRef<'a, T: ?Sized> {
     cell: &'a GcRefCell<T>,
 }
@@ -365,6 +479,20 @@ impl<T: ?Sized> Drop for GcRef<'_, T> {
 }
 
 /// A mutable borrow of a [`GcRefCell`].
+///
+/// ```
+/// use goheap::gc::{GcRefCell, GcRefMut, Heap};
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let c = cx.alloc(GcRefCell::new(vec![1u64, 2]));
+///     {
+///         let mut w: GcRefMut<'_, Vec<u64>> = c.borrow_mut();
+///         w.push(3);
+///         assert!(c.try_borrow().is_none()); // nothing else while it lives
+///     }
+///     assert_eq!(*c.borrow(), [1, 2, 3]);
+/// });
+/// ```
 pub struct GcRefMut<'a, T: ?Sized + Trace> {
     cell: &'a GcRefCell<T>,
     _m: PhantomData<&'a mut T>,
@@ -392,17 +520,14 @@ impl<T: ?Sized + Trace> Drop for GcRefMut<'_, T> {
             return;
         }
         // Insertion half: a grey session may have put a white object in. The borrow turns
-        // into one shared borrow first (a swap), and only then looks at the flag: had it
-        // looked first and released after, a mark starting in between could find the cell
-        // still mutably borrowed (the release sitting in a store buffer), skip it, and
-        // never see what the borrow put in. This way, if the flag reads zero, the swap
-        // precedes the mark start and the marker finds the cell readable.
-        borrow::writing_to_shared(&self.cell.state);
-        if INSERTION.load(Ordering::SeqCst) != 0 {
-            // Reading under the shared borrow we now hold.
-            let _ = self.cell.shade_value();
-        }
-        borrow::release_shared(&self.cell.state);
+        // into one shared borrow first (a swap), and only then looks at the flag
+        // (`exclusive.rs`: why in that order).
+        let state = &self.cell.state;
+        exclusive::release(
+            &self.cell.value,
+            || borrow::writing_to_shared(state),
+            || borrow::release_shared(state),
+        );
     }
 }
 

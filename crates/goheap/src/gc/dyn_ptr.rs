@@ -127,6 +127,22 @@ impl<'gc, D: ?Sized + 'gc> GcDyn<'gc, D> {
     }
 
     /// The object as a reference valid for the whole session (as [`Gc::as_ref`]).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcDyn, Heap, Trace};
+    /// use goheap::gc_dyn;
+    ///
+    /// #[derive(Trace)]
+    /// struct Meters {
+    ///     m: f64,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let d: GcDyn<'_, dyn std::fmt::Debug> = gc_dyn!(cx.alloc(1u64) => dyn std::fmt::Debug);
+    ///     let r: &dyn std::fmt::Debug = GcDyn::as_ref(d); // for the whole session
+    ///     assert_eq!(format!("{r:?}"), "1");
+    /// });
+    /// ```
     #[allow(clippy::should_implement_trait)]
     #[inline(always)]
     pub fn as_ref(this: Self) -> &'gc D {
@@ -137,12 +153,46 @@ impl<'gc, D: ?Sized + 'gc> GcDyn<'gc, D> {
     }
 
     /// The object as a raw pointer (its identity; `==` compares values).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcDyn, Heap, Trace};
+    /// use goheap::gc_dyn;
+    ///
+    /// #[derive(Trace)]
+    /// struct Meters {
+    ///     m: f64,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let g = cx.alloc(Meters { m: 2.0 });
+    ///     let d: GcDyn<'_, dyn Sync> = gc_dyn!(g => dyn Sync);
+    ///     // The same address as the object's `Gc`.
+    ///     assert_eq!(GcDyn::as_ptr(d) as *const u8, Gc::as_ptr(g) as *const u8);
+    /// });
+    /// ```
     #[inline(always)]
     pub fn as_ptr(this: Self) -> *const D {
         this.ptr.as_ptr()
     }
 
     /// Whether two pointers point to the same object.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcDyn, Heap, Trace};
+    /// use goheap::gc_dyn;
+    ///
+    /// #[derive(Trace)]
+    /// struct Meters {
+    ///     m: f64,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let (a, b) = (cx.alloc(Meters { m: 1.0 }), cx.alloc(Meters { m: 1.0 }));
+    ///     let (da, db) = (gc_dyn!(a => dyn Sync), gc_dyn!(b => dyn Sync));
+    ///     assert!(GcDyn::ptr_eq(da, gc_dyn!(a => dyn Sync)));
+    ///     assert!(!GcDyn::ptr_eq(da, db));
+    /// });
+    /// ```
     #[inline(always)]
     pub fn ptr_eq(a: Self, b: Self) -> bool {
         a.ptr.as_ptr() as *const u8 == b.ptr.as_ptr() as *const u8
@@ -225,6 +275,32 @@ unsafe impl<'gc, D: ?Sized + 'gc> Trace for GcDyn<'gc, D> {
 /// [`GcDyn<'gc, dyn Trait>`](crate::gc::GcDyn). The object's type must implement the trait
 /// and be `Sync`; the trait object cannot outlive the session (`dyn Trait + 'static` from a
 /// `Gc<'gc, Node<'gc>>` does not compile). See [`GcDyn`](crate::gc::GcDyn).
+///
+/// ```
+/// use goheap::gc::{GcDyn, Heap, Trace};
+/// use goheap::gc_dyn;
+///
+/// trait Shape {
+///     fn area(&self) -> f64;
+/// }
+///
+/// #[derive(Trace)]
+/// struct Square {
+///     side: f64,
+/// }
+///
+/// impl Shape for Square {
+///     fn area(&self) -> f64 {
+///         self.side * self.side
+///     }
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let sq = cx.alloc(Square { side: 3.0 });
+///     let shape: GcDyn<'_, dyn Shape> = gc_dyn!(sq => dyn Shape);
+///     assert_eq!(shape.area(), 9.0);
+/// });
+/// ```
 #[macro_export]
 macro_rules! gc_dyn {
     ($gc:expr => $d:ty) => {{

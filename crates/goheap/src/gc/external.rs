@@ -69,6 +69,23 @@ impl External {
 /// A vector whose buffer counts toward its heap's goal and memory limit while it lives
 /// (module essay), for programs whose global allocator is not `GoAlloc`. Holds no `Gc`
 /// (`T: 'static`), so it can sit in any GC object; derefs to a slice.
+///
+/// ```
+/// use goheap::gc::{ExternalVec, Heap};
+///
+/// let heap = Heap::new();
+/// let mut pixels = ExternalVec::new(&heap);
+/// pixels.extend(std::iter::repeat(0u8).take(1 << 20));
+/// pixels[0] = 255; // a slice, through DerefMut
+/// assert!(pixels.counted_bytes() >= 1 << 20); // counts toward the heap's goal
+/// // It holds no `Gc`, so it can live in a GC object.
+/// heap.mutator().enter(|cx| {
+///     let image = cx.alloc(pixels);
+///     assert_eq!(image[0], 255);
+/// });
+/// let plain: Vec<u32> = ExternalVec::from_vec(&heap, vec![1, 2, 3]).into_vec(); // uncounted
+/// assert_eq!(plain, [1, 2, 3]);
+/// ```
 pub struct ExternalVec<T: 'static> {
     v: Vec<T>,
     /// Bytes declared for `v` (its capacity).

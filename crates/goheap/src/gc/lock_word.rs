@@ -39,14 +39,15 @@
 //! other; a mark that starts meanwhile finds the value readable (`mutex.rs`: why the
 //! release comes before the look at the barrier).
 
-use crate::sync::{futex_wait, futex_wake, AtomicU32, Ordering};
+use super::marker_word;
+use crate::sync::{futex_wake, AtomicU32, Ordering};
 
 /// A guard holds the value.
 pub const LOCKED: u32 = 1;
 /// Someone sleeps on the word.
 pub const SLEEPERS: u32 = 1 << 1;
 /// One marker read.
-pub const MARKER: u32 = 1 << 16;
+pub const MARKER: u32 = marker_word::MARKER;
 /// The marker-read bits.
 pub const MARKERS: u32 = 0xffff << 16;
 
@@ -59,20 +60,7 @@ pub fn try_lock(state: &AtomicU32) -> bool {
             return false;
         }
         if f & MARKERS != 0 {
-            if f & SLEEPERS == 0 {
-                if let Err(x) = state.compare_exchange_weak(
-                    f,
-                    f | SLEEPERS,
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    f = x;
-                    continue;
-                }
-                f |= SLEEPERS;
-            }
-            futex_wait(state, f);
-            f = state.load(Ordering::Relaxed);
+            f = marker_word::sleep_on(state, f, SLEEPERS, Ordering::Relaxed);
             continue;
         }
         match state.compare_exchange_weak(f, f | LOCKED, Ordering::SeqCst, Ordering::Relaxed) {
@@ -90,17 +78,7 @@ pub fn wait_unlocked(state: &AtomicU32) {
         if f & LOCKED == 0 {
             return;
         }
-        if f & SLEEPERS == 0 {
-            if let Err(x) =
-                state.compare_exchange_weak(f, f | SLEEPERS, Ordering::Relaxed, Ordering::Acquire)
-            {
-                f = x;
-                continue;
-            }
-            f |= SLEEPERS;
-        }
-        futex_wait(state, f);
-        f = state.load(Ordering::Acquire);
+        f = marker_word::sleep_on(state, f, SLEEPERS, Ordering::Acquire);
     }
 }
 
@@ -126,30 +104,13 @@ pub fn unlock_to_marker_read(state: &AtomicU32) {
 /// waits). On true, the caller reads the value, then calls [`marker_read_done`].
 #[inline]
 pub fn marker_read(state: &AtomicU32) -> bool {
-    let mut f = state.load(Ordering::Relaxed);
-    loop {
-        if f & LOCKED != 0 {
-            return false;
-        }
-        debug_assert!(
-            f & MARKERS != MARKERS,
-            "goheap: too many markers on one GcMutex"
-        );
-        match state.compare_exchange_weak(f, f + MARKER, Ordering::Acquire, Ordering::Relaxed) {
-            Ok(_) => return true,
-            Err(x) => f = x,
-        }
-    }
+    marker_word::marker_read(state, MARKERS, |f| f & LOCKED != 0)
 }
 
 /// Ends a marker read; the last one wakes the sleepers.
 #[inline]
 pub fn marker_read_done(state: &AtomicU32) {
-    let f = state.fetch_sub(MARKER, Ordering::Release) - MARKER;
-    if f & MARKERS == 0 && f & SLEEPERS != 0 {
-        state.fetch_and(!SLEEPERS, Ordering::Relaxed);
-        futex_wake(state, i32::MAX as u32); // all sleepers
-    }
+    marker_word::marker_read_done(state, MARKERS, SLEEPERS);
 }
 
 /// Whether the lock is held now (a snapshot).

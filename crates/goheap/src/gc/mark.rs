@@ -239,6 +239,30 @@ impl Scanning {
 }
 
 /// The marker's handle, passed to [`Trace::trace`](super::Trace::trace).
+///
+/// ```
+/// use goheap::gc::{Gc, Heap, Trace, Tracer};
+///
+/// // A container `#[derive(Trace)]` cannot see into: report each `Gc` to the tracer.
+/// struct Pair<'gc> {
+///     halves: [Option<Gc<'gc, u64>>; 2],
+/// }
+///
+/// // SAFETY: every `Gc` the pair holds is reported.
+/// unsafe impl Trace for Pair<'_> {
+///     const NEEDS_TRACE: bool = true;
+///     fn trace(&self, t: &mut Tracer) {
+///         for h in self.halves.iter().flatten() {
+///             h.trace(t);
+///         }
+///     }
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let p = cx.alloc(Pair { halves: [Some(cx.alloc(1)), None] });
+///     assert_eq!(p.halves[0].as_deref(), Some(&1));
+/// });
+/// ```
 pub struct Tracer {
     mode: Mode,
     /// Mark and shade modes: spans holding grey objects this tracer queued, oldest first.

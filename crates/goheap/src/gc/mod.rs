@@ -62,6 +62,8 @@ pub(crate) mod cycle;
 #[cfg(not(loom))]
 mod dyn_ptr;
 #[cfg(not(loom))]
+mod exclusive;
+#[cfg(not(loom))]
 pub(crate) mod external;
 #[cfg(not(loom))]
 mod fractional;
@@ -70,6 +72,7 @@ pub(crate) mod heap;
 pub(crate) mod lock_word;
 #[cfg(not(loom))]
 pub(crate) mod mark;
+pub(crate) mod marker_word;
 #[cfg(not(loom))]
 pub(crate) mod mutator;
 #[cfg(not(loom))]

@@ -60,9 +60,9 @@
 use core::cell::UnsafeCell;
 use core::marker::PhantomData;
 use core::ops::{Deref, DerefMut};
-use core::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicU64};
 
-use super::barrier::{ACTIVE, INSERTION, MARK_STARTS, STORE_GATE};
+use super::exclusive;
 use super::lock_word;
 use super::mutator::{in_any_session, in_finalizer, Session};
 use super::ptr::{Gc, GcPointee};
@@ -142,6 +142,16 @@ unsafe impl<T: ?Sized + Send> Send for GcMutex<T> {}
 
 impl<T> GcMutex<T> {
     /// A mutex holding `v`, unlocked.
+    ///
+    /// ```
+    /// use goheap::gc::{GcMutex, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let m = cx.alloc(GcMutex::new(vec![1u64]));
+    ///     m.try_lock().unwrap().push(2);
+    ///     assert_eq!(m.try_lock().unwrap().len(), 2);
+    /// });
+    /// ```
     pub fn new(v: T) -> Self {
         GcMutex {
             state: AtomicU32::new(0),
@@ -155,28 +165,26 @@ impl<T: ?Sized> GcMutex<T> {
     /// Takes the lock, or `None` if another guard holds it (then end the session and wait
     /// with [`Self::waiter`]). Never waits for the holder; may sleep while a marker traces
     /// the value.
+    ///
+    /// ```
+    /// use goheap::gc::{GcMutex, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let m = cx.alloc(GcMutex::new(0u64));
+    ///     let g = m.try_lock().unwrap();
+    ///     assert!(m.try_lock().is_none()); // held: never waits inside a session
+    ///     drop(g);
+    ///     assert!(m.try_lock().is_some());
+    /// });
+    /// ```
     pub fn try_lock(&self) -> Option<GcMutexGuard<'_, T>>
     where
         T: Trace,
     {
-        // Seen on before the word changes: hold the store gate until the value is shaded
-        // (barrier.rs: the end of a mark), as `GcRefCell::try_borrow_mut`.
-        let gated = T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0;
-        if gated {
-            STORE_GATE.read();
-        }
-        let got = lock_word::try_lock(&self.state);
-        if got && T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0 {
-            // Deletion half, once per mark: whatever the guard removes is shaded first.
-            let k = MARK_STARTS.load(Ordering::SeqCst);
-            if self.shaded.load(Ordering::Relaxed) != k && self.shade_value() {
-                // Shaded under `MARK` after mark start `k`: skip until the next one.
-                self.shaded.store(k, Ordering::Relaxed);
-            }
-        }
-        if gated {
-            STORE_GATE.read_done();
-        }
+        // The barrier of an exclusive hold (`exclusive.rs`), as `GcRefCell::try_borrow_mut`.
+        let got = exclusive::acquire(&self.shaded, &self.value, || {
+            lock_word::try_lock(&self.state)
+        });
         // `then`, not `then_some`: a guard made eagerly would unlock on failure.
         got.then(|| GcMutexGuard {
             mutex: self,
@@ -185,6 +193,17 @@ impl<T: ?Sized> GcMutex<T> {
     }
 
     /// Whether a guard holds the lock now (a snapshot, stale as soon as it returns).
+    ///
+    /// ```
+    /// use goheap::gc::{GcMutex, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let m = cx.alloc(GcMutex::new(0u64));
+    ///     assert!(!m.is_locked());
+    ///     let _g = m.try_lock().unwrap();
+    ///     assert!(m.is_locked());
+    /// });
+    /// ```
     pub fn is_locked(&self) -> bool {
         lock_word::is_locked(&self.state)
     }
@@ -204,6 +223,29 @@ impl<T: ?Sized> GcMutex<T> {
     ///
     /// # Panics
     /// If `self` is not inside `owner`'s object.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Shared {
+    ///     count: GcMutex<u64>,
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let root = m.enter(|cx| cx.root(cx.alloc(Shared { count: GcMutex::new(0) })));
+    /// let waiter = m.enter(|cx| {
+    ///     let s = cx.get(&root);
+    ///     let _held = Gc::as_ref(s).count.try_lock().unwrap();
+    ///     // Another thread would fail here; it asks for a waiter instead.
+    ///     assert!(s.count.try_lock().is_none());
+    ///     // SAFETY: `count` is a plain field of the object, never replaced.
+    ///     unsafe { s.count.waiter(cx, s) }
+    /// }); // the guard dropped with the session: the lock is free again
+    /// waiter.wait(); // outside every session; returns at once since the lock is free
+    /// assert!(!waiter.is_locked());
+    /// ```
     pub unsafe fn waiter<'gc, O>(&self, cx: &Session<'gc>, owner: Gc<'gc, O>) -> MutexWaiter
     where
         O: ?Sized + GcPointee + 'gc,
@@ -226,23 +268,24 @@ impl<T: ?Sized> GcMutex<T> {
             offset: me - Gc::addr(owner),
         }
     }
-
-    /// Shades everything the value holds; true when something was shaded with every heap
-    /// involved marking. The caller holds the lock or a marker read.
-    #[cold]
-    fn shade_value(&self) -> bool
-    where
-        T: Trace,
-    {
-        let mut t = Tracer::shading();
-        // SAFETY: the caller's lock or marker read excludes every other mutable access.
-        unsafe { (*self.value.get()).trace(&mut t) };
-        t.finish_shading()
-    }
 }
 
 /// The lock of a [`GcMutex`]: derefs to the value; unlocks when dropped. Leaking it
 /// (`mem::forget`) keeps the mutex locked for good but blocks no collection.
+///
+/// ```
+/// use goheap::gc::{GcMutex, GcMutexGuard, Heap};
+///
+/// Heap::new().mutator().enter(|cx| {
+///     let m = cx.alloc(GcMutex::new(0u64));
+///     {
+///         let mut g: GcMutexGuard<'_, u64> = m.try_lock().unwrap();
+///         *g += 1;
+///         assert!(m.is_locked() && m.try_lock().is_none());
+///     } // dropping the guard unlocks
+///     assert_eq!(*m.try_lock().unwrap(), 1);
+/// });
+/// ```
 pub struct GcMutexGuard<'a, T: ?Sized + Trace> {
     mutex: &'a GcMutex<T>,
     _m: PhantomData<&'a mut T>,
@@ -270,13 +313,12 @@ impl<T: ?Sized + Trace> Drop for GcMutexGuard<'_, T> {
             lock_word::unlock(state);
             return;
         }
-        // Insertion half (module essay: why the unlock comes first).
-        lock_word::unlock_to_marker_read(state);
-        if INSERTION.load(Ordering::SeqCst) != 0 {
-            // Reading under the marker read we now hold.
-            let _ = self.mutex.shade_value();
-        }
-        lock_word::marker_read_done(state);
+        // Insertion half (module essay and `exclusive.rs`: why the unlock comes first).
+        exclusive::release(
+            &self.mutex.value,
+            || lock_word::unlock_to_marker_read(state),
+            || lock_word::marker_read_done(state),
+        );
     }
 }
 
@@ -326,6 +368,50 @@ where
 /// A handle to sleep, outside every session, until a [`GcMutex`] is unlocked; made by
 /// [`GcMutex::waiter`] in the session whose `try_lock` failed. It keeps the mutex's object
 /// alive (a root) until dropped. `Send` and `Sync`: any thread may wait with it.
+///
+/// ```
+/// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+///
+/// #[derive(Trace)]
+/// struct Account {
+///     balance: GcMutex<i64>,
+/// }
+///
+/// let heap = Heap::new();
+/// let account = heap
+///     .mutator()
+///     .enter(|cx| cx.root(cx.alloc(Account { balance: GcMutex::new(0) })));
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| {
+///             let mut m = heap.mutator();
+///             for _ in 0..50 {
+///                 loop {
+///                     let waiter = m.enter(|cx| {
+///                         let a = cx.get(&account);
+///                         match Gc::as_ref(a).balance.try_lock() {
+///                             Some(mut b) => {
+///                                 *b += 1;
+///                                 None
+///                             }
+///                             // SAFETY: `balance` is a plain field, never replaced.
+///                             None => Some(unsafe { a.balance.waiter(cx, a) }),
+///                         }
+///                     });
+///                     match waiter {
+///                         None => break,
+///                         Some(w) => w.wait(), // outside the session
+///                     }
+///                 }
+///             }
+///         });
+///     }
+/// });
+/// let total = heap
+///     .mutator()
+///     .enter(|cx| *cx.get(&account).balance.try_lock().unwrap());
+/// assert_eq!(total, 100);
+/// ```
 pub struct MutexWaiter {
     /// A root at the address of the object holding the mutex. Never turned back into a
     /// `Gc` (its type is erased): only the lock word at `offset` in the object is read.
@@ -343,6 +429,38 @@ impl MutexWaiter {
     /// # Panics
     /// If the calling thread is inside a session (of any heap: it would hold that heap's
     /// collections up while it sleeps), or runs a destructor or cleanup for the collector.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Shared {
+    ///     count: GcMutex<u64>,
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let root = heap.mutator().enter(|cx| cx.root(cx.alloc(Shared { count: GcMutex::new(0) })));
+    /// let (locked, release) = (std::sync::Barrier::new(2), std::sync::Barrier::new(2));
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| {
+    ///         // This thread holds the lock across a rendezvous, then lets it go.
+    ///         heap.mutator().enter(|cx| {
+    ///             let _g = Gc::as_ref(cx.get(&root)).count.try_lock().unwrap();
+    ///             locked.wait();
+    ///             release.wait();
+    ///         });
+    ///     });
+    ///     locked.wait();
+    ///     let w = heap.mutator().enter(|cx| {
+    ///         let sh = cx.get(&root);
+    ///         assert!(sh.count.try_lock().is_none());
+    ///         // SAFETY: `count` is a plain field of the object, never replaced.
+    ///         unsafe { sh.count.waiter(cx, sh) }
+    ///     });
+    ///     release.wait();
+    ///     w.wait(); // sleeps until the other thread's session ends and unlocks
+    /// });
+    /// ```
     pub fn wait(&self) {
         assert!(
             !in_any_session(),
@@ -357,6 +475,25 @@ impl MutexWaiter {
     }
 
     /// Whether the mutex is locked now (a snapshot).
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcMutex, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Shared {
+    ///     count: GcMutex<u64>,
+    /// }
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let root = m.enter(|cx| cx.root(cx.alloc(Shared { count: GcMutex::new(0) })));
+    /// let w = m.enter(|cx| {
+    ///     let s = cx.get(&root);
+    ///     // SAFETY: `count` is a plain field of the object, never replaced.
+    ///     unsafe { s.count.waiter(cx, s) }
+    /// });
+    /// assert!(!w.is_locked());
+    /// ```
     pub fn is_locked(&self) -> bool {
         lock_word::is_locked(self.word())
     }

@@ -329,7 +329,7 @@ pub(crate) struct Pacer {
 impl Pacer {
     pub fn new(gc_percent: i32, mem_limit: i64) -> Pacer {
         let goal = heap_goal(0, 0, gc_percent, mem_limit, 0);
-        crate::scavenger::gc_goal_changed(0, goal);
+        crate::scavenge_policy::gc_goal_changed(0, goal);
         Pacer {
             gc_percent: AtomicI32::new(gc_percent),
             mem_limit: AtomicI64::new(mem_limit),
@@ -426,7 +426,7 @@ impl Pacer {
             overhead,
         );
         let old = self.goal.swap(goal, Ordering::Relaxed);
-        crate::scavenger::gc_goal_changed(old, goal);
+        crate::scavenge_policy::gc_goal_changed(old, goal);
         let t = trigger(marked, goal, self.mark_alloc.load(Ordering::Relaxed));
         self.trigger.store(t, Ordering::Relaxed);
         // The nearest trigger of the process may have moved: the next growth recomputes it.
@@ -437,7 +437,7 @@ impl Pacer {
 impl Drop for Pacer {
     /// The heap is gone: its goal no longer keeps memory from the scavenger.
     fn drop(&mut self) {
-        crate::scavenger::gc_goal_changed(self.goal(), 0);
+        crate::scavenge_policy::gc_goal_changed(self.goal(), 0);
     }
 }
 
@@ -581,6 +581,20 @@ pub fn parse_memlimit(s: &str) -> Option<i64> {
 }
 
 /// `GOHEAP_DEBUG` settings (Go's GODEBUG subset, and goheap's own keys).
+///
+/// ```
+/// use goheap::gc::{Config, DebugFlags, Heap};
+///
+/// let debug = DebugFlags::default()
+///     .with_gccheckmark(true)
+///     .with_sessionwait(false);
+/// assert!(debug.gccheckmark && !debug.gctrace && !debug.sessionwait);
+/// let heap = Heap::with_config(Config::default().with_debug(debug));
+/// heap.mutator().enter(|cx| {
+///     cx.alloc(1u64);
+/// });
+/// heap.collect(); // this mark is verified by a second one
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct DebugFlags {
@@ -611,18 +625,37 @@ impl Default for DebugFlags {
 
 impl DebugFlags {
     /// With `gctrace` set to `on` (one line per cycle on stderr).
+    ///
+    /// ```
+    /// use goheap::gc::DebugFlags;
+    ///
+    /// assert!(DebugFlags::default().with_gctrace(true).gctrace);
+    /// ```
     pub fn with_gctrace(mut self, on: bool) -> DebugFlags {
         self.gctrace = on;
         self
     }
 
     /// With `gccheckmark` set to `on` (every mark verified by a second one).
+    ///
+    /// ```
+    /// use goheap::gc::DebugFlags;
+    ///
+    /// assert!(DebugFlags::default().with_gccheckmark(true).gccheckmark);
+    /// ```
     pub fn with_gccheckmark(mut self, on: bool) -> DebugFlags {
         self.gccheckmark = on;
         self
     }
 
     /// With `sessionwait` set to `on` (report sessions that hold a collection up).
+    ///
+    /// ```
+    /// use goheap::gc::DebugFlags;
+    ///
+    /// assert!(DebugFlags::default().sessionwait); // on unless turned off
+    /// assert!(!DebugFlags::default().with_sessionwait(false).sessionwait);
+    /// ```
     pub fn with_sessionwait(mut self, on: bool) -> DebugFlags {
         self.sessionwait = on;
         self

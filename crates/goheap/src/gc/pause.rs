@@ -86,6 +86,27 @@ pub(crate) struct Pauses {
 }
 
 /// The longest pause and the total, per cause, in nanoseconds (`GcStats::pauses`).
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// heap.mutator().enter(|cx| {
+///     for i in 0..10_000u64 {
+///         cx.alloc(i);
+///     }
+/// });
+/// heap.collect();
+/// let p = heap.stats().pauses;
+/// for (cause, f) in [
+///     ("session entry", p.session_entry),
+///     ("assist", p.assist),
+///     ("sweep", p.sweep),
+///     ("weak upgrade", p.weak_upgrade),
+/// ] {
+///     println!("{cause}: {} pauses, longest {} ns", f.count, f.max_ns);
+/// }
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PauseBreakdown {
@@ -102,6 +123,19 @@ pub struct PauseBreakdown {
 }
 
 /// The pauses of one cause: the longest and the total (nanoseconds), and how many.
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// heap.mutator().enter(|cx| {
+///     cx.alloc(1u64);
+/// });
+/// heap.collect();
+/// let sweep = heap.stats().pauses.sweep;
+/// assert!(sweep.max_ns <= sweep.total_ns);
+/// assert!(sweep.count > 0 || sweep.total_ns == 0);
+/// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PauseFigures {
@@ -122,6 +156,26 @@ fn bucket(ns: u64) -> usize {
 }
 
 /// Every pause so far by length, in powers of two of microseconds (`GcStats::pause_histogram`).
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// heap.mutator().enter(|cx| {
+///     for i in 0..10_000u64 {
+///         cx.alloc(i);
+///     }
+/// });
+/// heap.collect();
+/// let h = heap.stats().pause_histogram;
+/// assert_eq!(h.at_least_us(0), h.total());
+/// println!(
+///     "{} pauses; p99 under {} us; {} of 1 ms or more",
+///     h.total(),
+///     h.quantile_us(0.99),
+///     h.at_least_us(1000)
+/// );
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PauseHistogram {
@@ -139,18 +193,61 @@ impl Default for PauseHistogram {
 
 impl PauseHistogram {
     /// Pauses counted.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     for i in 0..1000u64 {
+    ///         cx.alloc(i);
+    ///     }
+    /// });
+    /// heap.collect();
+    /// let h = heap.stats().pause_histogram;
+    /// assert_eq!(h.total(), h.counts.iter().sum::<u64>());
+    /// ```
     pub fn total(&self) -> u64 {
         self.counts.iter().sum()
     }
 
     /// Pauses at least `us` microseconds long, to the bucket: every pause in the bucket that
     /// holds `us` and above (exact when `us` is a power of two).
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     for i in 0..1000u64 {
+    ///         cx.alloc(i);
+    ///     }
+    /// });
+    /// heap.collect();
+    /// let h = heap.stats().pause_histogram;
+    /// assert!(h.at_least_us(1000) <= h.at_least_us(1)); // 1 ms or more, of all
+    /// ```
     pub fn at_least_us(&self, us: u64) -> u64 {
         self.counts[bucket(us * 1000)..].iter().sum()
     }
 
     /// An upper bound, in microseconds, of the `q` quantile (0 < q <= 1) of pause length:
     /// the top of the bucket that holds it.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     for i in 0..1000u64 {
+    ///         cx.alloc(i);
+    ///     }
+    /// });
+    /// heap.collect();
+    /// let h = heap.stats().pause_histogram;
+    /// let p99 = h.quantile_us(0.99);
+    /// assert!(h.total() == 0 || p99.is_power_of_two()); // the top of a bucket
+    /// ```
     pub fn quantile_us(&self, q: f64) -> u64 {
         let want = (self.total() as f64 * q).ceil() as u64;
         let mut seen = 0;

@@ -226,6 +226,21 @@ mod sealed {
 ///
 /// # Safety
 /// `deref` must read the object exactly as the allocation functions laid it out.
+///
+/// ```
+/// use goheap::gc::{Gc, GcPointee, Heap};
+///
+/// // Code generic over what a `Gc` points to: sized values, slices and `str`.
+/// fn bytes<T: ?Sized + GcPointee>(g: Gc<'_, T>) -> usize {
+///     std::mem::size_of_val(Gc::as_ref(g))
+/// }
+///
+/// Heap::new().mutator().enter(|cx| {
+///     assert_eq!(bytes(cx.alloc(1u64)), 8);
+///     assert_eq!(bytes(cx.alloc_slice(&[1u16, 2, 3])), 6);
+///     assert_eq!(bytes(cx.alloc_str("four")), 4);
+/// });
+/// ```
 pub unsafe trait GcPointee: sealed::Sealed {
     /// The object at `p` as a reference.
     ///
@@ -328,6 +343,16 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
     }
 
     /// The object's address.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let g = cx.alloc(1u64);
+    ///     assert_eq!(Gc::addr(g), Gc::as_ptr(g) as usize);
+    ///     assert_eq!(Gc::addr(g) % 8, 0);
+    /// });
+    /// ```
     #[inline(always)]
     pub fn addr(this: Self) -> usize {
         this.ptr.as_ptr() as usize
@@ -355,6 +380,16 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Gc<'gc, T> {
 
     /// The object as a reference valid for the whole session (longer than `Deref` gives).
     /// An associated function, not a method, so that it never shadows a method of `T`.
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, Heap};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let name = cx.alloc_str("goheap");
+    ///     let r: &str = Gc::as_ref(name); // lives as long as the session, not the local
+    ///     assert_eq!(r.len(), 6);
+    /// });
+    /// ```
     #[allow(clippy::should_implement_trait)]
     #[inline(always)]
     pub fn as_ref(this: Self) -> &'gc T {

@@ -115,11 +115,32 @@ impl<T: ?Sized + GcPointee> Root<T> {
     }
 
     /// The heap this root belongs to.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let root = heap.mutator().enter(|cx| cx.root(cx.alloc(1u64)));
+    /// root.heap().collect(); // the root keeps its heap alive and reachable
+    /// assert_eq!(root.heap().mutator().enter(|cx| *cx.get(&root)), 1);
+    /// ```
     pub fn heap(&self) -> &Heap {
         &self.heap
     }
 
     /// Whether two roots keep the same object.
+    ///
+    /// ```
+    /// use goheap::gc::{Heap, Root};
+    ///
+    /// let heap = Heap::new();
+    /// let (a, b) = heap.mutator().enter(|cx| {
+    ///     let g = cx.alloc(1u64);
+    ///     (cx.root(g), cx.root(cx.alloc(1u64)))
+    /// });
+    /// assert!(Root::ptr_eq(&a, &a.clone()));
+    /// assert!(!Root::ptr_eq(&a, &b)); // equal values, two objects
+    /// ```
     pub fn ptr_eq(a: &Self, b: &Self) -> bool {
         a.addr == b.addr
     }

@@ -124,6 +124,28 @@ impl PauseRing {
 }
 
 /// A snapshot of a heap's statistics. Names follow Go's `MemStats`.
+///
+/// ```
+/// use goheap::gc::Heap;
+///
+/// let heap = Heap::new();
+/// let mut m = heap.mutator();
+/// let kept = m.enter(|cx| {
+///     for i in 0..1000u64 {
+///         cx.alloc(i); // garbage
+///     }
+///     cx.root(cx.alloc(7u64))
+/// });
+/// heap.collect();
+/// let s = heap.stats();
+/// assert!(s.num_gc >= 1 && s.num_forced_gc >= 1);
+/// assert!(s.mallocs >= s.frees);
+/// println!(
+///     "{} cycles, {} objects live, longest pause {} ns",
+///     s.num_gc, s.heap_objects, s.max_pause_ns
+/// );
+/// drop(kept);
+/// ```
 #[derive(Clone, Debug, Default)]
 #[non_exhaustive]
 pub struct GcStats {

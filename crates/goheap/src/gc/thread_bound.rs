@@ -106,6 +106,17 @@ unsafe impl<T: Send> Sync for ThreadBound<T> {}
 
 impl<T> ThreadBound<T> {
     /// Wraps `value`, bound to the calling thread.
+    ///
+    /// ```
+    /// use std::cell::Cell;
+    /// use goheap::gc::{Heap, ThreadBound};
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let hits = cx.alloc(ThreadBound::new(Cell::new(0u32)));
+    ///     hits.set(hits.get() + 1); // `Cell`'s methods, through `Deref`
+    ///     assert_eq!(hits.get(), 1);
+    /// });
+    /// ```
     pub fn new(value: T) -> ThreadBound<T> {
         ThreadBound {
             owner: this_thread(),
@@ -117,12 +128,32 @@ impl<T> ThreadBound<T> {
     // method of `T` reached through `Deref` (`cell.get()` is `Cell::get`).
 
     /// Whether the calling thread is the one that made it.
+    ///
+    /// ```
+    /// use goheap::gc::ThreadBound;
+    ///
+    /// let b = ThreadBound::new(5u32);
+    /// assert!(ThreadBound::is_owner(&b));
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert!(!ThreadBound::is_owner(&b)));
+    /// });
+    /// ```
     #[inline]
     pub fn is_owner(this: &Self) -> bool {
         this_thread() == this.owner
     }
 
     /// The value, if the calling thread made it.
+    ///
+    /// ```
+    /// use goheap::gc::ThreadBound;
+    ///
+    /// let b = ThreadBound::new(5u32);
+    /// assert_eq!(ThreadBound::try_get(&b), Some(&5));
+    /// std::thread::scope(|s| {
+    ///     s.spawn(|| assert_eq!(ThreadBound::try_get(&b), None));
+    /// });
+    /// ```
     #[inline]
     pub fn try_get(this: &Self) -> Option<&T> {
         if ThreadBound::is_owner(this) {
@@ -136,6 +167,15 @@ impl<T> ThreadBound<T> {
     ///
     /// # Panics
     /// On a thread other than the one that made it.
+    ///
+    /// ```
+    /// use std::cell::RefCell;
+    /// use goheap::gc::ThreadBound;
+    ///
+    /// let log = ThreadBound::new(RefCell::new(Vec::new()));
+    /// ThreadBound::get(&log).borrow_mut().push("first");
+    /// assert_eq!(log.borrow().len(), 1); // `Deref` calls `get`
+    /// ```
     #[inline]
     #[track_caller]
     pub fn get(this: &Self) -> &T {
@@ -146,6 +186,14 @@ impl<T> ThreadBound<T> {
     }
 
     /// The value, on any thread: owning the wrapper is owning the value.
+    ///
+    /// ```
+    /// use goheap::gc::ThreadBound;
+    ///
+    /// let b = ThreadBound::new(vec![1, 2, 3]);
+    /// let v = std::thread::spawn(move || ThreadBound::into_inner(b)).join().unwrap();
+    /// assert_eq!(v, [1, 2, 3]);
+    /// ```
     pub fn into_inner(this: Self) -> T {
         this.value
     }

@@ -94,6 +94,33 @@ pub unsafe trait Trace {
 /// `Branded` must be `Self` with every occurrence of the type's session lifetime replaced by
 /// `'b` and nothing else changed, so that the two have the same layout and the same `Trace`.
 /// `#[derive(Trace)]` implements it for types with at most one lifetime parameter.
+///
+/// ```
+/// use goheap::gc::{Gc, Heap, Rebrand, Root, Trace};
+///
+/// #[derive(Trace)] // derives `Rebrand` too
+/// struct Node<'gc> {
+///     next: Option<Gc<'gc, Node<'gc>>>,
+///     value: u64,
+/// }
+///
+/// // A root names its object's type at `'static`; inside a session it is `Node<'gc>` again.
+/// fn _branded<'b>(n: <Node<'static> as Rebrand<'b>>::Branded) -> Node<'b> {
+///     n
+/// }
+///
+/// let heap = Heap::new();
+/// let mut m = heap.mutator();
+/// let root: Root<Node<'static>> = m.enter(|cx| {
+///     let tail = cx.alloc(Node { next: None, value: 2 });
+///     cx.root(cx.alloc(Node { next: Some(tail), value: 1 }))
+/// });
+/// heap.collect();
+/// m.enter(|cx| {
+///     let head: Gc<'_, Node<'_>> = cx.get(&root);
+///     assert_eq!(head.next.map(|n| n.value), Some(2));
+/// });
+/// ```
 pub unsafe trait Rebrand<'b> {
     /// `Self` at lifetime `'b`.
     type Branded: ?Sized + 'b;

@@ -64,6 +64,18 @@ pub(crate) struct Special {
 /// `Weak`s keep alive, would keep the block and so the target marked for ever (issue 10,
 /// bug 1). Other live tiny objects in the target's block do keep it alive, as in Go (module
 /// essay).
+///
+/// ```
+/// use goheap::gc::{Heap, Weak};
+///
+/// // A `Weak` is one word: the address of its target's slot.
+/// assert_eq!(std::mem::size_of::<Weak<'static, u64>>(), std::mem::size_of::<usize>());
+/// Heap::new().mutator().enter(|cx| {
+///     let g = cx.alloc(5u64);
+///     let w = cx.downgrade(g); // makes the slot
+///     assert_eq!(w.upgrade(cx).as_deref(), Some(&5));
+/// });
+/// ```
 #[repr(align(16))]
 pub struct WeakSlot {
     target: AtomicUsize,
@@ -113,6 +125,23 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Copy for Weak<'gc, T> {}
 
 impl<'gc, T: ?Sized + GcPointee + 'gc> Weak<'gc, T> {
     /// The target, if it has not been collected.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let (kept, weak_root) = m.enter(|cx| {
+    ///     let v = cx.alloc(1u64);
+    ///     // A weak pointer inside a rooted object, to the rooted value.
+    ///     (cx.root(v), cx.root(cx.alloc(cx.downgrade(v))))
+    /// });
+    /// heap.collect();
+    /// m.enter(|cx| assert_eq!(cx.get(&weak_root).upgrade(cx).as_deref(), Some(&1)));
+    /// drop(kept);
+    /// heap.collect();
+    /// m.enter(|cx| assert!(cx.get(&weak_root).upgrade(cx).is_none()));
+    /// ```
     pub fn upgrade(self, cx: &Session<'gc>) -> Option<Gc<'gc, T>> {
         let a = hold_in_session(cx.heap_inner(), || self.slot.target.load(Ordering::Acquire));
         // SAFETY: a non-zero slot read with the phase `OFF`, or shaded during the mark,
@@ -122,6 +151,21 @@ impl<'gc, T: ?Sized + GcPointee + 'gc> Weak<'gc, T> {
     }
 
     /// Whether the target has been collected.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let w = m.enter(|cx| {
+    ///     let v = cx.alloc(1u64);
+    ///     let w = cx.downgrade(v);
+    ///     assert!(!w.is_dead());
+    ///     cx.root(cx.alloc(w))
+    /// });
+    /// heap.collect(); // nothing held the value strongly
+    /// m.enter(|cx| assert!(cx.get(&w).is_dead()));
+    /// ```
     pub fn is_dead(self) -> bool {
         self.slot.target.load(Ordering::Acquire) == 0
     }

@@ -92,6 +92,13 @@ pub fn set_rate(bytes: usize) {
 }
 
 /// The current sampling rate in bytes (0: off).
+///
+/// ```
+/// goheap::profile::set_rate(4096);
+/// assert_eq!(goheap::profile::rate(), 4096);
+/// goheap::profile::set_rate(0); // off
+/// assert_eq!(goheap::profile::rate(), 0);
+/// ```
 pub fn rate() -> usize {
     RATE.load(Ordering::Relaxed)
 }
@@ -157,7 +164,7 @@ pub(crate) fn freed(addr: usize) -> bool {
 /// # Safety
 /// As for [`crate::heap::SampleRuns::keep`].
 pub(crate) unsafe fn keep_run(s: *mut crate::span::Span) -> bool {
-    let c = crate::cache::current();
+    let c = crate::thread_slot::current();
     // SAFETY: `c` is null or this thread's live cache; the rest is the caller's contract.
     !c.is_null() && unsafe { (*c).keep_sample_run(s) }
 }
@@ -189,7 +196,7 @@ pub(crate) fn alloc_sampled(
 /// A large allocation while sampling: counted against the calling thread's interval, and
 /// recorded if it is a sample.
 pub(crate) fn alloc_large(size: usize, align: usize, zero: bool) -> *mut u8 {
-    let c = crate::cache::current();
+    let c = crate::thread_slot::current();
     // SAFETY: `c` is null or this thread's live cache.
     if !c.is_null() && unsafe { (*c).take_sample(size) } {
         // SAFETY: as above.
