@@ -83,6 +83,11 @@ impl Rule {
         self.0 & OUTERMOST != 0
     }
 
+    /// Whether the CFA is computed from `rbp` (else from `rsp`).
+    pub fn uses_rbp(self) -> bool {
+        self.0 & CFA_IS_RBP != 0
+    }
+
     /// The CFA from this frame's `rsp` and `rbp`.
     pub fn cfa(self, rsp: usize, rbp: usize) -> usize {
         let base = if self.0 & CFA_IS_RBP != 0 { rbp } else { rsp };

@@ -101,7 +101,8 @@ pub(crate) fn take_sample(size: usize) -> bool {
 /// Records the sampled object at `addr` of `size` bytes in span `s` (held by the caller),
 /// with the caller's stack and its type's name.
 pub(crate) fn record(addr: usize, size: usize, s: &GcSpan) {
-    let stack = stack::capture();
+    let mut stack = super::table::Stack::EMPTY;
+    stack::capture(&mut stack);
     let label = if s.ty.is_null() {
         crate::gc::alloc::TINY.name
     } else {

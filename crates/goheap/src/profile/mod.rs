@@ -178,7 +178,8 @@ pub(crate) fn alloc_sampled(
     zero: bool,
     runs: &mut crate::heap::SampleRuns,
 ) -> *mut u8 {
-    let stack = stack::capture();
+    let mut stack = Stack::EMPTY;
+    stack::capture(&mut stack);
     let page = crate::sizeclass::PAGE_SIZE;
     let mut p = ptr::null_mut();
     if size <= page && align <= page {

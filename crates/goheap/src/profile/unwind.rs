@@ -38,13 +38,27 @@
 //! forked while another thread was writing a slot finds it odd for good: that one slot
 //! never caches again there, which costs time only.)
 //!
-//! **Allocation.** None: the cache is static memory (zero pages until profiling first
-//! misses), the stack bounds a thread-local word pair, the rest on the stack.
+//! **The thread's memo.** A thread's samples mostly come from a few call sites, so
+//! successive walks mostly take the same steps: at depth `i`, the same address with the
+//! same `rsp` (and `rbp`, where the CFA is computed from it). Each thread keeps the step it
+//! took at each depth ([`Walker::steps`]): the rule applied, already checked against the
+//! stack's bounds, giving the caller's CFA and where its return address and `rbp` are. A
+//! step whose address and registers match is taken again with three compares and the one
+//! or two loads of the caller's registers; the return address is always read from the
+//! stack, so a different caller is seen at once. The memo is forgotten when the loader
+//! generation or the thread's stack mapping changes, and a walk that interrupts another on
+//! the same thread (in a signal handler) leaves it alone.
 //!
-//! Budget: with every address cached, about 10 ns a frame, including the walk's one fixed
-//! cost, the `dl_iterate_phdr` call (0.25 us for 26 frames, measured by `stack.rs`'s
-//! `per_capture_cost`). A miss costs a `dl_iterate_phdr` walk of the objects and the
-//! work in `cfi.rs`, once per address.
+//! **Allocation.** None: the cache is static memory (zero pages until profiling first
+//! misses), the stack bounds and the memo a thread-local (`const`-initialised, 2 KiB), the
+//! rest on the stack.
+//!
+//! Budget: with every step in the memo, about 35 instructions a frame, plus the walk's one
+//! fixed cost, the `dl_iterate_phdr` call (about 175 instructions with glibc's lock): about
+//! 880 instructions for a 15-frame stack by callgrind (1,490 with the shared cache alone),
+//! 0.14 us for 27 frames by `stack.rs`'s `per_capture_cost`. A step not in the memo probes
+//! [`CACHE`]; a miss there costs a `dl_iterate_phdr` walk of the objects and the work in
+//! `cfi.rs`, once per address.
 
 use core::cell::Cell;
 use core::ffi::{c_int, c_void};
@@ -93,16 +107,39 @@ impl Regs {
 /// `start` must come from [`Regs::here`] in a function that is still running (its caller
 /// calls this), so that the frames it describes are live.
 pub fn walk(start: Regs, stack: &mut Stack) -> bool {
-    let Some(bounds) = stack_bounds(start.sp) else {
-        return false;
-    };
-    let Some(generation) = loader_generation() else {
-        return false;
-    };
+    WALKER.with(|w| {
+        // A walk is under way on this thread already, and this one runs in a signal handler
+        // that interrupted it (perhaps in the middle of an update): touch none of the
+        // thread's state, and use the shared cache.
+        if w.busy.get() {
+            let (Some(bounds), Some(generation)) = (mapping_of(start.sp), loader_generation())
+            else {
+                return false;
+            };
+            return walk_from(start, stack, bounds, generation, None);
+        }
+        w.busy.set(true);
+        let handled = w.walk(start, stack);
+        w.busy.set(false);
+        handled
+    })
+}
+
+/// [`walk`]'s loop, with the thread's memo if `memo` is given (its generation then equals
+/// `generation`).
+#[inline(always)]
+fn walk_from(
+    start: Regs,
+    stack: &mut Stack,
+    bounds: StackBounds,
+    generation: u64,
+    memo: Option<&Walker>,
+) -> bool {
     let (mut pc, mut sp, mut bp) = (start.pc, start.sp, start.bp);
-    let mut first = true;
+    // Frames stepped over so far (the index into the memo): the capturing frame is the first.
+    let mut n = 0;
     loop {
-        if !first {
+        if n > 0 {
             // As `stack::one_frame` does with libgcc's frames.
             if pc == 0 {
                 return true;
@@ -114,33 +151,120 @@ pub fn walk(start: Regs, stack: &mut Stack) -> bool {
             }
         }
         // A return address is looked up inside its call instruction.
-        let at = if first { pc } else { pc - 1 };
+        let at = if n == 0 { pc } else { pc - 1 };
+        let step = match memo {
+            Some(m) => {
+                let step = m.steps[n].get();
+                if step.matches(at, sp, bp) {
+                    step
+                } else {
+                    let step = Step::new(at, sp, bp, bounds, generation);
+                    m.steps[n].set(step);
+                    step
+                }
+            }
+            None => Step::new(at, sp, bp, bounds, generation),
+        };
+        n += 1;
+        match step.next {
+            Next::Caller => {}
+            Next::Outermost => return true,
+            Next::Unsupported => return false,
+        }
+        // SAFETY: `ra_slot` is an aligned-or-not word inside this thread's stack mapping
+        // (`Step::new` checked it against `bounds`), which stays mapped while the thread
+        // runs; the frames it belongs to are live (the contract above).
+        pc = unsafe { core::ptr::read_unaligned(step.ra_slot as *const usize) };
+        if step.rbp_slot != 0 {
+            // SAFETY: as above, the slot is inside the stack mapping.
+            bp = unsafe { core::ptr::read_unaligned(step.rbp_slot as *const usize) };
+        }
+        sp = step.cfa;
+    }
+}
+
+/// What a frame's step leads to.
+#[derive(Clone, Copy, PartialEq)]
+enum Next {
+    /// Its caller, whose registers [`Step`] says where to find.
+    Caller,
+    /// Nothing: the frame is the outermost one.
+    Outermost,
+    /// Something the cached rule cannot follow: libgcc's unwinder takes over.
+    Unsupported,
+}
+
+/// One frame's step, from the registers its code is at to its caller's: the rule for its
+/// address applied to them, and checked. A function of `at`, `sp`, `rbp` if the rule's CFA
+/// is `rbp`-based, the loader generation and the stack's bounds, so it can be kept
+/// ([`Walker::steps`]) and reused when those are the same.
+#[derive(Clone, Copy)]
+struct Step {
+    /// The address looked up (0: no step).
+    at: usize,
+    sp: usize,
+    /// `rbp` if the rule's CFA depends on it, else 0.
+    bp: usize,
+    /// Whether `bp` is part of the key.
+    uses_bp: bool,
+    next: Next,
+    /// The CFA: the caller's `sp`.
+    cfa: usize,
+    /// Where the return address is.
+    ra_slot: usize,
+    /// Where the caller's `rbp` is (0: `rbp` is unchanged).
+    rbp_slot: usize,
+}
+
+impl Step {
+    const NONE: Step = Step {
+        at: 0,
+        sp: 0,
+        bp: 0,
+        uses_bp: false,
+        next: Next::Unsupported,
+        cfa: 0,
+        ra_slot: 0,
+        rbp_slot: 0,
+    };
+
+    /// Whether this step is the one for a frame at `at` with these registers.
+    #[inline(always)]
+    fn matches(&self, at: usize, sp: usize, bp: usize) -> bool {
+        self.at == at && self.sp == sp && (!self.uses_bp || self.bp == bp)
+    }
+
+    /// Looks up the rule for `at` (the shared cache, else the CFI) and applies it.
+    fn new(at: usize, sp: usize, bp: usize, bounds: StackBounds, generation: u64) -> Step {
         let rule = match CACHE.get(at, generation) {
             Some(rule) => rule,
             None => resolve(at),
         };
+        let mut step = Step {
+            at,
+            sp,
+            bp: if rule.uses_rbp() { bp } else { 0 },
+            uses_bp: rule.uses_rbp(),
+            ..Step::NONE
+        };
         if rule.unsupported() {
-            return false;
+            return step;
         }
         if rule.outermost() {
-            return true;
+            step.next = Next::Outermost;
+            return step;
         }
         let cfa = rule.cfa(sp, bp);
         let ra_slot = rule.ra_slot(cfa);
         let rbp_slot = rule.rbp_slot(cfa);
         if cfa <= sp || !bounds.holds(ra_slot) || rbp_slot.is_some_and(|s| !bounds.holds(s)) {
-            return false;
+            return step;
         }
-        // SAFETY: `ra_slot` is an aligned-or-not word inside this thread's stack mapping
-        // (`bounds.holds`), which stays mapped while the thread runs; the frames it belongs to
-        // are live (the contract above).
-        pc = unsafe { core::ptr::read_unaligned(ra_slot as *const usize) };
-        if let Some(slot) = rbp_slot {
-            // SAFETY: as above, `slot` is inside the stack mapping.
-            bp = unsafe { core::ptr::read_unaligned(slot as *const usize) };
-        }
-        sp = cfa;
-        first = false;
+        step.next = Next::Caller;
+        step.cfa = cfa;
+        step.ra_slot = ra_slot;
+        step.rbp_slot = rbp_slot.unwrap_or(0);
+        step
     }
 }
 
@@ -158,21 +282,67 @@ impl StackBounds {
     }
 }
 
-thread_local! {
-    /// The calling thread's stack mapping, once found (`lo == hi == 0` before). Touched only by
-    /// [`stack_bounds`] on its own thread.
-    static STACK: Cell<StackBounds> = const { Cell::new(StackBounds { lo: 0, hi: 0 }) };
+/// Steps a walk takes at most: one per frame, the capturing frame's included.
+const MEMO_LEN: usize = MAX_DEPTH;
+
+/// A thread's own state for its walks. Touched only by [`walk`] on its own thread.
+struct Walker {
+    /// The thread's stack mapping, once found (`lo == hi == 0` before). The memo is
+    /// forgotten when it changes.
+    bounds: Cell<StackBounds>,
+    /// A walk is under way on this thread (its memo is in use): a walk that finds it set
+    /// runs in a signal handler and touches none of this.
+    busy: Cell<bool>,
+    /// The loader generation the memo's rules were read under.
+    generation: Cell<u64>,
+    /// The memo: the step the thread's last walks took at each depth ([`Step::NONE`]: none).
+    /// Successive samples of a thread mostly share the outer part of their stacks, so the
+    /// step at depth `i` is mostly the one taken the last time: three compares instead of a
+    /// probe of [`CACHE`]'s seqlocked slots, the rule's arithmetic and the bounds checks.
+    steps: [Cell<Step>; MEMO_LEN],
 }
 
-/// The mapping that holds `sp`, from the thread's cache or else from `/proc/self/maps`.
-fn stack_bounds(sp: usize) -> Option<StackBounds> {
-    let known = STACK.with(Cell::get);
-    if known.holds(sp) {
-        return Some(known);
+thread_local! {
+    static WALKER: Walker = const {
+        Walker {
+            bounds: Cell::new(StackBounds { lo: 0, hi: 0 }),
+            busy: Cell::new(false),
+            generation: Cell::new(0),
+            steps: [const { Cell::new(Step::NONE) }; MEMO_LEN],
+        }
+    };
+}
+
+impl Walker {
+    /// [`walk`] with the thread's memo, which it brings up to date first: every step in it
+    /// was taken under the current generation and checked against the current bounds.
+    fn walk(&self, start: Regs, stack: &mut Stack) -> bool {
+        let known = self.bounds.get();
+        let bounds = if known.holds(start.sp) {
+            known
+        } else {
+            let Some(found) = mapping_of(start.sp) else {
+                return false;
+            };
+            self.bounds.set(found);
+            self.forget_steps();
+            found
+        };
+        let Some(generation) = loader_generation() else {
+            return false;
+        };
+        if self.generation.get() != generation {
+            self.forget_steps();
+            self.generation.set(generation);
+        }
+        walk_from(start, stack, bounds, generation, Some(self))
     }
-    let found = mapping_of(sp)?;
-    STACK.with(|s| s.set(found));
-    Some(found)
+
+    fn forget_steps(&self) {
+        for step in &self.steps {
+            step.set(Step::NONE);
+        }
+    }
 }
 
 /// Finds the mapping that holds `addr` in `/proc/self/maps`, with `open`/`read` into a
