@@ -134,6 +134,7 @@ class Allocator:
         self.name = name
         self.lib = lib  # None: the system malloc, no preload
         self.version = ""
+        self.env = {}  # added to the program's environment (ghp: GOHEAP_PROFILE)
 
 
 def log(msg):
@@ -197,15 +198,15 @@ def lib_dirs():
 
 def resolve_allocators(args):
     wanted = [k.strip() for k in args.alloc.split(",") if k.strip()]
-    known = {"gh", "gh0", "mi3", "mi", "je", "sys"}
+    known = {"gh", "ghp", "gh0", "mi3", "mi", "je", "sys"}
     for k in wanted:
         if k not in known:
-            die(f"unknown allocator '{k}' (choose from gh, gh0, mi3, mi, je, sys)")
+            die(f"unknown allocator '{k}' (choose from gh, ghp, gh0, mi3, mi, je, sys)")
     if "gh0" in wanted and not args.goheap_base:
         die("gh0 (goheap-base) needs --goheap-base PATH")
     out = []
     for k in wanted:
-        if k in ("gh", "gh0"):
+        if k in ("gh", "ghp", "gh0"):
             explicit = args.goheap is not None or k == "gh0"
             path = args.goheap_base if k == "gh0" else (
                 args.goheap or os.path.join(ROOT, "target", "release", "libgoheap_malloc.so"))
@@ -217,7 +218,7 @@ def resolve_allocators(args):
                 continue
             # Run a snapshot, so a rebuild during the run cannot mix two builds.
             os.makedirs(args.build_dir, exist_ok=True)
-            snap = os.path.join(args.build_dir, "libgoheap_malloc.so" if k == "gh" else "base/libgoheap_malloc.so")
+            snap = os.path.join(args.build_dir, "base/libgoheap_malloc.so" if k == "gh0" else "libgoheap_malloc.so")
             os.makedirs(os.path.dirname(snap), exist_ok=True)
             if os.path.realpath(path) != os.path.realpath(snap):
                 shutil.copyfile(path, f"{snap}.tmp{os.getpid()}")
@@ -225,7 +226,13 @@ def resolve_allocators(args):
             with open(snap, "rb") as f:
                 digest = hashlib.sha256(f.read()).hexdigest()[:12]
             built = datetime.datetime.fromtimestamp(os.path.getmtime(path)).astimezone()
-            a = Allocator(k, "goheap" if k == "gh" else "goheap-base", snap)
+            a = Allocator(k, {"gh": "goheap", "ghp": "goheap-profiled", "gh0": "goheap-base"}[k], snap)
+            if k == "ghp":
+                # The same library with its heap profiler on at the default rate (512 KiB),
+                # writing a profile at exit as a user's run would; the files go to a
+                # directory of their own, emptied after every run (run_one).
+                a.env = {"GOHEAP_PROFILE": os.path.join(args.build_dir, "profiles", "%p.pb.gz")}
+                os.makedirs(os.path.join(args.build_dir, "profiles"), exist_ok=True)
             a.version = (f"copy of {os.path.abspath(path)} built {built:%Y-%m-%d %H:%M:%S}, "
                          f"sha256 {digest}, {git_describe()}")
         elif k == "mi3":
@@ -286,10 +293,11 @@ def build(build_dir, cc):
     log(f"built {len(PROGRAMS)} programs in {build_dir}")
 
 
-def spawn(launcher, exe, argv, preload, timeout):
+def spawn(launcher, exe, argv, preload, timeout, extra_env=None):
     """Run exe through the launcher (see src/launch.c: it keeps the parent's RSS out of
     ru_maxrss); return (wait status, rusage dict, wall seconds, stdout, stderr, timed_out)."""
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    env.update(extra_env or {})
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
             tempfile.NamedTemporaryFile(mode="r", prefix="bench-malloc-") as res:
         cmd = [launcher, res.name, f"{timeout:g}", preload or "-", exe] + argv
@@ -314,13 +322,21 @@ def spawn(launcher, exe, argv, preload, timeout):
 def run_one(exe, wl, alloc, args):
     argv = wl.argv(args.quick, args.procs)
     launcher = os.path.join(args.build_dir, "launch")
-    status, ru, wall, out, err, timed_out = spawn(launcher, exe, argv, alloc.lib, args.timeout)
+    status, ru, wall, out, err, timed_out = spawn(launcher, exe, argv, alloc.lib, args.timeout,
+                                                  alloc.env)
+    written = None
+    if "GOHEAP_PROFILE" in alloc.env:
+        written = glob.glob(os.path.join(os.path.dirname(alloc.env["GOHEAP_PROFILE"]), "*.pb.gz"))
+        for f in written:
+            os.remove(f)
     res = {
         "workload": wl.name, "allocator": alloc.name, "argv": argv, "wall": wall,
         "rss_kib": ru["maxrss"], "user": ru["user"], "sys": ru["sys"],
         "minflt": ru["minflt"], "majflt": ru["majflt"], "rtime": None, "error": None,
     }
     problems = []
+    if written == []:
+        problems.append("GOHEAP_PROFILE was set and no profile was written")
     if timed_out:
         problems.append(f"killed after the {args.timeout:.0f} s timeout")
     elif os.WIFSIGNALED(status):
@@ -605,7 +621,8 @@ def syscall_report(workloads, allocs, args, started):
 def main():
     ap = argparse.ArgumentParser(
         description="mimalloc-bench-shaped allocator benchmark (LD_PRELOAD).",
-        epilog="Allocators: gh = goheap, gh0 = goheap-base (--goheap-base), mi3 = mimalloc v3 (built by build-mimalloc.sh), "
+        epilog="Allocators: gh = goheap, ghp = goheap with GOHEAP_PROFILE set (its heap profiler at the "
+               "default rate, a profile written at exit), gh0 = goheap-base (--goheap-base), mi3 = mimalloc v3 (built by build-mimalloc.sh), "
                "mi = mimalloc from the system (Debian's is 2.0.9), je = jemalloc, sys = glibc (no preload).")
     ap.add_argument("--quick", action="store_true", help="shorter parameters (about 1 minute in all)")
     ap.add_argument("--reps", type=int, default=1, metavar="N", help="repetitions (default 1)")

@@ -57,6 +57,37 @@ fn leaks_lists_the_site_that_grew() {
     assert!((4.0..4.2).contains(&grew), "{text}");
     assert!(!text.contains("gc::keep\n"), "keep did not grow: {text}");
 
+    // `go tool pprof -base OLD NEW` reads the same two files: `leak` grew by its 4 MiB of
+    // inuse_space, and `keep` by nothing.
+    let diff = run_with_deadline(
+        Command::new(go())
+            .args(["tool", "pprof", "-top", "-cum", "-nodecount=200", "-unit=MB"])
+            .args(["-sample_index=inuse_space", "-base"])
+            .args([&old, &new])
+            .env("GOTOOLCHAIN", "local")
+            .env("HOME", std::env::temp_dir()),
+        Duration::from_secs(120),
+    );
+    let top = String::from_utf8_lossy(&diff.stdout);
+    assert!(
+        diff.status.success(),
+        "{}",
+        String::from_utf8_lossy(&diff.stderr)
+    );
+    // Rows: flat flat% sum% cum cum% name.
+    let cum_mb = |f: &str| {
+        top.lines()
+            .map(|l| l.split_whitespace().collect::<Vec<_>>())
+            .find(|r| r.len() >= 6 && r[5] == f)
+            .map(|r| r[3].trim_end_matches("MB").parse::<f64>().unwrap())
+    };
+    let grew = cum_mb("keep_churn_leak::gc::leak").unwrap_or_else(|| panic!("{top}"));
+    assert!((3.9..4.5).contains(&grew), "leak grew by {grew} MB:\n{top}");
+    assert!(
+        cum_mb("keep_churn_leak::gc::keep").is_none_or(|k| k.abs() < 0.1),
+        "{top}"
+    );
+
     let bad = dir.join("not-a-profile");
     std::fs::write(&bad, b"\x07\x07\x07").unwrap();
     let out = leaks(&[&old, &bad]);

@@ -204,6 +204,24 @@ fn leak_report_names_exactly_the_leaking_function() {
         assert!(!g.3.iter().any(|f| named("keep")(f) || named("churn")(f)));
     }
     assert_eq!(leaks[0].0, "Direct leak");
+    // Leaks first, direct before indirect, each kind biggest first; then the blocks libc,
+    // the loader and std keep for the life of the process.
+    let rank = |kind: &str| match kind {
+        "Direct leak" => 0,
+        "Indirect leak" => 1,
+        "Process-lifetime block" => 2,
+        other => panic!("unknown group kind {other:?}"),
+    };
+    for w in groups.windows(2) {
+        let (a, b) = (&w[0], &w[1]);
+        assert!(
+            (rank(&a.0), u64::MAX - a.1) <= (rank(&b.0), u64::MAX - b.1),
+            "groups out of order: {:?} before {:?}\n{}",
+            (&a.0, a.1),
+            (&b.0, b.1),
+            r.stderr
+        );
+    }
     let bytes: u64 = leaks.iter().map(|g| g.1).sum();
     assert!(
         (MIB as u64 * 9 / 10..MIB as u64 * 21 / 20).contains(&bytes),

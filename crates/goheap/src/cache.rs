@@ -393,19 +393,22 @@ impl Cache {
     /// free reaches the large-object path and the profiler, while the small-object free path
     /// stays as it is.
     ///
-    /// Budget: the common case, no class due and no sample point in the new window, is the
-    /// plain refill plus one load and test of `sample_due` and one multiply, subtract and
-    /// compare against `sample_left` (the window's object count comes with the refill), with
-    /// no stack frame beyond the plain refill's. Everything else (a due class, the sample
-    /// point inside the window, the first draw, the fallback cache, allocations made while
-    /// a sample is taken) is [`Cache::refill_sampled_slow`].
+    /// Budget: the common case, this class not due and no sample point in the new window,
+    /// is the plain refill plus one load and test of this class's bit of `sample_due` and
+    /// one multiply, subtract and compare against `sample_left` (the window's object count
+    /// comes with the refill), with no stack frame beyond the plain refill's. (Another class
+    /// being due changes nothing here: in a program that rarely allocates that class's size,
+    /// its bit may stay set for long, and testing the whole word sent every refill of every
+    /// class to the slow path meanwhile.) Everything else (this class due, the sample point
+    /// inside the window, the first draw, the fallback cache, allocations made while a
+    /// sample is taken) is [`Cache::refill_sampled_slow`].
     ///
     /// # Safety
     /// As for [`Cache::refill`].
     #[cold]
     #[inline(never)]
     unsafe fn refill_sampled(&self, class: usize) -> *mut u8 {
-        if self.sample_due.get() != 0 {
+        if self.sample_due.get() & 1u128 << class != 0 {
             // SAFETY: caller's contract.
             return unsafe { self.refill_sampled_slow(class, false, ptr::null_mut()) };
         }

@@ -205,3 +205,47 @@ fn goalloc_leak_report_names_the_leaking_function() {
     }
     assert!(n >= 1, "{err}");
 }
+
+/// `GOHEAP_PROFILE` in a Rust program (`GoAlloc`): the profile is written at exit to the
+/// file named, `%p` replaced by the pid, and holds what was live then: `leak`'s memory, none
+/// of `keep`'s (dropped before exit), and all that `churn` allocated.
+#[test]
+fn goalloc_profile_written_at_exit() {
+    let dir = scratch("goalloc-at-exit");
+    let run = run_with_deadline(
+        Command::new(example("keep_churn_leak"))
+            .args(["goalloc", "", "4", "16", "1"])
+            .env("GOHEAP_PROFILE", dir.join("heap.%p.pb.gz"))
+            .env("GOHEAP_PROFILE_RATE", "1"),
+        Duration::from_secs(300),
+    );
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let name = files[0].file_name().unwrap().to_str().unwrap();
+    let pid = name
+        .strip_prefix("heap.")
+        .and_then(|n| n.strip_suffix(".pb.gz"))
+        .unwrap_or_else(|| panic!("{name}"));
+    assert!(
+        !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()),
+        "%p is not a pid in {name}"
+    );
+    let p = decode(&files[0]);
+    check_shape(&p, 1);
+    let inuse = p.value_index("inuse_space").unwrap();
+    let alloc = p.value_index("alloc_space").unwrap();
+    let near = |got: i64, want: i64| got >= want && got <= want + want / 50 + MIB;
+    let (keep, leak) = (p.cum(inuse, named("keep")), p.cum(inuse, named("leak")));
+    let churn = p.cum(alloc, named("churn"));
+    assert_eq!(keep, 0, "keep's memory was freed before exit");
+    assert!(near(leak, MIB), "leak: {leak}");
+    assert!(near(churn, 16 * MIB), "churn: {churn}");
+}
