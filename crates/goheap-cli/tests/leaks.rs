@@ -61,7 +61,14 @@ fn leaks_lists_the_site_that_grew() {
     // inuse_space, and `keep` by nothing.
     let diff = run_with_deadline(
         Command::new(go())
-            .args(["tool", "pprof", "-top", "-cum", "-nodecount=200", "-unit=MB"])
+            .args([
+                "tool",
+                "pprof",
+                "-top",
+                "-cum",
+                "-nodecount=200",
+                "-unit=MB",
+            ])
             .args(["-sample_index=inuse_space", "-base"])
             .args([&old, &new])
             .env("GOTOOLCHAIN", "local")
