@@ -735,30 +735,62 @@ impl ArenaMeta {
 
     /// The highest-addressed run of free, dirty pages, at most `max` long: (first page, length).
     fn highest_dirty_run(&self, max: usize) -> Option<(usize, usize)> {
+        self.highest_dirty_run_below(ARENA_PAGES, max, 1)
+    }
+
+    /// The highest-addressed run of free, dirty pages that ends at or below page `limit` and
+    /// is at least `min` long (or reaches `max`), cut to at most `max` pages: (first page,
+    /// length). Shorter runs above it are skipped. One pass down the bitmap from `limit`.
+    fn highest_dirty_run_below(
+        &self,
+        mut limit: usize,
+        max: usize,
+        min: usize,
+    ) -> Option<(usize, usize)> {
         let dirty = |w: usize| !self.alloc[w] & !self.scavenged[w];
-        let top_word = (0..WORDS).rev().find(|&w| dirty(w) != 0)?;
-        let d = dirty(top_word);
-        let top = 63 - d.leading_zeros() as usize;
-        let end = top_word * 64 + top + 1;
-        // Count the run downwards: left-align the top page at bit 63 and count leading ones; a
-        // run that reaches bit 0 continues in the word below.
-        let mut len = 0;
-        let (mut w, mut x, mut avail) = (top_word, d << (63 - top), top + 1);
+        // The dirty bits of word `w` below page `limit`.
+        let below = |w: usize, limit: usize| {
+            let keep = limit.saturating_sub(w * 64);
+            if keep >= 64 {
+                dirty(w)
+            } else {
+                dirty(w) & ((1u64 << keep) - 1)
+            }
+        };
         loop {
-            let ones = x.leading_ones() as usize;
-            len += ones;
-            if len >= max {
-                len = max;
-                break;
+            if limit == 0 {
+                return None;
             }
-            if ones < avail || w == 0 {
-                break;
+            let top_word = (0..limit.div_ceil(64))
+                .rev()
+                .find(|&w| below(w, limit) != 0)?;
+            let d = below(top_word, limit);
+            let top = 63 - d.leading_zeros() as usize;
+            let end = top_word * 64 + top + 1;
+            // Count the run downwards: left-align the top page at bit 63 and count leading
+            // ones; a run that reaches bit 0 continues in the word below.
+            let mut len = 0;
+            let (mut w, mut x, mut avail) = (top_word, d << (63 - top), top + 1);
+            loop {
+                let ones = x.leading_ones() as usize;
+                len += ones;
+                if len >= max {
+                    len = max;
+                    break;
+                }
+                if ones < avail || w == 0 {
+                    break;
+                }
+                w -= 1;
+                x = dirty(w);
+                avail = 64;
             }
-            w -= 1;
-            x = dirty(w);
-            avail = 64;
+            if len >= min || len == max {
+                return Some((end - len, len));
+            }
+            // Too short: go on below it (its first page is not dirty-free or is page 0).
+            limit = end - len;
         }
-        Some((end - len, len))
     }
 }
 
@@ -1082,12 +1114,48 @@ impl PageAlloc {
                 m.base
             );
         };
+        Some(self.take_dirty_run(pos, slot, page, n))
+    }
+
+    /// [`PageAlloc::take_unscavenged`] that skips runs shorter than `min_pages` (unless
+    /// `max_pages` is shorter): the synchronous scavenger's, which leaves the small fragments
+    /// between live spans alone, since a program that frees them usually reuses them soon and
+    /// a `madvise` of one page costs more than the page is worth. Scans the bitmaps of the
+    /// arenas with dirty pages from the highest down until it finds such a run. None if there
+    /// is none.
+    pub fn take_unscavenged_at_least(
+        &mut self,
+        max_pages: usize,
+        min_pages: usize,
+    ) -> Option<(usize, usize)> {
+        if max_pages == 0 {
+            return None;
+        }
+        let max = max_pages.min(ARENA_PAGES);
+        let min = min_pages.min(max);
+        for pos in (0..self.narenas).rev() {
+            let e = self.dir()[pos];
+            if (e.dirty as usize) < min {
+                continue;
+            }
+            let m = self.meta_mut(e.slot);
+            if let Some((page, n)) = m.highest_dirty_run_below(ARENA_PAGES, max, min) {
+                return Some(self.take_dirty_run(pos, e.slot, page, n));
+            }
+        }
+        None
+    }
+
+    /// Marks pages `[page, page + n)` of the arena at directory position `pos` (slot `slot`),
+    /// free and dirty, in use; returns their address and `n`.
+    fn take_dirty_run(&mut self, pos: usize, slot: u32, page: usize, n: usize) -> (usize, usize) {
+        let m = self.meta_mut(slot);
         let (scav, sum) = m.alloc_range(page, n);
         debug_assert_eq!(scav, 0);
         let addr = m.base + (page << PAGE_SHIFT);
         self.sync(pos, slot, sum);
         self.free -= n;
-        Some((addr, n))
+        (addr, n)
     }
 
     /// Takes for a per-thread cache the 64-page aligned window that holds the lowest free page,
@@ -1723,6 +1791,52 @@ mod tests {
             Some((a1 + 66 * PAGE_SIZE, 64))
         );
         assert_eq!(pa.take_unscavenged(0), None);
+        pa.check();
+    }
+
+    #[test]
+    fn take_unscavenged_at_least_skips_short_runs() {
+        let mut pa = with(&[0, 1]);
+        let (a0, _) = pa.alloc(ARENA_PAGES).unwrap();
+        let (a1, _) = pa.alloc(ARENA_PAGES).unwrap();
+        // Arena 1: single pages at its top, a 3-page run, then a 70-page run across words.
+        pa.free(a1 + (ARENA_PAGES - 1) * PAGE_SIZE, 1);
+        pa.free(a1 + (ARENA_PAGES - 3) * PAGE_SIZE, 1);
+        pa.free(a1 + 200 * PAGE_SIZE, 3);
+        pa.free(a1 + 60 * PAGE_SIZE, 70);
+        // Arena 0: a run of 8 below everything of arena 1's.
+        pa.free(a0 + 10 * PAGE_SIZE, 8);
+        pa.check();
+        // The highest run of at least 8 is arena 1's long one, taken from its top.
+        assert_eq!(
+            pa.take_unscavenged_at_least(64, 8),
+            Some((a1 + 66 * PAGE_SIZE, 64))
+        );
+        // What is left of it is 6 pages: skipped, as are the 3 and the single pages.
+        assert_eq!(
+            pa.take_unscavenged_at_least(64, 8),
+            Some((a0 + 10 * PAGE_SIZE, 8))
+        );
+        assert_eq!(pa.take_unscavenged_at_least(64, 8), None);
+        // A caller that wants fewer pages than the minimum gets runs of what it asks for.
+        assert_eq!(
+            pa.take_unscavenged_at_least(2, 8),
+            Some((a1 + 201 * PAGE_SIZE, 2))
+        );
+        assert_eq!(
+            pa.take_unscavenged_at_least(6, 6),
+            Some((a1 + 60 * PAGE_SIZE, 6))
+        );
+        pa.check();
+        // With a minimum of one it is `take_unscavenged`: the single pages, highest first.
+        for page in [ARENA_PAGES - 1, ARENA_PAGES - 3, 200] {
+            assert_eq!(
+                pa.take_unscavenged_at_least(64, 1),
+                Some((a1 + page * PAGE_SIZE, 1))
+            );
+        }
+        assert_eq!(pa.take_unscavenged_at_least(64, 1), None);
+        assert_eq!(pa.take_unscavenged_at_least(0, 1), None);
         pa.check();
     }
 
