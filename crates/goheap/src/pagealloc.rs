@@ -84,7 +84,11 @@
 //!
 //! The directory entry also counts the arena's free-but-dirty pages, so
 //! [`PageAlloc::take_unscavenged`] (highest address first, as Go's scavenger) skips clean arenas
-//! and scans only the bitmap of the highest arena that has dirty pages. A [`PageCache`] is Go's
+//! and scans only the bitmap of the highest arena that has dirty pages. The synchronous scavenger's
+//! [`PageAlloc::take_unscavenged_at_least`] looks past runs shorter than it wants, arena by
+//! arena downwards, and remembers a search that found nothing until more pages are freed
+//! dirty (no run can grow before that), so that asking again on every freed span costs a
+//! compare. A [`PageCache`] is Go's
 //! `pageCache`: a 64-page aligned window (one bitmap word) whose free pages are all marked in use
 //! at once, then served to one thread without the heap lock.
 //!
@@ -813,6 +817,15 @@ pub struct PageAlloc {
     free: usize,
     /// Free pages that are scavenged.
     scav: usize,
+    /// Pages that ever became free and dirty (wrapping): a dirty run can only grow when this
+    /// moves.
+    dirty_freed: usize,
+    /// The last `take_unscavenged_at_least` that found nothing: `dirty_freed` then, and the
+    /// run length it wanted. Until `dirty_freed` moves, no run that long can exist, and a
+    /// search for one is skipped (the synchronous scavenger asks on every span it frees while
+    /// memory is over its bound, and a heap of fragments would be rescanned each time).
+    no_run_since: usize,
+    no_run_min: usize,
 }
 
 // SAFETY: a PageAlloc exclusively owns its metadata reservation; the raw pointers into it are
@@ -850,6 +863,9 @@ impl PageAlloc {
             hint_page: 0,
             free: 0,
             scav: 0,
+            dirty_freed: 0,
+            no_run_since: 0,
+            no_run_min: usize::MAX,
         }
     }
 
@@ -1093,6 +1109,8 @@ impl PageAlloc {
         self.free += npages;
         if scavenged {
             self.scav += npages;
+        } else {
+            self.dirty_freed = self.dirty_freed.wrapping_add(npages);
         }
         self.lower_hint(pos, page);
     }
@@ -1133,6 +1151,9 @@ impl PageAlloc {
         }
         let max = max_pages.min(ARENA_PAGES);
         let min = min_pages.min(max);
+        if self.dirty_freed == self.no_run_since && min >= self.no_run_min {
+            return None;
+        }
         for pos in (0..self.narenas).rev() {
             let e = self.dir()[pos];
             if (e.dirty as usize) < min {
@@ -1143,6 +1164,8 @@ impl PageAlloc {
                 return Some(self.take_dirty_run(pos, e.slot, page, n));
             }
         }
+        self.no_run_since = self.dirty_freed;
+        self.no_run_min = min;
         None
     }
 
@@ -1211,6 +1234,9 @@ impl PageAlloc {
         self.sync(pos, slot, sum);
         self.free += free.count_ones() as usize;
         self.scav += scav.count_ones() as usize;
+        self.dirty_freed = self
+            .dirty_freed
+            .wrapping_add((free & !scav).count_ones() as usize);
         self.lower_hint(pos, page + free.trailing_zeros() as usize);
     }
 
@@ -1818,6 +1844,16 @@ mod tests {
             Some((a0 + 10 * PAGE_SIZE, 8))
         );
         assert_eq!(pa.take_unscavenged_at_least(64, 8), None);
+        // Nothing was freed since: the answer is remembered, not searched for again. A free
+        // next to the 3-page run makes it 8 long, and the next search finds it.
+        assert_eq!(pa.take_unscavenged_at_least(64, 8), None);
+        pa.free(a1 + 203 * PAGE_SIZE, 5);
+        assert_eq!(
+            pa.take_unscavenged_at_least(64, 8),
+            Some((a1 + 200 * PAGE_SIZE, 8))
+        );
+        pa.free(a1 + 200 * PAGE_SIZE, 3);
+        pa.check();
         // A caller that wants fewer pages than the minimum gets runs of what it asks for.
         assert_eq!(
             pa.take_unscavenged_at_least(2, 8),
@@ -1964,6 +2000,28 @@ mod tests {
             }
             None
         }
+        /// `take_unscavenged_at_least`: the highest dirty run of at least `min` pages (of
+        /// `max`, if fewer), taken from its top, at most `max` long.
+        fn take_at_least(&mut self, max: usize, min: usize) -> Option<(usize, usize)> {
+            let min = min.min(max);
+            for (base, pages) in self.arenas.iter().rev() {
+                let mut end = ARENA_PAGES;
+                while let Some(top) = (0..end).rev().find(|&i| pages[i] == P::Dirty) {
+                    let mut s = top;
+                    while s > 0 && pages[s - 1] == P::Dirty {
+                        s -= 1;
+                    }
+                    if top + 1 - s >= min {
+                        let n = (top + 1 - s).min(max);
+                        let r = (*base + (top + 1 - n) * PAGE_SIZE, n);
+                        self.fill(r.0, r.1, P::Dirty, P::Used);
+                        return Some(r);
+                    }
+                    end = s;
+                }
+            }
+            None
+        }
         fn cache(&mut self) -> Option<PageCache> {
             for (base, pages) in &mut self.arenas {
                 if let Some(i) = pages.iter().position(|&p| p != P::Used) {
@@ -2018,6 +2076,7 @@ mod tests {
         Alloc(usize),
         Free(usize),
         Take(usize),
+        TakeAtLeast(usize, usize),
         FreeScavenged(usize),
         Cache,
         CacheAlloc(usize, usize),
@@ -2035,6 +2094,7 @@ mod tests {
             12 => size.prop_map(Op::Alloc),
             8 => any::<usize>().prop_map(Op::Free),
             2 => prop_oneof![1..=8usize, 1..=700usize].prop_map(Op::Take),
+            1 => (1..=700usize, 1..=16usize).prop_map(|(max, min)| Op::TakeAtLeast(max, min)),
             2 => any::<usize>().prop_map(Op::FreeScavenged),
             2 => Just(Op::Cache),
             4 => (any::<usize>(), 1..16usize).prop_map(|(i, n)| Op::CacheAlloc(i, n)),
@@ -2070,6 +2130,15 @@ mod tests {
                 Op::Take(max) => {
                     let got = pa.take_unscavenged(max);
                     assert_eq!(got, model.take(max), "take_unscavenged({max})");
+                    taken.extend(got);
+                }
+                Op::TakeAtLeast(max, min) => {
+                    let got = pa.take_unscavenged_at_least(max, min);
+                    assert_eq!(
+                        got,
+                        model.take_at_least(max, min),
+                        "take_unscavenged_at_least({max}, {min})"
+                    );
                     taken.extend(got);
                 }
                 Op::FreeScavenged(i) if !taken.is_empty() => {
@@ -2146,7 +2215,8 @@ mod tests {
                     1 + x / 4 % 16
                 }),
                 8..=13 => Op::Free(x),
-                14 => Op::Take(1 + x % 300),
+                14 if x % 2 == 0 => Op::Take(1 + x / 2 % 300),
+                14 => Op::TakeAtLeast(1 + x / 2 % 300, 1 + x / 600 % 16),
                 15 => Op::FreeScavenged(x),
                 16 => Op::Cache,
                 17 | 18 => Op::CacheAlloc(x, 1 + x / 64 % 15),
