@@ -162,6 +162,26 @@ fn object_of(p: *mut u8, func: &str) -> (*mut Span, usize) {
 /// Frees `p`, which must come from [`alloc`] (null is ignored). A pointer goheap did not hand
 /// out, or one already freed, aborts the process with a message.
 ///
+/// Budget, the owner's free of a small object in the flat table's range (x86-64, as
+/// `libgoheap_malloc.so`'s `free` compiles; callgrind counts 43.3 per free on alloc-test,
+/// the list work of `free_local_slow` included): 43 instructions, one conditional branch per
+/// check and none that depends on the data (a program freeing at random must not
+/// mispredict them):
+///
+/// ```text
+///   flat table range test (shift, compare) ..................  5
+///   span load (table address from the GOT, load, null test) ..  6
+///   exactness: (p - base) * magic, low half < limit ..........  6
+///   object index (high half) .................................  2
+///   owner test (slot offset from the GOT, %fs load, compare) .  5
+///   the object's bit, and the window's word as a mask .......  7
+///   double-free test on free bits | window, set the bit ......  6
+///   credit countdown and its sign test, return ...............  6
+/// ```
+///
+/// mimalloc v3 spends 21 (no exactness or double-free test, a free list in the object
+/// instead of a bitmap); docs/design.md section 8 says what the extra ones buy.
+///
 /// # Safety
 /// `p` is not used after this call.
 #[inline(always)]

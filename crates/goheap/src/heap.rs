@@ -840,10 +840,17 @@ pub fn has_grown() -> bool {
 /// released. The heap lock is dropped around each `madvise`, as Go's scavenger does, so
 /// allocation is never blocked behind a system call.
 pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
+    scavenge_runs(max_bytes, chunk_pages, 1)
+}
+
+/// [`scavenge`] of runs of at least `min_pages` free pages only (fewer only where
+/// `chunk_pages` or what is left of `max_bytes` asks for less): the synchronous scavenger's,
+/// which leaves small fragments alone ([`crate::pagealloc::PageAlloc::take_unscavenged_at_least`]).
+fn scavenge_runs(max_bytes: usize, chunk_pages: usize, min_pages: usize) -> usize {
     let mut released = 0;
     while released < max_bytes {
         let want = ((max_bytes - released) >> PAGE_SHIFT).clamp(1, chunk_pages);
-        let Some((addr, n)) = lock().pages.take_unscavenged(want) else {
+        let Some((addr, n)) = lock().pages.take_unscavenged_at_least(want, min_pages) else {
             break;
         };
         // SAFETY: the run is taken (marked in use) so nobody else uses it; it held only free
@@ -860,10 +867,15 @@ pub fn scavenge(max_bytes: usize, chunk_pages: usize) -> usize {
 }
 
 /// Releases what [`HeapInner::sync_scavenge_due`] asked for (synchronous mode; no lock
-/// held), in the policy's runs.
+/// held), in the policy's runs, none shorter than its minimum (`scavenge_policy`'s essay,
+/// "Fragments").
 fn sync_release(bytes: usize) {
     if bytes > 0 {
-        scavenge(bytes, scavenge_policy::RUN_PAGES);
+        scavenge_runs(
+            bytes,
+            scavenge_policy::RUN_PAGES,
+            scavenge_policy::SYNC_MIN_RUN_PAGES,
+        );
     }
 }
 

@@ -84,7 +84,11 @@
 //!
 //! The directory entry also counts the arena's free-but-dirty pages, so
 //! [`PageAlloc::take_unscavenged`] (highest address first, as Go's scavenger) skips clean arenas
-//! and scans only the bitmap of the highest arena that has dirty pages. A [`PageCache`] is Go's
+//! and scans only the bitmap of the highest arena that has dirty pages. The synchronous scavenger's
+//! [`PageAlloc::take_unscavenged_at_least`] looks past runs shorter than it wants, arena by
+//! arena downwards, and remembers a search that found nothing until more pages are freed
+//! dirty (no run can grow before that), so that asking again on every freed span costs a
+//! compare. A [`PageCache`] is Go's
 //! `pageCache`: a 64-page aligned window (one bitmap word) whose free pages are all marked in use
 //! at once, then served to one thread without the heap lock.
 //!
@@ -735,30 +739,62 @@ impl ArenaMeta {
 
     /// The highest-addressed run of free, dirty pages, at most `max` long: (first page, length).
     fn highest_dirty_run(&self, max: usize) -> Option<(usize, usize)> {
+        self.highest_dirty_run_below(ARENA_PAGES, max, 1)
+    }
+
+    /// The highest-addressed run of free, dirty pages that ends at or below page `limit` and
+    /// is at least `min` long (or reaches `max`), cut to at most `max` pages: (first page,
+    /// length). Shorter runs above it are skipped. One pass down the bitmap from `limit`.
+    fn highest_dirty_run_below(
+        &self,
+        mut limit: usize,
+        max: usize,
+        min: usize,
+    ) -> Option<(usize, usize)> {
         let dirty = |w: usize| !self.alloc[w] & !self.scavenged[w];
-        let top_word = (0..WORDS).rev().find(|&w| dirty(w) != 0)?;
-        let d = dirty(top_word);
-        let top = 63 - d.leading_zeros() as usize;
-        let end = top_word * 64 + top + 1;
-        // Count the run downwards: left-align the top page at bit 63 and count leading ones; a
-        // run that reaches bit 0 continues in the word below.
-        let mut len = 0;
-        let (mut w, mut x, mut avail) = (top_word, d << (63 - top), top + 1);
+        // The dirty bits of word `w` below page `limit`.
+        let below = |w: usize, limit: usize| {
+            let keep = limit.saturating_sub(w * 64);
+            if keep >= 64 {
+                dirty(w)
+            } else {
+                dirty(w) & ((1u64 << keep) - 1)
+            }
+        };
         loop {
-            let ones = x.leading_ones() as usize;
-            len += ones;
-            if len >= max {
-                len = max;
-                break;
+            if limit == 0 {
+                return None;
             }
-            if ones < avail || w == 0 {
-                break;
+            let top_word = (0..limit.div_ceil(64))
+                .rev()
+                .find(|&w| below(w, limit) != 0)?;
+            let d = below(top_word, limit);
+            let top = 63 - d.leading_zeros() as usize;
+            let end = top_word * 64 + top + 1;
+            // Count the run downwards: left-align the top page at bit 63 and count leading
+            // ones; a run that reaches bit 0 continues in the word below.
+            let mut len = 0;
+            let (mut w, mut x, mut avail) = (top_word, d << (63 - top), top + 1);
+            loop {
+                let ones = x.leading_ones() as usize;
+                len += ones;
+                if len >= max {
+                    len = max;
+                    break;
+                }
+                if ones < avail || w == 0 {
+                    break;
+                }
+                w -= 1;
+                x = dirty(w);
+                avail = 64;
             }
-            w -= 1;
-            x = dirty(w);
-            avail = 64;
+            if len >= min || len == max {
+                return Some((end - len, len));
+            }
+            // Too short: go on below it (its first page is not dirty-free or is page 0).
+            limit = end - len;
         }
-        Some((end - len, len))
     }
 }
 
@@ -781,6 +817,15 @@ pub struct PageAlloc {
     free: usize,
     /// Free pages that are scavenged.
     scav: usize,
+    /// Pages that ever became free and dirty (wrapping): a dirty run can only grow when this
+    /// moves.
+    dirty_freed: usize,
+    /// The last `take_unscavenged_at_least` that found nothing: `dirty_freed` then, and the
+    /// run length it wanted. Until `dirty_freed` moves, no run that long can exist, and a
+    /// search for one is skipped (the synchronous scavenger asks on every span it frees while
+    /// memory is over its bound, and a heap of fragments would be rescanned each time).
+    no_run_since: usize,
+    no_run_min: usize,
 }
 
 // SAFETY: a PageAlloc exclusively owns its metadata reservation; the raw pointers into it are
@@ -818,6 +863,9 @@ impl PageAlloc {
             hint_page: 0,
             free: 0,
             scav: 0,
+            dirty_freed: 0,
+            no_run_since: 0,
+            no_run_min: usize::MAX,
         }
     }
 
@@ -1061,6 +1109,8 @@ impl PageAlloc {
         self.free += npages;
         if scavenged {
             self.scav += npages;
+        } else {
+            self.dirty_freed = self.dirty_freed.wrapping_add(npages);
         }
         self.lower_hint(pos, page);
     }
@@ -1082,12 +1132,53 @@ impl PageAlloc {
                 m.base
             );
         };
+        Some(self.take_dirty_run(pos, slot, page, n))
+    }
+
+    /// [`PageAlloc::take_unscavenged`] that skips runs shorter than `min_pages` (unless
+    /// `max_pages` is shorter): the synchronous scavenger's, which leaves the small fragments
+    /// between live spans alone, since a program that frees them usually reuses them soon and
+    /// a `madvise` of one page costs more than the page is worth. Scans the bitmaps of the
+    /// arenas with dirty pages from the highest down until it finds such a run. None if there
+    /// is none.
+    pub fn take_unscavenged_at_least(
+        &mut self,
+        max_pages: usize,
+        min_pages: usize,
+    ) -> Option<(usize, usize)> {
+        if max_pages == 0 {
+            return None;
+        }
+        let max = max_pages.min(ARENA_PAGES);
+        let min = min_pages.min(max);
+        if self.dirty_freed == self.no_run_since && min >= self.no_run_min {
+            return None;
+        }
+        for pos in (0..self.narenas).rev() {
+            let e = self.dir()[pos];
+            if (e.dirty as usize) < min {
+                continue;
+            }
+            let m = self.meta_mut(e.slot);
+            if let Some((page, n)) = m.highest_dirty_run_below(ARENA_PAGES, max, min) {
+                return Some(self.take_dirty_run(pos, e.slot, page, n));
+            }
+        }
+        self.no_run_since = self.dirty_freed;
+        self.no_run_min = min;
+        None
+    }
+
+    /// Marks pages `[page, page + n)` of the arena at directory position `pos` (slot `slot`),
+    /// free and dirty, in use; returns their address and `n`.
+    fn take_dirty_run(&mut self, pos: usize, slot: u32, page: usize, n: usize) -> (usize, usize) {
+        let m = self.meta_mut(slot);
         let (scav, sum) = m.alloc_range(page, n);
         debug_assert_eq!(scav, 0);
         let addr = m.base + (page << PAGE_SHIFT);
         self.sync(pos, slot, sum);
         self.free -= n;
-        Some((addr, n))
+        (addr, n)
     }
 
     /// Takes for a per-thread cache the 64-page aligned window that holds the lowest free page,
@@ -1143,6 +1234,9 @@ impl PageAlloc {
         self.sync(pos, slot, sum);
         self.free += free.count_ones() as usize;
         self.scav += scav.count_ones() as usize;
+        self.dirty_freed = self
+            .dirty_freed
+            .wrapping_add((free & !scav).count_ones() as usize);
         self.lower_hint(pos, page + free.trailing_zeros() as usize);
     }
 
@@ -1727,6 +1821,62 @@ mod tests {
     }
 
     #[test]
+    fn take_unscavenged_at_least_skips_short_runs() {
+        let mut pa = with(&[0, 1]);
+        let (a0, _) = pa.alloc(ARENA_PAGES).unwrap();
+        let (a1, _) = pa.alloc(ARENA_PAGES).unwrap();
+        // Arena 1: single pages at its top, a 3-page run, then a 70-page run across words.
+        pa.free(a1 + (ARENA_PAGES - 1) * PAGE_SIZE, 1);
+        pa.free(a1 + (ARENA_PAGES - 3) * PAGE_SIZE, 1);
+        pa.free(a1 + 200 * PAGE_SIZE, 3);
+        pa.free(a1 + 60 * PAGE_SIZE, 70);
+        // Arena 0: a run of 8 below everything of arena 1's.
+        pa.free(a0 + 10 * PAGE_SIZE, 8);
+        pa.check();
+        // The highest run of at least 8 is arena 1's long one, taken from its top.
+        assert_eq!(
+            pa.take_unscavenged_at_least(64, 8),
+            Some((a1 + 66 * PAGE_SIZE, 64))
+        );
+        // What is left of it is 6 pages: skipped, as are the 3 and the single pages.
+        assert_eq!(
+            pa.take_unscavenged_at_least(64, 8),
+            Some((a0 + 10 * PAGE_SIZE, 8))
+        );
+        assert_eq!(pa.take_unscavenged_at_least(64, 8), None);
+        // Nothing was freed since: the answer is remembered, not searched for again. A free
+        // next to the 3-page run makes it 8 long, and the next search finds it.
+        assert_eq!(pa.take_unscavenged_at_least(64, 8), None);
+        pa.free(a1 + 203 * PAGE_SIZE, 5);
+        assert_eq!(
+            pa.take_unscavenged_at_least(64, 8),
+            Some((a1 + 200 * PAGE_SIZE, 8))
+        );
+        pa.free(a1 + 200 * PAGE_SIZE, 3);
+        pa.check();
+        // A caller that wants fewer pages than the minimum gets runs of what it asks for.
+        assert_eq!(
+            pa.take_unscavenged_at_least(2, 8),
+            Some((a1 + 201 * PAGE_SIZE, 2))
+        );
+        assert_eq!(
+            pa.take_unscavenged_at_least(6, 6),
+            Some((a1 + 60 * PAGE_SIZE, 6))
+        );
+        pa.check();
+        // With a minimum of one it is `take_unscavenged`: the single pages, highest first.
+        for page in [ARENA_PAGES - 1, ARENA_PAGES - 3, 200] {
+            assert_eq!(
+                pa.take_unscavenged_at_least(64, 1),
+                Some((a1 + page * PAGE_SIZE, 1))
+            );
+        }
+        assert_eq!(pa.take_unscavenged_at_least(64, 1), None);
+        assert_eq!(pa.take_unscavenged_at_least(0, 1), None);
+        pa.check();
+    }
+
+    #[test]
     fn page_cache_alloc_and_flush() {
         let mut pa = with(&[0]);
         // Pages 0..70 in use, then free 65 and 67 (dirty): the first free page is 65, so the
@@ -1850,6 +2000,28 @@ mod tests {
             }
             None
         }
+        /// `take_unscavenged_at_least`: the highest dirty run of at least `min` pages (of
+        /// `max`, if fewer), taken from its top, at most `max` long.
+        fn take_at_least(&mut self, max: usize, min: usize) -> Option<(usize, usize)> {
+            let min = min.min(max);
+            for (base, pages) in self.arenas.iter().rev() {
+                let mut end = ARENA_PAGES;
+                while let Some(top) = (0..end).rev().find(|&i| pages[i] == P::Dirty) {
+                    let mut s = top;
+                    while s > 0 && pages[s - 1] == P::Dirty {
+                        s -= 1;
+                    }
+                    if top + 1 - s >= min {
+                        let n = (top + 1 - s).min(max);
+                        let r = (*base + (top + 1 - n) * PAGE_SIZE, n);
+                        self.fill(r.0, r.1, P::Dirty, P::Used);
+                        return Some(r);
+                    }
+                    end = s;
+                }
+            }
+            None
+        }
         fn cache(&mut self) -> Option<PageCache> {
             for (base, pages) in &mut self.arenas {
                 if let Some(i) = pages.iter().position(|&p| p != P::Used) {
@@ -1904,6 +2076,7 @@ mod tests {
         Alloc(usize),
         Free(usize),
         Take(usize),
+        TakeAtLeast(usize, usize),
         FreeScavenged(usize),
         Cache,
         CacheAlloc(usize, usize),
@@ -1921,6 +2094,7 @@ mod tests {
             12 => size.prop_map(Op::Alloc),
             8 => any::<usize>().prop_map(Op::Free),
             2 => prop_oneof![1..=8usize, 1..=700usize].prop_map(Op::Take),
+            1 => (1..=700usize, 1..=16usize).prop_map(|(max, min)| Op::TakeAtLeast(max, min)),
             2 => any::<usize>().prop_map(Op::FreeScavenged),
             2 => Just(Op::Cache),
             4 => (any::<usize>(), 1..16usize).prop_map(|(i, n)| Op::CacheAlloc(i, n)),
@@ -1956,6 +2130,15 @@ mod tests {
                 Op::Take(max) => {
                     let got = pa.take_unscavenged(max);
                     assert_eq!(got, model.take(max), "take_unscavenged({max})");
+                    taken.extend(got);
+                }
+                Op::TakeAtLeast(max, min) => {
+                    let got = pa.take_unscavenged_at_least(max, min);
+                    assert_eq!(
+                        got,
+                        model.take_at_least(max, min),
+                        "take_unscavenged_at_least({max}, {min})"
+                    );
                     taken.extend(got);
                 }
                 Op::FreeScavenged(i) if !taken.is_empty() => {
@@ -2032,7 +2215,8 @@ mod tests {
                     1 + x / 4 % 16
                 }),
                 8..=13 => Op::Free(x),
-                14 => Op::Take(1 + x % 300),
+                14 if x % 2 == 0 => Op::Take(1 + x / 2 % 300),
+                14 => Op::TakeAtLeast(1 + x / 2 % 300, 1 + x / 600 % 16),
                 15 => Op::FreeScavenged(x),
                 16 => Op::Cache,
                 17 | 18 => Op::CacheAlloc(x, 1 + x / 64 % 15),
