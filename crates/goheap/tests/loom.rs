@@ -1012,7 +1012,7 @@ mod gc_barrier {
 // both workers must return (loom reports a deadlock or a livelock otherwise).
 
 mod mark_termination {
-    use goheap::raw::workqueue::{QuietWait, WorkQueue, Worker, SHARE_DEPTH};
+    use goheap::raw::workqueue::{QuietWait, WakeMutant, WorkQueue, Worker, SHARE_DEPTH};
     use loom::sync::atomic::{AtomicUsize, Ordering};
     use loom::sync::Arc;
     use loom::thread;
@@ -1155,6 +1155,102 @@ mod mark_termination {
     #[should_panic(expected = "deadlock")]
     fn a_missing_want_help_is_caught() {
         want_help_model(|_| {});
+    }
+
+    /// A worker that counts the items it processes (one-item buffers, nothing produced).
+    struct Counter {
+        stack: Vec<u32>,
+        done: &'static AtomicUsize,
+    }
+
+    impl Worker<u32> for Counter {
+        fn next(&mut self) -> Option<u32> {
+            self.stack.pop()
+        }
+        fn local(&self) -> usize {
+            self.stack.len()
+        }
+        fn spill(&mut self) -> Vec<u32> {
+            let rest = self.stack.split_off(self.stack.len() / 2);
+            core::mem::replace(&mut self.stack, rest)
+        }
+        fn take(&mut self, buf: Vec<u32>) {
+            self.stack = buf;
+        }
+        fn process(&mut self, _: u32) {
+            self.done.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// The wake-up token (`WorkQueue`'s essay, "who is woken"): two workers, both possibly
+    /// asleep, and an outside producer (an assist publishing its rest, a barrier's shade)
+    /// that pushes two one-item buffers, then waits for quiet as the collector does. Every
+    /// interleaving must process both items and end: a buffer left on the list while both
+    /// workers sleep is a deadlock (the collector's `wait_quiet` never returns), which loom
+    /// reports. Covers: a push that finds the token clear notifies; the woken worker clears it
+    /// and looks; a push that finds it set does not notify, and its buffer is taken by the
+    /// woken worker or passed on.
+    fn wake_token_model(mutant: WakeMutant) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(move || {
+            // Leaked: a deadlocking mutant unwinds through loom's cleanup, and dropping a
+            // loom object there aborts the whole test binary.
+            let q: &'static WorkQueue<u32> = Box::leak(Box::new(WorkQueue::with_mutant(mutant)));
+            q.reset(2, false);
+            let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+            let workers: Vec<_> = (0..2)
+                .map(|_| {
+                    thread::spawn(move || {
+                        let mut w = Counter {
+                            stack: Vec::new(),
+                            done,
+                        };
+                        q.run(&mut w);
+                    })
+                })
+                .collect();
+            q.push(vec![0]);
+            q.push(vec![0]);
+            q.wait_quiet();
+            assert_eq!(
+                done.load(Ordering::Relaxed),
+                2,
+                "quiet with an item unprocessed"
+            );
+            q.finish();
+            for t in workers {
+                t.join().unwrap();
+            }
+        });
+    }
+
+    #[test]
+    fn pushes_wake_sleeping_workers_through_the_token() {
+        wake_token_model(WakeMutant::Correct);
+    }
+
+    /// The push takes the token without notifying: the model is able to fail.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_push_that_never_wakes_is_caught() {
+        wake_token_model(WakeMutant::NoNotify);
+    }
+
+    /// A woken worker that keeps the token: the next push, after both sleep again, wakes
+    /// nobody.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_token_never_given_back_is_caught() {
+        wake_token_model(WakeMutant::TokenKept);
+    }
+
+    /// A push that takes the token with no worker idle (nobody notified will look):
+    /// the worker that takes that buffer goes to sleep with the token still set.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_token_taken_with_nobody_asleep_is_caught() {
+        wake_token_model(WakeMutant::TokenWithoutSleeper);
     }
 }
 
