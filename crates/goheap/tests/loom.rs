@@ -1245,6 +1245,56 @@ mod mark_termination {
         wake_token_model(WakeMutant::TokenKept);
     }
 
+    /// The collector's looks for quiet are answered once each (`quiet_waiting` lowered by
+    /// the one who notifies, raised again at every sleep): one worker, a buffer listed
+    /// before it starts, and an outside producer that pushes a second one at any time. The
+    /// collector waits for quiet, waits for the producer, waits for quiet again (mark
+    /// termination's loop). In the interleaving where the first answer comes while the
+    /// second buffer is listed by the time the collector looks, the collector sleeps a
+    /// second time and only the worker going idle after the second item can wake it.
+    fn quiet_looks_model(mutant: WakeMutant) {
+        let mut b = loom::model::Builder::new();
+        b.preemption_bound = Some(3);
+        b.check(move || {
+            // Leaked, as in `wake_token_model`.
+            let q: &'static WorkQueue<u32> = Box::leak(Box::new(WorkQueue::with_mutant(mutant)));
+            q.reset(1, false);
+            q.push(vec![0]);
+            let done: &'static AtomicUsize = Box::leak(Box::new(AtomicUsize::new(0)));
+            let worker = thread::spawn(move || {
+                let mut w = Counter {
+                    stack: Vec::new(),
+                    done,
+                };
+                q.run(&mut w);
+            });
+            let producer = thread::spawn(move || q.push(vec![0]));
+            q.wait_quiet();
+            producer.join().unwrap();
+            q.wait_quiet();
+            assert_eq!(
+                done.load(Ordering::Relaxed),
+                2,
+                "quiet with an item unprocessed"
+            );
+            q.finish();
+            worker.join().unwrap();
+        });
+    }
+
+    #[test]
+    fn every_look_for_quiet_is_answered() {
+        quiet_looks_model(WakeMutant::Correct);
+    }
+
+    /// The flag raised once per wait while the answers lower it: the second sleep is never
+    /// answered.
+    #[test]
+    #[should_panic(expected = "deadlock")]
+    fn a_look_not_raised_again_is_caught() {
+        quiet_looks_model(WakeMutant::QuietRaisedOnce);
+    }
+
     /// A push that takes the token with no worker idle (nobody notified will look):
     /// the worker that takes that buffer goes to sleep with the token still set.
     #[test]

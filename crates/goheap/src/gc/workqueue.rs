@@ -148,6 +148,9 @@ pub enum WakeMutant {
     /// A push takes the token (and notifies) even when no worker is idle: the token then
     /// promises a look that no woken worker will make.
     TokenWithoutSleeper,
+    /// The collector raises `quiet_waiting` once per wait, not at every sleep, while the
+    /// notifiers lower it: its second sleep is never answered.
+    QuietRaisedOnce,
 }
 
 /// Buffers shared between workers, and the idle count.
@@ -161,9 +164,12 @@ pub struct WorkQueue<T> {
     nbufs: AtomicUsize,
     /// Mirror of `state.idle`, read by busy workers to decide whether to share.
     idle: AtomicUsize,
-    /// The collector sleeps in [`WorkQueue::wait_quiet`]: an outside helper that took a
-    /// buffer must tell it when the queue turns quiet. Set and cleared under `state` by the
-    /// collector; read without it by helpers ([`WorkQueue::helper_done`]).
+    /// The collector sleeps in [`WorkQueue::wait_quiet`] and nobody has answered this look
+    /// yet: whoever finds the queue quiet must tell it. Raised under `state` by the
+    /// collector each time it goes to sleep; lowered under `state` by the one that notifies
+    /// it (a worker going idle, [`WorkQueue::helper_done`]), so that one look is answered by
+    /// one `futex_wake`, not one per assist that ends while the collector waits for a core;
+    /// read without the lock by helpers first.
     quiet_waiting: AtomicBool,
     /// An outside helper (a mark assist) found no buffer to take: the next busy worker to
     /// see it shares half its stack, as for an idle worker. Without it a lone worker never
@@ -256,7 +262,7 @@ impl<T> WorkQueue<T> {
                 }
                 return;
             }
-            WakeMutant::Correct | WakeMutant::TokenKept => {}
+            _ => {}
         }
         if g.idle > 0 && !g.waking {
             g.waking = true;
@@ -297,6 +303,12 @@ impl<T> WorkQueue<T> {
     ///   effect: the collector (checking quiet itself), a worker (which notifies when it
     ///   finds the run quiet as it goes idle, takes a buffer, so that the run is not quiet,
     ///   or pushes one, likewise), or another helper (which comes here after).
+    ///
+    /// The notifier lowers the flag (one answer per look). A helper that reads it lowered
+    /// after its steal loses nothing: the lowering was paired with a notify, so the
+    /// collector has a look pending, under the lock; if that look comes after the steal it
+    /// sees it, and if it came before, it found the stolen buffer still listed, so not
+    /// quiet, and raised the flag again before this load (which then reads it raised).
     pub fn helper_done(&self) {
         if !self.quiet_waiting.load(Ordering::Relaxed) {
             return;
@@ -305,6 +317,15 @@ impl<T> WorkQueue<T> {
             return;
         };
         if !g.auto_finish && g.idle == g.running && g.bufs.is_empty() {
+            self.answer_quiet_look();
+        }
+    }
+
+    /// The queue is quiet (under the mutex): wakes the collector if it sleeps in
+    /// [`Self::wait_quiet`] and no one has woken it since it last looked.
+    fn answer_quiet_look(&self) {
+        if self.quiet_waiting.load(Ordering::Relaxed) {
+            self.quiet_waiting.store(false, Ordering::Relaxed);
             self.quiet_cv.notify_all();
         }
     }
@@ -380,7 +401,7 @@ impl<T> WorkQueue<T> {
                         return;
                     }
                 } else if g.idle == g.running {
-                    self.quiet_cv.notify_all();
+                    self.answer_quiet_look();
                 }
                 g = self.work_cv.wait(g).unwrap();
                 // This worker looks at the list now (the loop's checks, under the mutex):
@@ -435,8 +456,18 @@ impl<T> WorkQueue<T> {
     /// Sleeps until the queue is quiet (module essay: a hint while producers run).
     pub fn wait_quiet(&self) {
         let mut g = self.state.lock().unwrap();
-        self.quiet_waiting.store(true, Ordering::Relaxed);
+        #[cfg(loom)]
+        let raise_at_every_sleep = self.mutant != WakeMutant::QuietRaisedOnce;
+        #[cfg(not(loom))]
+        let raise_at_every_sleep = true;
+        if !raise_at_every_sleep {
+            self.quiet_waiting.store(true, Ordering::Relaxed);
+        }
         while !(g.idle == g.running && g.bufs.is_empty()) {
+            // One look, answered once (`quiet_waiting`): raised again at every sleep.
+            if raise_at_every_sleep {
+                self.quiet_waiting.store(true, Ordering::Relaxed);
+            }
             g = self.quiet_cv.wait(g).unwrap();
         }
         self.quiet_waiting.store(false, Ordering::Relaxed);
@@ -448,7 +479,6 @@ impl<T> WorkQueue<T> {
     /// timed wait never times out: its models pass `None`.)
     pub fn wait_quiet_or_help(&self, deadline: Option<std::time::Instant>) -> QuietWait {
         let mut g = self.state.lock().unwrap();
-        self.quiet_waiting.store(true, Ordering::Relaxed);
         let why = loop {
             if g.help_wanted {
                 break QuietWait::HelpWanted;
@@ -456,6 +486,9 @@ impl<T> WorkQueue<T> {
             if g.idle == g.running && g.bufs.is_empty() {
                 break QuietWait::Quiet;
             }
+            // One look, answered once (`quiet_waiting`): raised again at every sleep, as in
+            // `wait_quiet` (a notifier lowers it).
+            self.quiet_waiting.store(true, Ordering::Relaxed);
             match deadline {
                 None => g = self.quiet_cv.wait(g).unwrap(),
                 Some(d) => {
