@@ -110,8 +110,12 @@ pub(crate) struct GcSpan {
     pub sweepgen: AtomicU32,
     marks_cap: usize,
     owned: UnsafeCell<Owned>,
-    /// Link in the metadata free list.
+    /// Free structs only (the pool's lock or the stash's owner): link in a chain of free
+    /// structs (a pool batch, a stash).
     next_free: *mut GcSpan,
+    /// Free structs only, under the pool's lock: for the first struct of a full batch in
+    /// the pool, the next full batch.
+    next_batch: *mut GcSpan,
 }
 
 // SAFETY: `owned` is only accessed by the span's current holder (module essay); everything
@@ -432,11 +436,25 @@ fn map_pages(base: usize, n: usize, s: *mut GcSpan) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------
-// Span structs: carved from OS memory, recycled through a free list, never unmapped.
+// Span structs: carved from OS memory, recycled in batches, never unmapped.
+//
+// The pool keeps its free structs in batches of `STASH_BATCH` (chained through `next_free`,
+// the batches through their first struct's `next_batch`), so that a mutator's stash takes
+// or gives a whole batch in a few stores under the pool's lock. It once walked a single
+// free list under the lock, one dependent load of a cold struct per struct taken: 16 cache
+// misses of lock hold per refill, and at 16 threads on 2 cores the pool's lock became the
+// allocator's most contended (410 of 2,736 futex calls sampled in binary-trees 21, more
+// than all the per-type pools together; docs/bench/gc-counts-2026-12-07.md).
 
+/// Free span structs. Written only under `SPAN_POOL`'s lock.
 struct SpanPool {
-    /// Free span structs, by mark capacity class (64 << k bytes).
-    free: [*mut GcSpan; MARK_CLASSES],
+    /// Full batches of free structs (`STASH_BATCH` each), by mark capacity class
+    /// (64 << k bytes).
+    full: [*mut GcSpan; MARK_CLASSES],
+    /// The batch being filled by `put`, by mark class, and its length (< `STASH_BATCH`).
+    partial: [*mut GcSpan; MARK_CLASSES],
+    partial_len: [usize; MARK_CLASSES],
+    /// The OS chunk being carved: next free byte and end.
     cur: usize,
     end: usize,
 }
@@ -452,7 +470,9 @@ fn mark_class(nelems: usize) -> usize {
 unsafe impl Send for SpanPool {}
 
 static SPAN_POOL: Mutex<SpanPool> = Mutex::new(SpanPool {
-    free: [ptr::null_mut(); MARK_CLASSES],
+    full: [ptr::null_mut(); MARK_CLASSES],
+    partial: [ptr::null_mut(); MARK_CLASSES],
+    partial_len: [0; MARK_CLASSES],
     cur: 0,
     end: 0,
 });
@@ -464,13 +484,56 @@ impl SpanPool {
     /// A free struct of mark class `mc` (its mark array follows it), recycled or carved
     /// from OS memory; null if out of memory.
     fn take(&mut self, mc: usize) -> *mut GcSpan {
-        if !self.free[mc].is_null() {
-            let s = self.free[mc];
-            // SAFETY: free-list entries are unused span structs whose mark array follows
-            // them (capacity of class `mc`); the lock makes them ours.
-            self.free[mc] = unsafe { (*s).next_free };
+        if self.partial[mc].is_null() && !self.full[mc].is_null() {
+            // Open a full batch.
+            let b = self.full[mc];
+            // SAFETY: a batch head in the pool: an unused struct, ours under the lock.
+            self.full[mc] = unsafe { (*b).next_batch };
+            self.partial[mc] = b;
+            self.partial_len[mc] = STASH_BATCH;
+        }
+        if !self.partial[mc].is_null() {
+            let s = self.partial[mc];
+            // SAFETY: pooled structs are unused span structs whose mark array follows them
+            // (capacity of class `mc`); the lock makes them ours.
+            self.partial[mc] = unsafe { (*s).next_free };
+            self.partial_len[mc] -= 1;
             return s;
         }
+        self.carve(mc)
+    }
+
+    /// Up to `STASH_BATCH` free structs of mark class `mc`, chained through `next_free`: a
+    /// full batch (two loads and a store), else the batch being filled, else fresh ones;
+    /// null if out of memory.
+    fn take_batch(&mut self, mc: usize) -> *mut GcSpan {
+        let b = self.full[mc];
+        if !b.is_null() {
+            // SAFETY: a batch head in the pool: an unused struct, ours under the lock.
+            self.full[mc] = unsafe { (*b).next_batch };
+            return b;
+        }
+        let b = self.partial[mc];
+        if !b.is_null() {
+            self.partial[mc] = ptr::null_mut();
+            self.partial_len[mc] = 0;
+            return b;
+        }
+        let mut head = ptr::null_mut();
+        for _ in 0..STASH_BATCH {
+            let s = self.carve(mc);
+            if s.is_null() {
+                break;
+            }
+            // SAFETY: a fresh struct only we can see.
+            unsafe { (*s).next_free = head };
+            head = s;
+        }
+        head
+    }
+
+    /// A fresh struct of mark class `mc` carved from OS memory; null if out of memory.
+    fn carve(&mut self, mc: usize) -> *mut GcSpan {
         let sz = STRUCT_HEAD + (64usize << mc);
         if self.cur + sz > self.end {
             let c = os::reserve(SPAN_CHUNK, os::OS_PAGE_SIZE);
@@ -489,7 +552,8 @@ impl SpanPool {
         s
     }
 
-    /// Files an unused struct under its mark class.
+    /// Files an unused struct under its mark class (the batch being filled; a full one
+    /// joins the full batches).
     ///
     /// # Safety
     /// `s` is unmapped and unreferenced, its `marks_cap` set.
@@ -497,8 +561,16 @@ impl SpanPool {
         // SAFETY: caller's contract: we own the struct now.
         let mc = unsafe { (*s).marks_cap.trailing_zeros() as usize - 6 };
         // SAFETY: as above.
-        unsafe { (*s).next_free = self.free[mc] };
-        self.free[mc] = s;
+        unsafe { (*s).next_free = self.partial[mc] };
+        self.partial[mc] = s;
+        self.partial_len[mc] += 1;
+        if self.partial_len[mc] == STASH_BATCH {
+            // SAFETY: `s` heads the batch just filled; ours under the lock.
+            unsafe { (*s).next_batch = self.full[mc] };
+            self.full[mc] = s;
+            self.partial[mc] = ptr::null_mut();
+            self.partial_len[mc] = 0;
+        }
     }
 }
 
@@ -521,19 +593,10 @@ impl SpanStash {
     };
 
     /// A struct of mark class `mc`, refilling the class from the pool (one acquisition of
-    /// its lock) when empty; null if out of memory.
+    /// its lock, a batch taken whole) when empty; null if out of memory.
     fn pop(&mut self, mc: usize) -> *mut GcSpan {
         if self.heads[mc].is_null() {
-            let mut p = SPAN_POOL.lock();
-            for _ in 0..STASH_BATCH {
-                let s = p.take(mc);
-                if s.is_null() {
-                    break;
-                }
-                // SAFETY: an unused struct the lock gave us.
-                unsafe { (*s).next_free = self.heads[mc] };
-                self.heads[mc] = s;
-            }
+            self.heads[mc] = SPAN_POOL.lock().take_batch(mc);
         }
         let s = self.heads[mc];
         if !s.is_null() {
@@ -620,6 +683,7 @@ pub(crate) fn new_span(
                 sampled: 0,
             }),
             next_free: ptr::null_mut(),
+            next_batch: ptr::null_mut(),
         })
     };
     if !map_pages(base, if large { 1 } else { npages }, s) {
