@@ -503,9 +503,10 @@ impl SpanPool {
         self.carve(mc)
     }
 
-    /// Up to `STASH_BATCH` free structs of mark class `mc`, chained through `next_free`: a
-    /// full batch (two loads and a store), else the batch being filled, else fresh ones;
-    /// null if out of memory.
+    /// `STASH_BATCH` free structs of mark class `mc` (fewer if out of memory; null if
+    /// none), chained through `next_free`: a full batch (two loads and a store), else the
+    /// batch being filled topped up with fresh ones (a short batch alone would bring the
+    /// stash back for more after a few spans).
     fn take_batch(&mut self, mc: usize) -> *mut GcSpan {
         let b = self.full[mc];
         if !b.is_null() {
@@ -513,14 +514,11 @@ impl SpanPool {
             self.full[mc] = unsafe { (*b).next_batch };
             return b;
         }
-        let b = self.partial[mc];
-        if !b.is_null() {
-            self.partial[mc] = ptr::null_mut();
-            self.partial_len[mc] = 0;
-            return b;
-        }
-        let mut head = ptr::null_mut();
-        for _ in 0..STASH_BATCH {
+        let mut head = self.partial[mc];
+        let have = self.partial_len[mc];
+        self.partial[mc] = ptr::null_mut();
+        self.partial_len[mc] = 0;
+        for _ in have..STASH_BATCH {
             let s = self.carve(mc);
             if s.is_null() {
                 break;
