@@ -31,7 +31,7 @@
 //! every item it processed until the woken worker got the lock: 650 of the 2,000 futex
 //! calls sampled in binary-trees 19 at 16 threads.
 //!
-//! No wake-up is lost (loom: `mark_termination`, the `wake_token` models): whenever a buffer
+//! No wake-up is lost (loom: `mark_termination`, `pushes_wake_sleeping_workers_through_the_token`): whenever a buffer
 //! waits on the list, one of these holds when the mutex is released:
 //! - no worker is idle: every worker of the run checks the list under the mutex before it
 //!   sleeps (one not yet in the run checks it when it joins);
@@ -41,6 +41,7 @@
 //!   list in one critical section;
 //! - a worker not idle (the one that just cleared the token and found the buffer, or the one
 //!   that pushed it) will look at the list before it sleeps.
+//!
 //! A clear token with an idle worker and a waiting buffer is never left behind: the push
 //! sets it, and the looker that clears it either takes a buffer (no longer idle) or finds
 //! the list empty. Clearing the token early (two workers woken) costs a wake-up at most;
