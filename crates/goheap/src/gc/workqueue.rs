@@ -31,8 +31,9 @@
 //! every item it processed until the woken worker got the lock: 650 of the 2,000 futex
 //! calls sampled in binary-trees 19 at 16 threads.
 //!
-//! No wake-up is lost (loom: `mark_termination`, `pushes_wake_sleeping_workers_through_the_token`): whenever a buffer
-//! waits on the list, one of these holds when the mutex is released:
+//! No wake-up is lost (loom: `mark_termination`,
+//! `pushes_wake_sleeping_workers_through_the_token`): whenever a buffer waits on the list,
+//! one of these holds when the mutex is released:
 //! - no worker is idle: every worker of the run checks the list under the mutex before it
 //!   sleeps (one not yet in the run checks it when it joins);
 //! - the token is set: it was set by a notify made under the mutex while a worker was idle,
@@ -308,8 +309,9 @@ impl<T> WorkQueue<T> {
     /// The notifier lowers the flag (one answer per look). A helper that reads it lowered
     /// after its steal loses nothing: the lowering was paired with a notify, so the
     /// collector has a look pending, under the lock; if that look comes after the steal it
-    /// sees it, and if it came before, it found the stolen buffer still listed, so not
-    /// quiet, and raised the flag again before this load (which then reads it raised).
+    /// sees it, and if it came before, the collector either returned (quiet) or raised the
+    /// flag again as it slept, under the lock before the steal, so this load reads it
+    /// raised (or lowered by a newer answer, with a newer look pending: the same again).
     pub fn helper_done(&self) {
         if !self.quiet_waiting.load(Ordering::Relaxed) {
             return;
