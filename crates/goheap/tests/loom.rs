@@ -1137,9 +1137,9 @@ mod mark_termination {
             let asker = thread::spawn(move || want_help(&q2));
             assert_eq!(q.wait_quiet_or_help(None), QuietWait::HelpWanted);
             asker.join().unwrap();
-            // The next run starts without the call.
+            // The call counts until the run ends; the next run starts without it.
+            q.finish();
             q.reset(0, false);
-            q.steal(true);
             assert_eq!(q.wait_quiet_or_help(None), QuietWait::Quiet);
             q.finish();
         });

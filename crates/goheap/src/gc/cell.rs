@@ -435,9 +435,13 @@ impl<T: ?Sized> GcRefCell<T> {
         T: Trace,
     {
         // The barrier of an exclusive hold (`exclusive.rs`).
-        let got = exclusive::acquire(&self.shaded, &self.value, || {
-            borrow::try_writing(&self.state)
-        });
+        // SAFETY: `try_writing` succeeds only with the mutable borrow, which excludes every
+        // other access to the value until it ends.
+        let got = unsafe {
+            exclusive::acquire(&self.shaded, &self.value, || {
+                borrow::try_writing(&self.state)
+            })
+        };
         // `then`, not `then_some`: a `GcRefMut` made eagerly and dropped on failure would
         // end the borrow another holder has (found while writing `GcMutex`).
         got.then(|| GcRefMut {
@@ -523,11 +527,15 @@ impl<T: ?Sized + Trace> Drop for GcRefMut<'_, T> {
         // into one shared borrow first (a swap), and only then looks at the flag
         // (`exclusive.rs`: why in that order).
         let state = &self.cell.state;
-        exclusive::release(
-            &self.cell.value,
-            || borrow::writing_to_shared(state),
-            || borrow::release_shared(state),
-        );
+        // SAFETY: this guard is the mutable borrow; `writing_to_shared` turns it into one
+        // shared borrow, which excludes mutable ones until `release_shared`.
+        unsafe {
+            exclusive::release(
+                &self.cell.value,
+                || borrow::writing_to_shared(state),
+                || borrow::release_shared(state),
+            )
+        };
     }
 }
 

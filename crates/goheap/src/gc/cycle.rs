@@ -416,15 +416,20 @@ fn mark_done(
     if checking {
         h.mutators.stop_all(h);
     }
-    // The mutators carry the mark: until the collector takes over. Not when a forced cycle
-    // or the shutdown is already asked for (their `want_help` may have come before this
-    // mark's queue reset cleared it), nor under gccheckmark's stop (no mutator runs).
-    let mut carried = plan.dedicated == 0 && !checking && !h.cycle.someone_waits();
+    // The mutators carry the mark until the collector takes over: at once when a forced
+    // cycle or the shutdown is already asked for (found by review: without workers, such a
+    // mark was left to the collector alone), or under gccheckmark's stop (no mutator runs);
+    // later when someone asks (`WorkQueue::want_help`) or the patience runs out.
+    let mut carried = plan.dedicated == 0;
     let patience = Instant::now() + h.markers.patience();
     let mut took_over = None;
     loop {
         if carried {
-            let why = h.barrier.queue.wait_quiet_or_help(Some(patience));
+            let why = if checking || h.cycle.someone_waits() {
+                QuietWait::HelpWanted
+            } else {
+                h.barrier.queue.wait_quiet_or_help(Some(patience))
+            };
             if why != QuietWait::Quiet {
                 carried = false;
                 h.markers.set_fractional_ppm(0);

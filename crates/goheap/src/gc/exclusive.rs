@@ -26,8 +26,12 @@ use super::trace::{Trace, Tracer};
 /// Takes an exclusive hold with `try_hold` (true when it got it) and applies the acquire
 /// barrier (module essay). `shaded` is the holder's record of the mark start that last
 /// shaded `value`, written only here, by the holder.
+///
+/// # Safety
+/// `try_hold` returns true only when it took a hold that excludes every other access to
+/// `value` until the holder gives it up (the value is read through it here).
 #[inline]
-pub fn acquire<T: ?Sized + Trace>(
+pub unsafe fn acquire<T: ?Sized + Trace>(
     shaded: &AtomicU64,
     value: &UnsafeCell<T>,
     try_hold: impl FnOnce() -> bool,
@@ -41,7 +45,7 @@ pub fn acquire<T: ?Sized + Trace>(
     if got && T::NEEDS_TRACE && ACTIVE.load(Ordering::SeqCst) != 0 {
         // Deletion half, once per mark: whatever the hold removes is shaded first.
         let k = MARK_STARTS.load(Ordering::SeqCst);
-        // SAFETY: we hold the value exclusively.
+        // SAFETY: `try_hold` took an exclusive hold (the caller's contract).
         if shaded.load(Ordering::Relaxed) != k && unsafe { shade(value) } {
             // Shaded under `MARK` after mark start `k`: skip until the next one.
             shaded.store(k, Ordering::Relaxed);
@@ -56,15 +60,20 @@ pub fn acquire<T: ?Sized + Trace>(
 /// Gives up an exclusive hold of a value that holds pointers, with the release barrier
 /// (module essay): `to_read` turns the hold into one read of the value (a sequentially
 /// consistent read-modify-write of the word), `read_done` ends that read.
+///
+/// # Safety
+/// The caller holds `value` exclusively; after `to_read`, until `read_done`, it holds a
+/// read that excludes every mutable access (the value is traced through it here).
 #[inline]
-pub fn release<T: ?Sized + Trace>(
+pub unsafe fn release<T: ?Sized + Trace>(
     value: &UnsafeCell<T>,
     to_read: impl FnOnce(),
     read_done: impl FnOnce(),
 ) {
     to_read();
     if INSERTION.load(Ordering::SeqCst) != 0 {
-        // SAFETY: the read we now hold excludes every mutable access.
+        // SAFETY: after `to_read` we hold a read that excludes every mutable access (the
+        // caller's contract).
         let _ = unsafe { shade(value) };
     }
     read_done();

@@ -90,6 +90,12 @@ impl MarkShare {
         if self.owed_ns < SLICE.as_nanos() as u64 {
             return;
         }
+        if !h.barrier.queue.has_buffers() {
+            // Nothing to take: no slice, and no pause recorded (found by review: every
+            // refill of a mutator that owed a slice recorded an empty one, which padded
+            // the pause counts and pulled the percentiles down).
+            return;
+        }
         let spent = {
             let _pause = h.mutators.pauses.timer(PauseCause::Fractional);
             super::mark::fractional(&h.barrier, SLICE);

@@ -1009,16 +1009,16 @@ fn help(b: &Barrier, budget: HelpBudget) -> usize {
     }
     let mut marked = 0;
     if b.phase.load(Ordering::SeqCst) == MARK && !b.queue.has_buffers() {
-        // Nothing to take (most assists near a mark's end): no tracer to set up.
+        // Nothing to take (most assists near a mark's end): no tracer to set up, and no
+        // report of quiet (with no worker the queue is quiet whenever it is empty, and
+        // each such assist woke the collector: 21,000 wake-up calls in one run of
+        // binary-trees 20 with two mutators).
         b.queue.want();
     } else if b.phase.load(Ordering::SeqCst) == MARK {
         let mut t = Tracer::with_mode(Mode::Mark);
         t.cur.todo = Vec::with_capacity(MAX_OBJECTS);
         t.far = Vec::with_capacity(FAR_BATCH);
         let mut n = 0;
-        // Whether this helper took any work: one that took none changed nothing the
-        // collector's last look at the queue saw, and need not tell it of quiet.
-        let mut took = false;
         let start = std::time::Instant::now();
         while n < budget.objects && t.marked_bytes < budget.bytes && start.elapsed() < budget.time {
             if t.ring.is_empty() {
@@ -1032,7 +1032,6 @@ fn help(b: &Barrier, budget: HelpBudget) -> usize {
                 // fence).
                 marker_begin();
                 t.take(buf);
-                took = true;
             }
             let e = t.next().expect("non-empty");
             n += t.scan(e);
@@ -1052,13 +1051,12 @@ fn help(b: &Barrier, budget: HelpBudget) -> usize {
         }
         marked = t.marked_bytes;
         b.marked.fetch_add(marked, Ordering::Relaxed);
-        // A helper that found the queue empty does not wake the collector: when the
-        // mutators carry the mark there is no worker, so the queue is quiet each time it is
-        // empty, and every assist of a mark that was nearly over woke the collector for
-        // nothing (21,000 wake-up calls in one run of binary-trees 20 with two mutators).
-        if took {
-            b.queue.helper_done();
-        }
+        // Every helper that looked at the queue's list reports, even one that found it
+        // empty: its steal may have held the lock while the helper that took the last
+        // buffer tried to report (`WorkQueue::helper_done`: the holder comes after). A
+        // helper that never looked (the early return above, found the list empty
+        // without the lock) held nothing and need not report.
+        b.queue.helper_done();
     }
     b.gate.read_done();
     marked

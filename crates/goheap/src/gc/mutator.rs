@@ -481,10 +481,11 @@ impl Drop for Mutator {
         h.mutators.unregister(&self.shared);
         h.mutators.exit(h, &self.shared);
         // A mark the mutators carry (fractional.rs) has one fewer to carry it: the
-        // collector takes over rather than wait for the others.
-        if h.markers.fractional_ppm() != 0 {
-            h.barrier.queue.want_help();
-        }
+        // collector takes over rather than wait for the others. Asked whether or not a
+        // mark runs (the call counts until the next mark ends): a mark about to start may
+        // have counted this mutator busy. Mutators leave rarely; the next mark then has
+        // workers, as before fractional marking.
+        h.barrier.queue.want_help();
     }
 }
 

@@ -182,9 +182,13 @@ impl<T: ?Sized> GcMutex<T> {
         T: Trace,
     {
         // The barrier of an exclusive hold (`exclusive.rs`), as `GcRefCell::try_borrow_mut`.
-        let got = exclusive::acquire(&self.shaded, &self.value, || {
-            lock_word::try_lock(&self.state)
-        });
+        // SAFETY: `try_lock` succeeds only with the lock, which excludes every other access
+        // to the value until it is unlocked.
+        let got = unsafe {
+            exclusive::acquire(&self.shaded, &self.value, || {
+                lock_word::try_lock(&self.state)
+            })
+        };
         // `then`, not `then_some`: a guard made eagerly would unlock on failure.
         got.then(|| GcMutexGuard {
             mutex: self,
@@ -314,11 +318,15 @@ impl<T: ?Sized + Trace> Drop for GcMutexGuard<'_, T> {
             return;
         }
         // Insertion half (module essay and `exclusive.rs`: why the unlock comes first).
-        exclusive::release(
-            &self.mutex.value,
-            || lock_word::unlock_to_marker_read(state),
-            || lock_word::marker_read_done(state),
-        );
+        // SAFETY: this guard holds the lock; `unlock_to_marker_read` turns it into one
+        // marker read, which excludes a new lock until `marker_read_done`.
+        unsafe {
+            exclusive::release(
+                &self.mutex.value,
+                || lock_word::unlock_to_marker_read(state),
+                || lock_word::marker_read_done(state),
+            )
+        };
     }
 }
 

@@ -26,7 +26,9 @@ pub(crate) struct CycleRecord {
     /// Mark workers of the cycle (dedicated, and any the collector started when the
     /// mutators carried the mark: `fractional.rs`).
     pub workers: usize,
-    /// The workers' time: their count times the time each was asked to mark.
+    /// The workers' time: their count times the time each was asked to mark. An estimate:
+    /// a worker the OS runs late may mark less of this cycle, or join the next one
+    /// (workqueue.rs), where it is not counted.
     pub worker_ns: u64,
     /// Share of its time each busy mutator was asked to mark, in millionths.
     pub fractional_ppm: u32,

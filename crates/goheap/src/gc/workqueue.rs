@@ -117,7 +117,9 @@ struct State<T> {
     /// Quiet ends the run (no outside producers).
     auto_finish: bool,
     /// Someone needs this run to end without the mutators' help ([`WorkQueue::want_help`]);
-    /// cleared by [`WorkQueue::reset`].
+    /// cleared when a run ends ([`WorkQueue::finish`]), not when one starts, so that a call
+    /// made between the last run's end and this one's start counts for this one (found by
+    /// review: a mutator leaving just before a mark start had its call wiped by the reset).
     help_wanted: bool,
     /// A worker was notified on `work_cv` for a buffer and has not looked at `bufs` yet:
     /// pushes do not notify another (module essay, "who is woken"). Set with the notify;
@@ -230,7 +232,6 @@ impl<T> WorkQueue<T> {
         g.workers = workers;
         g.done = false;
         g.auto_finish = auto_finish;
-        g.help_wanted = false;
         self.idle.store(0, Ordering::Relaxed);
         self.hungry.store(false, Ordering::Relaxed);
     }
@@ -476,7 +477,8 @@ impl<T> WorkQueue<T> {
         self.quiet_waiting.store(false, Ordering::Relaxed);
     }
 
-    /// Sleeps until the queue is quiet, [`Self::want_help`] is called in this run, or
+    /// Sleeps until the queue is quiet, [`Self::want_help`] has been called since the last
+    /// run ended, or
     /// `deadline` passes (module essay: a run without workers). A deadline is checked once
     /// per sleep, not polled: the caller waits once with it and then without. (Loom's
     /// timed wait never times out: its models pass `None`.)
@@ -520,6 +522,7 @@ impl<T> WorkQueue<T> {
     pub fn finish(&self) {
         let mut g = self.state.lock().unwrap();
         g.done = true;
+        g.help_wanted = false;
         g.bufs.clear();
         self.nbufs.store(0, Ordering::Relaxed);
         self.work_cv.notify_all();
