@@ -143,11 +143,10 @@ pub const PPM: u64 = 1_000_000;
 /// is Go's 25%, or what its workers would have had from the OS beside the busy mutators
 /// if that is more (on two cores, two mutators and one worker share the cores in thirds).
 ///
-/// Measured on binary-trees 21, two mutators on two cores against one worker beside them
-/// (2026-12-06, load 20 from other programs, two runs each): with a 25% share, 6.7 s against
-/// 5.6-5.9 s and 266-286 MiB against 229-235; with a third, 6.3-6.5 s and 256-258 MiB.
-/// Either way a tenth of the pauses reach 4 ms (p99.99: 256 us against 4 ms) and a third
-/// fewer reach 0.5 ms.
+/// Why not Go's 25% alone: on binary-trees 21, two mutators on two cores (2026-12-06, load
+/// 20 from other programs, two runs each), a 25% share took 6.7 s and 266-286 MiB, a third
+/// 6.3-6.5 s and 256-258 MiB, against 5.6-5.9 s and 229-235 MiB with one worker beside the
+/// mutators (design.md §11, Pauses, has the final comparison).
 pub fn mark_workers(procs: usize, busy: usize, forced: bool) -> MarkWorkers {
     let procs = procs.max(1);
     if forced {
