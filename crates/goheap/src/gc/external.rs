@@ -95,11 +95,27 @@ pub struct ExternalVec<T: 'static> {
 
 impl<T: 'static> ExternalVec<T> {
     /// An empty vector counted by `heap`.
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let v: ExternalVec<u16> = ExternalVec::new(&heap);
+    /// assert!(v.is_empty());
+    /// ```
     pub fn new(heap: &super::Heap) -> ExternalVec<T> {
         ExternalVec::from_vec(heap, Vec::new())
     }
 
     /// Takes `v` over; its capacity is counted from now on.
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let v = ExternalVec::from_vec(&heap, vec![0u64; 1000]);
+    /// assert!(v.counted_bytes() >= 8000);
+    /// ```
     pub fn from_vec(heap: &super::Heap, v: Vec<T>) -> ExternalVec<T> {
         let mut e = ExternalVec {
             v,
@@ -121,6 +137,15 @@ impl<T: 'static> ExternalVec<T> {
     }
 
     /// Appends `x` (a growth of the buffer is counted).
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let mut v = ExternalVec::new(&heap);
+    /// v.push('a');
+    /// assert_eq!(&*v, &['a']);
+    /// ```
     pub fn push(&mut self, x: T) {
         self.v.push(x);
         if self.v.capacity() * core::mem::size_of::<T>() != self.counted {
@@ -129,39 +154,102 @@ impl<T: 'static> ExternalVec<T> {
     }
 
     /// Reserves room for `n` more elements (counted).
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let mut v: ExternalVec<u8> = ExternalVec::new(&heap);
+    /// v.reserve(4096);
+    /// assert!(v.capacity() >= 4096 && v.counted_bytes() >= 4096);
+    /// ```
     pub fn reserve(&mut self, n: usize) {
         self.v.reserve(n);
         self.recount();
     }
 
     /// Appends every item of `it` (counted).
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let mut v = ExternalVec::new(&heap);
+    /// v.extend([1, 2, 3]);
+    /// assert_eq!(v.len(), 3);
+    /// ```
     pub fn extend<I: IntoIterator<Item = T>>(&mut self, it: I) {
         self.v.extend(it);
         self.recount();
     }
 
     /// Removes the last element.
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let mut v = ExternalVec::from_vec(&heap, vec![1, 2]);
+    /// assert_eq!(v.pop(), Some(2));
+    /// ```
     pub fn pop(&mut self) -> Option<T> {
         self.v.pop()
     }
 
     /// Shrinks the buffer to the length (counted).
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let mut v: ExternalVec<u8> = ExternalVec::new(&heap);
+    /// v.reserve(1 << 20);
+    /// v.push(1);
+    /// v.shrink_to_fit(); // the heap counts the smaller buffer now
+    /// assert!(v.counted_bytes() < 1 << 20);
+    /// ```
     pub fn shrink_to_fit(&mut self) {
         self.v.shrink_to_fit();
         self.recount();
     }
 
     /// Elements the buffer has room for.
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let v = ExternalVec::from_vec(&heap, Vec::<u32>::with_capacity(10));
+    /// assert!(v.capacity() >= 10);
+    /// ```
     pub fn capacity(&self) -> usize {
         self.v.capacity()
     }
 
     /// Bytes this vector counts toward its heap now.
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let v = ExternalVec::from_vec(&heap, Vec::<u64>::with_capacity(100));
+    /// assert_eq!(v.counted_bytes(), v.capacity() * 8);
+    /// ```
     pub fn counted_bytes(&self) -> usize {
         self.counted
     }
 
     /// Gives the vector back, no longer counted.
+    ///
+    /// ```
+    /// use goheap::gc::{ExternalVec, Heap};
+    ///
+    /// let heap = Heap::new();
+    /// let v = ExternalVec::from_vec(&heap, vec![3, 1, 2]);
+    /// let mut plain = v.into_vec(); // no longer counted
+    /// plain.sort();
+    /// assert_eq!(plain, [1, 2, 3]);
+    /// ```
     pub fn into_vec(mut self) -> Vec<T> {
         let v = core::mem::take(&mut self.v);
         self.recount();

@@ -83,6 +83,14 @@ impl Default for Config {
 impl Config {
     /// Defaults overridden by `GOHEAP_GOGC`, `GOHEAP_MEMLIMIT` and `GOHEAP_DEBUG`. Values that
     /// do not parse are reported on stderr and ignored (Go ignores them silently).
+    ///
+    /// ```
+    /// use goheap::gc::{Config, Heap};
+    ///
+    /// // GOHEAP_GOGC=off in the environment would turn proportional collection off here.
+    /// let heap = Heap::with_config(Config::from_env().with_procs(2));
+    /// heap.mutator().enter(|cx| assert_eq!(*cx.alloc(7u32), 7));
+    /// ```
     pub fn from_env() -> Config {
         let mut c = Config::default();
         if let Ok(v) = std::env::var("GOHEAP_GOGC") {
@@ -112,24 +120,54 @@ impl Config {
     }
 
     /// With GOGC `percent` ([`Config::gc_percent`]; negative: proportional collection off).
+    ///
+    /// ```
+    /// use goheap::gc::{Config, Heap};
+    ///
+    /// // Collect when the heap has grown by half the live data, not by all of it.
+    /// let heap = Heap::with_config(Config::default().with_gc_percent(50));
+    /// assert_eq!(heap.set_gc_percent(100), 50);
+    /// ```
     pub fn with_gc_percent(mut self, percent: i32) -> Config {
         self.gc_percent = percent;
         self
     }
 
     /// With a soft memory limit of `bytes` ([`Config::mem_limit`]; `i64::MAX` for none).
+    ///
+    /// ```
+    /// use goheap::gc::{Config, Heap};
+    ///
+    /// let heap = Heap::with_config(Config::default().with_mem_limit(256 << 20));
+    /// assert_eq!(heap.set_memory_limit(-1), 256 << 20); // negative: only reads it
+    /// ```
     pub fn with_mem_limit(mut self, bytes: i64) -> Config {
         self.mem_limit = bytes;
         self
     }
 
     /// With the `GOHEAP_DEBUG` settings `debug` ([`Config::debug`]).
+    ///
+    /// ```
+    /// use goheap::gc::{Config, DebugFlags, Heap};
+    ///
+    /// // Verify every mark with a second, single-threaded one (slow; for tests).
+    /// let heap = Heap::with_config(Config::default().with_debug(DebugFlags::default().with_gccheckmark(true)));
+    /// heap.collect();
+    /// ```
     pub fn with_debug(mut self, debug: DebugFlags) -> Config {
         self.debug = debug;
         self
     }
 
     /// With `procs` marking threads ([`Config::procs`]; at least 1).
+    ///
+    /// ```
+    /// use goheap::gc::{Config, Heap};
+    ///
+    /// let heap = Heap::with_config(Config::default().with_procs(1));
+    /// heap.collect(); // marked by one thread
+    /// ```
     pub fn with_procs(mut self, procs: usize) -> Config {
         self.procs = procs;
         self
@@ -403,11 +441,26 @@ impl core::fmt::Debug for Heap {
 
 impl Heap {
     /// A heap configured from the environment ([`Config::from_env`]).
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let n = heap.mutator().enter(|cx| *cx.alloc(41u64) + 1);
+    /// assert_eq!(n, 42);
+    /// ```
     pub fn new() -> Heap {
         Heap::with_config(Config::from_env())
     }
 
     /// A heap with explicit settings.
+    ///
+    /// ```
+    /// use goheap::gc::{Config, Heap};
+    ///
+    /// let heap = Heap::with_config(Config::default().with_gc_percent(200).with_procs(2));
+    /// heap.mutator().enter(|cx| assert_eq!(&*cx.alloc_str("hi"), "hi"));
+    /// ```
     pub fn with_config(c: Config) -> Heap {
         super::timeline::start();
         let cycle = Arc::new(CycleCtl::new());
@@ -457,6 +510,18 @@ impl Heap {
     /// # Panics
     /// When called inside a session of this heap on the same thread (the cycle would wait for
     /// that session to end: a deadlock), or from a destructor or cleanup.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// m.enter(|cx| {
+    ///     cx.alloc([0u64; 64]); // garbage once the session ends
+    /// });
+    /// heap.collect(); // outside every session of this heap
+    /// assert!(heap.stats().num_gc >= 1);
+    /// ```
     pub fn collect(&self) {
         assert!(
             !super::mutator::in_finalizer(),
@@ -474,6 +539,14 @@ impl Heap {
 
     /// Sets GOGC and returns the previous value (Go's `debug.SetGCPercent`). Negative turns
     /// proportional collection off.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let old = heap.set_gc_percent(-1); // collect only under the memory limit
+    /// assert_eq!(old, 100);
+    /// ```
     pub fn set_gc_percent(&self, p: i32) -> i32 {
         let old = self.inner.pacer.gc_percent.swap(p, Ordering::Relaxed);
         self.inner.update_goal();
@@ -482,6 +555,14 @@ impl Heap {
 
     /// Sets the soft memory limit in bytes and returns the previous one (Go's
     /// `debug.SetMemoryLimit`); a negative value only reads it.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.set_memory_limit(512 << 20);
+    /// assert_eq!(heap.set_memory_limit(-1), 512 << 20);
+    /// ```
     pub fn set_memory_limit(&self, limit: i64) -> i64 {
         if limit < 0 {
             return self.inner.pacer.mem_limit.load(Ordering::Relaxed);
@@ -496,6 +577,16 @@ impl Heap {
     /// [`Self::mark_external_deallocation`] takes it back, typically in the destructor that
     /// frees it. For programs whose global allocator is not `GoAlloc` (with it, every buffer
     /// counts already); see also [`ExternalVec`](super::ExternalVec), which does this itself.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// // An object of this heap owns a 64 MiB buffer from another allocator: count it.
+    /// heap.mark_external_allocation(64 << 20);
+    /// // ... and when the object's destructor frees the buffer:
+    /// heap.mark_external_deallocation(64 << 20);
+    /// ```
     pub fn mark_external_allocation(&self, bytes: usize) {
         self.inner.external.add(bytes);
         if self.inner.in_use_for_goal() >= self.inner.pacer.trigger() {
@@ -504,11 +595,31 @@ impl Heap {
     }
 
     /// Takes back `bytes` declared by [`Self::mark_external_allocation`].
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mark_external_allocation(1 << 20);
+    /// heap.mark_external_deallocation(1 << 20);
+    /// ```
     pub fn mark_external_deallocation(&self, bytes: usize) {
         self.inner.external.sub(bytes);
     }
 
     /// Statistics (Go's `runtime.ReadMemStats`).
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     cx.alloc([1u64; 8]);
+    /// });
+    /// heap.collect();
+    /// let s = heap.stats();
+    /// assert!(s.num_gc >= 1 && s.max_pause_ns < u64::MAX);
+    /// ```
     pub fn stats(&self) -> GcStats {
         stats::read(&self.inner)
     }
@@ -517,6 +628,18 @@ impl Heap {
     ///
     /// Returns at once when called from a destructor or cleanup (the sweep it would wait for
     /// may be the one running it).
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// heap.mutator().enter(|cx| {
+    ///     cx.alloc([0u8; 100]);
+    /// });
+    /// heap.collect();
+    /// heap.wait_sweep(); // the dead array's slot is free again
+    /// assert_eq!(heap.stats().heap_objects, 0);
+    /// ```
     pub fn wait_sweep(&self) {
         if super::mutator::in_finalizer() {
             return;
@@ -526,6 +649,15 @@ impl Heap {
 
     /// Runs every queued cleanup on the calling thread and returns how many ran (cleanups
     /// otherwise run on the heap's cleanup thread).
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// // No cleanup is registered, so none runs; a program with cleanups calls this to run them
+    /// // on its own thread instead of the heap's cleanup thread.
+    /// assert_eq!(heap.run_cleanups(), 0);
+    /// ```
     pub fn run_cleanups(&self) -> usize {
         self.inner.cleanups.run_all()
     }

@@ -397,6 +397,14 @@ pub struct Mutator {
 
 impl Heap {
     /// A mutator for the calling thread.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator(); // one per thread that uses the heap
+    /// m.enter(|cx| assert_eq!(*cx.alloc(1u8), 1));
+    /// ```
     pub fn mutator(&self) -> Mutator {
         let local = Local::new(self.inner.sweep.sweepgen.load(Ordering::Acquire));
         let t = std::thread::current();
@@ -433,6 +441,14 @@ impl Drop for SessionGuard<'_> {
 
 impl Mutator {
     /// The heap this mutator belongs to.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let m = heap.mutator();
+    /// m.heap().collect(); // the same heap, through its mutator
+    /// ```
     pub fn heap(&self) -> &Heap {
         &self.heap
     }
@@ -444,6 +460,17 @@ impl Mutator {
     ///
     /// # Panics
     /// If called from a destructor or cleanup run by the collector.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let kept = m.enter(|cx| cx.root(cx.alloc(String::from("kept"))));
+    /// // The root keeps the object alive between sessions.
+    /// heap.collect();
+    /// m.enter(|cx| assert_eq!(*cx.get(&kept), "kept"));
+    /// ```
     pub fn enter<R>(&mut self, f: impl for<'gc> FnOnce(&Session<'gc>) -> R) -> R {
         assert!(
             !in_finalizer(),
@@ -561,6 +588,22 @@ impl<'gc> Session<'gc> {
     ///
     /// `T: Send` because the destructor of a dead object runs on the collector's sweeper
     /// thread. Aborts via `handle_alloc_error` when memory runs out; see [`Self::try_alloc`].
+    ///
+    /// ```
+    /// use goheap::gc::{Gc, GcCell, Heap, Trace};
+    ///
+    /// #[derive(Trace)]
+    /// struct Node<'gc> {
+    ///     value: u32,
+    ///     next: GcCell<Option<Gc<'gc, Node<'gc>>>>,
+    /// }
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let tail = cx.alloc(Node { value: 2, next: GcCell::new(None) });
+    ///     let head = cx.alloc(Node { value: 1, next: GcCell::new(Some(tail)) });
+    ///     assert_eq!(head.next.get().unwrap().value, 2);
+    /// });
+    /// ```
     #[inline(always)]
     pub fn alloc<T: Trace + Send + 'gc>(&self, v: T) -> Gc<'gc, T> {
         match self.try_alloc(v) {
@@ -570,6 +613,17 @@ impl<'gc> Session<'gc> {
     }
 
     /// Allocates `v`, or gives it back when memory runs out.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     match cx.try_alloc([7u64; 16]) {
+    ///         Ok(a) => assert_eq!(a[15], 7),
+    ///         Err(value) => drop(value), // out of memory: the value comes back
+    ///     }
+    /// });
+    /// ```
     #[inline(always)]
     pub fn try_alloc<T: Trace + Send + 'gc>(&self, v: T) -> Result<Gc<'gc, T>, T> {
         let tiny = !T::NEEDS_TRACE && !core::mem::needs_drop::<T>();
@@ -594,6 +648,15 @@ impl<'gc> Session<'gc> {
     }
 
     /// Allocates a slice object holding the items of `it` (at most `it.len()` of them).
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let squares = cx.alloc_slice_from_iter((1..5u32).map(|i| i * i));
+    ///     assert_eq!(&*squares, &[1, 4, 9, 16]);
+    /// });
+    /// ```
     pub fn alloc_slice_from_iter<T, I>(&self, it: I) -> Gc<'gc, [T]>
     where
         T: Trace + Send + 'gc,
@@ -635,11 +698,29 @@ impl<'gc> Session<'gc> {
     }
 
     /// Allocates a copy of `s`.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc_slice(&[1.5f64, 2.5]);
+    ///     assert_eq!(s.len(), 2);
+    /// });
+    /// ```
     pub fn alloc_slice<T: Trace + Send + Copy + 'gc>(&self, s: &[T]) -> Gc<'gc, [T]> {
         self.alloc_slice_from_iter(s.iter().copied())
     }
 
     /// Allocates a copy of `s`.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// Heap::new().mutator().enter(|cx| {
+    ///     let s = cx.alloc_str("goheap");
+    ///     assert_eq!(s.len(), 6);
+    /// });
+    /// ```
     pub fn alloc_str(&self, s: &str) -> Gc<'gc, str> {
         let b = self.alloc_slice(s.as_bytes());
         // SAFETY: the bytes were copied from a `str`; `Gc<[u8]>` and `Gc<str>` share the
@@ -648,6 +729,17 @@ impl<'gc> Session<'gc> {
     }
 
     /// Keeps `g`'s object alive beyond this session.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let r = m.enter(|cx| cx.root(cx.alloc_slice(&[1u8, 2, 3])));
+    /// heap.collect();
+    /// m.enter(|cx| assert_eq!(&*cx.get(&r), &[1, 2, 3]));
+    /// drop(r); // the object may now be collected
+    /// ```
     pub fn root<T>(&self, g: Gc<'gc, T>) -> Root<T::Branded>
     where
         T: ?Sized + GcPointee + Rebrand<'static> + 'gc,
@@ -660,6 +752,16 @@ impl<'gc> Session<'gc> {
     ///
     /// # Panics
     /// If the root belongs to another heap.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let r = m.enter(|cx| cx.root(cx.alloc(5i64)));
+    /// let doubled = m.enter(|cx| *cx.get(&r) * 2);
+    /// assert_eq!(doubled, 10);
+    /// ```
     pub fn get<R>(&self, r: &Root<R>) -> Gc<'gc, R::Branded>
     where
         R: ?Sized + GcPointee + Rebrand<'gc>,
