@@ -282,11 +282,21 @@ const GC: &[Description] = &[
 ];
 
 /// Every metric [`read`] knows.
+///
+/// ```
+/// for d in goheap::metrics::all() {
+///     assert!(d.name.starts_with('/') && d.name.contains(':'));
+/// }
+/// ```
 pub fn all() -> &'static [Description] {
     HEAP
 }
 
 /// Every metric [`read_gc`] knows.
+///
+/// ```
+/// assert!(goheap::metrics::all_gc().iter().any(|d| d.name == "/gc/heap/goal:bytes"));
+/// ```
 #[cfg(feature = "gc")]
 pub fn all_gc() -> &'static [Description] {
     GC
@@ -307,6 +317,14 @@ fn by_size(count: impl Fn(usize) -> u64) -> Histogram {
 }
 
 /// Reads the explicit-free heap's metrics (see the module essay) into `samples`.
+///
+/// ```
+/// use goheap::metrics::{read, Sample, Value};
+///
+/// let mut s = [Sample::new("/goheap/process/rss:bytes")];
+/// read(&mut s);
+/// assert!(matches!(s[0].value, Value::Uint64(b) if b > 0));
+/// ```
 pub fn read(samples: &mut [Sample]) {
     let s = crate::stats::read();
     for sample in samples.iter_mut() {
@@ -340,6 +358,15 @@ pub fn read(samples: &mut [Sample]) {
 }
 
 /// Reads the metrics of the GC heap `heap` (see the module essay) into `samples`.
+///
+/// ```
+/// use goheap::metrics::{read_gc, Sample, Value};
+///
+/// let heap = goheap::gc::Heap::new();
+/// let mut s = [Sample::new("/gc/heap/goal:bytes")];
+/// read_gc(&heap, &mut s);
+/// assert!(matches!(s[0].value, Value::Uint64(g) if g > 0));
+/// ```
 #[cfg(feature = "gc")]
 pub fn read_gc(heap: &Heap, samples: &mut [Sample]) {
     let s = heap.stats();

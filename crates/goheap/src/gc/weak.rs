@@ -215,6 +215,21 @@ fn hold_in_session(h: &HeapInner, read: impl Fn() -> usize) -> usize {
 
 impl<'gc> Session<'gc> {
     /// A weak pointer to `g`'s object.
+    ///
+    /// ```
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let mut m = heap.mutator();
+    /// let w = m.enter(|cx| {
+    ///     let g = cx.alloc(3u32);
+    ///     let w = cx.downgrade(g);
+    ///     assert_eq!(w.upgrade(cx).map(|g| *g), Some(3)); // alive while `g` is in use
+    ///     cx.root(cx.alloc(w))
+    /// });
+    /// heap.collect(); // nothing else holds the u32
+    /// m.enter(|cx| assert!(cx.get(&w).upgrade(cx).is_none()));
+    /// ```
     pub fn downgrade<T: ?Sized + GcPointee + 'gc>(&self, g: Gc<'gc, T>) -> Weak<'gc, T> {
         let target = Gc::addr(g);
         let h = self.heap_inner();
@@ -250,6 +265,22 @@ impl<'gc> Session<'gc> {
 
     /// Runs `f` once, on the heap's cleanup thread, after `g`'s object has become unreachable
     /// (Go's `runtime.AddCleanup`). `f` cannot hold the object: it is `'static`.
+    ///
+    /// ```
+    /// use std::sync::mpsc;
+    /// use goheap::gc::Heap;
+    ///
+    /// let heap = Heap::new();
+    /// let (tx, rx) = mpsc::channel();
+    /// heap.mutator().enter(|cx| {
+    ///     let file = cx.alloc(String::from("handle 7"));
+    ///     // The cleanup gets what it needs by value, never the object itself.
+    ///     cx.add_cleanup(file, move || tx.send("closed handle 7").unwrap());
+    /// });
+    /// heap.collect(); // the string is unreachable: its cleanup is queued
+    /// heap.run_cleanups(); // here, or on the heap's cleanup thread if it took it first
+    /// assert_eq!(rx.recv().unwrap(), "closed handle 7");
+    /// ```
     pub fn add_cleanup<T: ?Sized + GcPointee + 'gc>(
         &self,
         g: Gc<'gc, T>,
