@@ -1008,13 +1008,14 @@ fn help(b: &Barrier, budget: HelpBudget) -> usize {
         return 0;
     }
     let mut marked = 0;
-    if b.phase.load(Ordering::SeqCst) == MARK && !b.queue.has_buffers() {
+    let marking = b.phase.load(Ordering::SeqCst) == MARK;
+    if marking && !b.queue.has_buffers() {
         // Nothing to take (most assists near a mark's end): no tracer to set up, and no
         // report of quiet (with no worker the queue is quiet whenever it is empty, and
         // each such assist woke the collector: 21,000 wake-up calls in one run of
         // binary-trees 20 with two mutators).
         b.queue.want();
-    } else if b.phase.load(Ordering::SeqCst) == MARK {
+    } else if marking {
         let mut t = Tracer::with_mode(Mode::Mark);
         t.cur.todo = Vec::with_capacity(MAX_OBJECTS);
         t.far = Vec::with_capacity(FAR_BATCH);
